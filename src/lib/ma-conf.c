@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ma-conf.c - the configuration table and its parser.
+ *
+ * Like Postfix's main.cf tables, each option appears once below with its
+ * type, default and bounds; defaults go through the same parser as the
+ * file, so a bad default is caught by the unit tests.  The parser is a
+ * pure function from text to struct (plus an error) and is fuzzed.
+ */
+
+#include "ma-conf.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type {
+	OPT_STR,
+	OPT_PATH,
+	OPT_UINT,
+	OPT_MODE,
+	OPT_BOOL,
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	const char *def;
+	size_t offset;
+	uint64_t min, max;
+};
+
+#define O(f) offsetof(struct ma_conf, f)
+
+static const struct opt opts[] = {
+	{"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path),
+	    0, 0},
+	{"socket_path", OPT_PATH, "/run/mailaudit/ingest.sock",
+	    O(socket_path), 0, 0},
+	{"control_socket_path", OPT_PATH, "/run/mailaudit/control.sock",
+	    O(control_socket_path), 0, 0},
+	{"spool_dir", OPT_PATH, "/var/spool/mailaudit", O(spool_dir), 0, 0},
+	{"policy_snapshot_path", OPT_PATH,
+	    "/var/lib/mailaudit/policy.snapshot", O(policy_snapshot_path), 0,
+	    0},
+	{"user", OPT_STR, "", O(user), 0, 0},
+	{"organization_name", OPT_STR, "", O(organization_name), 0, 0},
+	{"organization_id", OPT_STR, "", O(organization_id), 0, 0},
+	{"server_name", OPT_STR, "", O(server_name), 0, 0},
+	{"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777},
+	{"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1,
+	    1000000},
+	{"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900},
+	{"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0,
+	    36500},
+	{"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1,
+	    604800},
+	{"spool_scan_interval_ms", OPT_UINT, "1000",
+	    O(spool_scan_interval_ms), 10, 3600000},
+	{"max_connections", OPT_UINT, "4096", O(max_connections), 1, 65536},
+	{"cache_size_kib", OPT_UINT, "16384", O(cache_size_kib), 256,
+	    4194304},
+	{"record_subjects", OPT_BOOL, "yes", O(record_subjects), 0, 0},
+	{"sync_full", OPT_BOOL, "yes", O(sync_full), 0, 0},
+};
+#define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
+
+static int
+set_value(struct ma_conf *conf, const struct opt *o, const char *value,
+    struct ma_error *err)
+{
+	void *field = (char *)conf + o->offset;
+	uint64_t v;
+	char *end;
+
+	switch (o->type) {
+	case OPT_PATH:
+		if (value[0] != '/')
+			return ma_error_set(err, "not an absolute path");
+		/* fall through */
+	case OPT_STR:
+		free(*(char **)field);
+		*(char **)field = ma_xstrdup(value);
+		return 0;
+	case OPT_UINT:
+		if (ma_parse_u64(value, UINT64_MAX, &v) < 0 || v < o->min ||
+		    v > o->max)
+			return ma_error_set(err,
+			    "'%.64s' is not a number from %llu to %llu",
+			    value, (unsigned long long)o->min,
+			    (unsigned long long)o->max);
+		*(uint64_t *)field = v;
+		return 0;
+	case OPT_MODE:
+		errno = 0;
+		v = strtoull(value, &end, 8);
+		if (value[0] != '0' || errno != 0 || *end != '\0' ||
+		    v > o->max)
+			return ma_error_set(err,
+			    "'%.64s' is not an octal mode like 0660", value);
+		*(uint64_t *)field = v;
+		return 0;
+	case OPT_BOOL:
+		if (strcmp(value, "yes") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0)
+			*(bool *)field = false;
+		else
+			return ma_error_set(err, "'%.64s' is not yes or no",
+			    value);
+		return 0;
+	}
+	return ma_error_set(err, "bad option type");
+}
+
+static void
+set_defaults(struct ma_conf *conf)
+{
+	memset(conf, 0, sizeof(*conf));
+	for (size_t i = 0; i < OPT_COUNT; i++)
+		MA_ASSERT(set_value(conf, &opts[i], opts[i].def, NULL) == 0);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* parse_line - one non-comment line; seen[] catches duplicates */
+static int
+parse_line(struct ma_conf *conf, char *line, bool *seen, struct ma_error *err)
+{
+	char *eq = strchr(line, '='), *key, *value;
+
+	if (eq == NULL)
+		return ma_error_set(err, "expected 'name = value'");
+	*eq = '\0';
+	key = trim(line);
+	value = trim(eq + 1);
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		if (strcmp(key, opts[i].name) != 0)
+			continue;
+		if (seen[i])
+			return ma_error_set(err, "%s: set twice", key);
+		seen[i] = true;
+		if (set_value(conf, &opts[i], value, err) < 0) {
+			char why[sizeof(err->msg)];
+
+			memcpy(why, err->msg, sizeof(why));
+			return ma_error_set(err, "%s: %s", key, why);
+		}
+		return 0;
+	}
+	return ma_error_set(err, "unknown key '%.64s'", key);
+}
+
+int
+ma_conf_parse(struct ma_conf *conf, const char *name, const char *text,
+    struct ma_error *err)
+{
+	bool seen[OPT_COUNT] = {false};
+	const char *p = text;
+	unsigned int lineno = 0;
+	struct ma_error lerr = {0};
+
+	set_defaults(conf);
+	while (*p != '\0') {
+		size_t len = strcspn(p, "\n");
+		char *line = ma_xstrndup(p, len), *s;
+		int ret = 0;
+
+		lineno++;
+		s = trim(line);
+		if (*s != '\0' && *s != '#')
+			ret = parse_line(conf, s, seen, &lerr);
+		free(line);
+		if (ret < 0) {
+			ma_conf_free(conf);
+			set_defaults(conf);
+			return ma_error_set(err, "%s:%u: %s", name, lineno,
+			    lerr.msg);
+		}
+		p += len;
+		if (*p == '\n')
+			p++;
+	}
+	return 0;
+}
+
+int
+ma_conf_load(struct ma_conf *conf, const char *path, struct ma_error *err)
+{
+	struct ma_buf text;
+	char chunk[4096];
+	FILE *fp;
+	size_t n;
+	int ret;
+
+	if (path == NULL) {
+		set_defaults(conf);
+		return 0;
+	}
+	fp = fopen(path, "re");
+	if (fp == NULL) {
+		set_defaults(conf);
+		return ma_error_set(err, "%s: %s", path, strerror(errno));
+	}
+	ma_buf_init(&text, 1024 * 1024);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		if (ma_buf_append(&text, chunk, n) < 0) {
+			fclose(fp);
+			ma_buf_deinit(&text);
+			set_defaults(conf);
+			return ma_error_set(err, "%s: larger than 1 MiB", path);
+		}
+	}
+	fclose(fp);
+	if (text.data != NULL && memchr(text.data, '\0', text.len) != NULL) {
+		const char *nul = memchr(text.data, '\0', text.len);
+		unsigned int line = 1;
+
+		for (const char *c = text.data; c < nul; c++)
+			line += *c == '\n';
+		ma_buf_deinit(&text);
+		set_defaults(conf);
+		return ma_error_set(err, "%s:%u: NUL byte", path, line);
+	}
+	ret = ma_conf_parse(conf, path, text.data != NULL ? text.data : "",
+	    err);
+	ma_buf_deinit(&text);
+	return ret;
+}
+
+void
+ma_conf_free(struct ma_conf *conf)
+{
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		if (opts[i].type == OPT_STR || opts[i].type == OPT_PATH) {
+			char **f = (char **)((char *)conf + opts[i].offset);
+
+			free(*f);
+			*f = NULL;
+		}
+	}
+}
+
+static void
+format_value(const struct ma_conf *conf, const struct opt *o, char *out,
+    size_t size)
+{
+	const void *field = (const char *)conf + o->offset;
+
+	switch (o->type) {
+	case OPT_STR:
+	case OPT_PATH:
+		snprintf(out, size, "%s", *(char *const *)field);
+		break;
+	case OPT_UINT:
+		snprintf(out, size, "%llu",
+		    (unsigned long long)*(const uint64_t *)field);
+		break;
+	case OPT_MODE:
+		snprintf(out, size, "0%03llo",
+		    (unsigned long long)*(const uint64_t *)field);
+		break;
+	case OPT_BOOL:
+		snprintf(out, size, "%s", *(const bool *)field ? "yes" : "no");
+		break;
+	}
+}
+
+void
+ma_conf_print(const struct ma_conf *conf, FILE *fp, bool non_default)
+{
+	struct ma_conf def;
+	char v[4096], d[4096];
+
+	set_defaults(&def);
+	for (size_t i = 0; i < OPT_COUNT; i++) {
+		format_value(conf, &opts[i], v, sizeof(v));
+		format_value(&def, &opts[i], d, sizeof(d));
+		if (!non_default || strcmp(v, d) != 0)
+			fprintf(fp, "%s = %s\n", opts[i].name, v);
+	}
+	ma_conf_free(&def);
+}

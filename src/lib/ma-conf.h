@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef MA_CONF_H
+#define MA_CONF_H
+
+/*
+ * mailaudit.conf: one "name = value" per line, '#' comments.  Every option
+ * is declared once, in a typed table with its default and bounds
+ * (ma-conf.c); unknown and duplicate keys and bad values are errors that
+ * name the file, the line and the key.  See mailaudit.conf(5).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "ma-util.h"
+
+#define MA_CONF_DEFAULT_PATH "/etc/mailaudit/mailaudit.conf"
+
+struct ma_conf {
+	char *store_path;
+	char *socket_path;
+	char *control_socket_path;
+	char *spool_dir;
+	char *policy_snapshot_path;
+	char *user;
+	char *organization_name;
+	char *organization_id;
+	char *server_name;
+	uint64_t socket_mode;
+	uint64_t batch_max_records;
+	uint64_t batch_max_delay_ms;
+	uint64_t retention_min_days;
+	uint64_t purge_interval_s;
+	uint64_t spool_scan_interval_ms;
+	uint64_t max_connections;
+	uint64_t cache_size_kib;
+	bool record_subjects;
+	bool sync_full;
+};
+
+/*
+ * ma_conf_load - defaults, then path (NULL: defaults only).  On error
+ * returns -1 with "file:line: key: reason" in err; conf then holds
+ * defaults and must still be freed.
+ */
+int ma_conf_load(struct ma_conf *conf, const char *path, struct ma_error *err);
+/* ma_conf_parse - the same from a string (name is used in messages). */
+int ma_conf_parse(struct ma_conf *conf, const char *name, const char *text,
+    struct ma_error *err);
+void ma_conf_free(struct ma_conf *conf);
+/* Print "name = value" for every option (non_default: only changed ones). */
+void ma_conf_print(const struct ma_conf *conf, FILE *fp, bool non_default);
+
+#endif

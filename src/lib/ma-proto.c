@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ma-proto.c - encode and decode wire frames (see ma-proto.h and
+ * docs/PROTOCOL.md).
+ *
+ * The decoder is the daemon's first contact with bytes from any local
+ * process, so it is strict: every line must be key=value, every key known,
+ * every escape well-formed, every number in range; invalid UTF-8 in a
+ * value is repaired (U+FFFD) so the store and every exporter only ever see
+ * valid UTF-8.  It never reads past the frame it is given.
+ */
+
+#include "ma-proto.h"
+
+#include <string.h>
+
+static const char hexdig[] = "0123456789ABCDEF";
+
+int
+ma_proto_escape(struct ma_buf *out, const char *value, size_t len)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		char esc[3];
+
+		if (c >= 0x20 && c != 0x7f && c != '%')
+			continue;
+		if (ma_buf_append(out, value + start, i - start) < 0)
+			return -1;
+		esc[0] = '%';
+		esc[1] = hexdig[c >> 4];
+		esc[2] = hexdig[c & 15];
+		if (ma_buf_append(out, esc, 3) < 0)
+			return -1;
+		start = i + 1;
+	}
+	return ma_buf_append(out, value + start, len - start);
+}
+
+int
+ma_proto_put(struct ma_buf *out, const char *key, const char *value)
+{
+	if (value == NULL)
+		return 0;
+	if (ma_buf_puts(out, key) < 0 || ma_buf_putc(out, '=') < 0 ||
+	    ma_proto_escape(out, value, strlen(value)) < 0)
+		return -1;
+	return ma_buf_putc(out, '\n');
+}
+
+int
+ma_proto_end(struct ma_buf *out)
+{
+	return ma_buf_putc(out, '\n');
+}
+
+static int
+put_u64(struct ma_buf *out, const char *key, uint64_t v)
+{
+	return ma_buf_printf(out, "%s=%llu\n", key, (unsigned long long)v);
+}
+
+/* put_field - escaped value or nothing (NULL), then a TAB if more follow */
+static int
+put_field(struct ma_buf *out, const char *value, bool tab)
+{
+	if (value != NULL && ma_proto_escape(out, value, strlen(value)) < 0)
+		return -1;
+	return tab ? ma_buf_putc(out, '\t') : 0;
+}
+
+int
+ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
+{
+	for (uint32_t i = 0; i < rec->item_count; i++) {
+		const struct ma_item *it = &rec->items[i];
+
+		if (ma_buf_printf(out, "item=%u\t", it->uid) < 0 ||
+		    put_field(out, it->message_id, true) < 0 ||
+		    put_field(out, it->subject, true) < 0 ||
+		    ma_buf_printf(out, "%llu\n",
+			(unsigned long long)it->size) < 0)
+			return -1;
+	}
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+
+		if (ma_buf_puts(out, "prop=") < 0 ||
+		    put_field(out, p->name, true) < 0 ||
+		    put_field(out, p->old_value, true) < 0 ||
+		    put_field(out, p->new_value, false) < 0 ||
+		    ma_buf_putc(out, '\n') < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
+{
+	size_t start = out->len;
+	char id[37];
+
+	ma_uuid_fmt(rec->id, id);
+	if (put_u64(out, "v", MA_PROTO_VERSION) < 0 ||
+	    ma_proto_put(out, "id", id) < 0 ||
+	    ma_buf_printf(out, "t=%lld\n", (long long)rec->time_ms) < 0 ||
+	    ma_proto_put(out, "op", rec->operation) < 0 ||
+	    ma_proto_put(out, "res", ma_result_name(rec->result)) < 0 ||
+	    ma_proto_put(out, "logon", ma_logon_name(rec->logon_type)) < 0 ||
+	    ma_proto_put(out, "user", rec->user) < 0 ||
+	    ma_proto_put(out, "mbox", rec->mailbox) < 0 ||
+	    ma_proto_put(out, "folder", rec->folder) < 0 ||
+	    ma_proto_put(out, "dfolder", rec->dest_folder) < 0 ||
+	    ma_proto_put(out, "dmbox", rec->dest_mailbox) < 0 ||
+	    ma_proto_put(out, "sess", rec->session) < 0 ||
+	    ma_proto_put(out, "ip", rec->client_ip) < 0 ||
+	    ma_proto_put(out, "client", rec->client_info) < 0 ||
+	    ma_proto_put(out, "proto", rec->protocol) < 0 ||
+	    ma_proto_put(out, "server", rec->server) < 0 ||
+	    (rec->count != 0 && put_u64(out, "count", rec->count) < 0) ||
+	    ma_proto_encode_detail(rec, out) < 0 || ma_proto_end(out) < 0 ||
+	    out->len - start > MA_PROTO_MAX_FRAME) {
+		/* Leave the buffer as it was: the caller splits and retries. */
+		out->len = start;
+		if (out->data != NULL)
+			out->data[start] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+long
+ma_proto_frame_len(const char *data, size_t len)
+{
+	size_t limit = len < MA_PROTO_MAX_FRAME ? len : MA_PROTO_MAX_FRAME;
+	const char *p;
+
+	/* An empty line at the very start is an empty frame. */
+	if (limit >= 1 && data[0] == '\n')
+		return 1;
+	p = data;
+	while ((size_t)(p - data) + 1 < limit) {
+		const char *nl = memchr(p, '\n', limit - (size_t)(p - data) - 1);
+
+		if (nl == NULL)
+			break;
+		if (nl[1] == '\n')
+			return (long)(nl - data) + 2;
+		p = nl + 1;
+	}
+	return len >= MA_PROTO_MAX_FRAME ? -1 : 0;
+}
+
+/* Decoding. */
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * unescape - decode s[0..len) into a NUL-terminated arena string.  Fails
+ * on a malformed escape and on raw control bytes (a sensor must escape
+ * them).  Invalid UTF-8 is repaired.
+ */
+static int
+unescape(struct ma_arena *arena, const char *s, size_t len, const char **r,
+    struct ma_error *err)
+{
+	char *out = ma_arena_alloc(arena, len + 1);
+	size_t o = 0;
+	struct ma_buf fix;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int hi, lo;
+
+		if (c < 0x20 || c == 0x7f)
+			return ma_error_set(err, "unescaped control byte 0x%02x",
+			    c);
+		if (c != '%') {
+			out[o++] = (char)c;
+			continue;
+		}
+		if (i + 2 >= len)
+			return ma_error_set(err, "truncated %% escape");
+		hi = hexval(s[i + 1]);
+		lo = hexval(s[i + 2]);
+		if (hi < 0 || lo < 0)
+			return ma_error_set(err, "bad %% escape");
+		out[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	out[o] = '\0';
+	if (ma_utf8_valid(out, o)) {
+		*r = out;
+		return 0;
+	}
+	ma_buf_init(&fix, o * 3 + 1);
+	if (ma_utf8_repair(out, o, &fix) < 0) {
+		ma_buf_deinit(&fix);
+		return ma_error_set(err, "cannot repair UTF-8");
+	}
+	*r = ma_arena_strndup(arena, fix.data, fix.len);
+	ma_buf_deinit(&fix);
+	return 0;
+}
+
+/* split_tab - split value at TABs into at most n fields (NULL if empty). */
+static int
+split_fields(struct ma_arena *arena, const char *s, size_t len,
+    const char **fields, unsigned int n, struct ma_error *err)
+{
+	unsigned int f = 0;
+	size_t start = 0;
+
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '\t')
+			continue;
+		if (f == n)
+			return ma_error_set(err, "too many fields");
+		if (i == start)
+			fields[f] = NULL;
+		else if (unescape(arena, s + start, i - start, &fields[f],
+			     err) < 0)
+			return -1;
+		f++;
+		start = i + 1;
+	}
+	if (f != n)
+		return ma_error_set(err, "expected %u fields, got %u", n, f);
+	return 0;
+}
+
+static int
+decode_item(struct ma_record *rec, const char *v, size_t len,
+    struct ma_error *err)
+{
+	const char *f[4];
+	uint64_t uid = 0, size = 0;
+
+	if (split_fields(&rec->arena, v, len, f, 4, err) < 0)
+		return -1;
+	if ((f[0] != NULL && ma_parse_u64(f[0], UINT32_MAX, &uid) < 0) ||
+	    (f[3] != NULL && ma_parse_u64(f[3], UINT64_MAX, &size) < 0))
+		return ma_error_set(err, "bad number in item");
+	if (rec->item_count >= MA_RECORD_MAX_ITEMS)
+		return ma_error_set(err, "more than %d items",
+		    MA_RECORD_MAX_ITEMS);
+	return ma_record_add_item(rec, (uint32_t)uid, f[1], f[2], size);
+}
+
+static int
+decode_prop(struct ma_record *rec, const char *v, size_t len,
+    struct ma_error *err)
+{
+	const char *f[3];
+
+	if (split_fields(&rec->arena, v, len, f, 3, err) < 0)
+		return -1;
+	if (f[0] == NULL)
+		return ma_error_set(err, "property without a name");
+	if (rec->prop_count >= MA_RECORD_MAX_PROPS)
+		return ma_error_set(err, "more than %d properties",
+		    MA_RECORD_MAX_PROPS);
+	return ma_record_add_prop(rec, f[0], f[1], f[2]);
+}
+
+/* string_field - map a key to the record's string field, or NULL */
+static const char **
+string_field(struct ma_record *rec, const char *key, size_t klen)
+{
+	const struct {
+		const char *key;
+		const char **field;
+	} map[] = {
+		{"op", &rec->operation},
+		{"user", &rec->user},
+		{"mbox", &rec->mailbox},
+		{"folder", &rec->folder},
+		{"dfolder", &rec->dest_folder},
+		{"dmbox", &rec->dest_mailbox},
+		{"sess", &rec->session},
+		{"ip", &rec->client_ip},
+		{"client", &rec->client_info},
+		{"proto", &rec->protocol},
+		{"server", &rec->server},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (strlen(map[i].key) == klen &&
+		    memcmp(map[i].key, key, klen) == 0)
+			return map[i].field;
+	}
+	return NULL;
+}
+
+static bool
+key_is(const char *key, size_t klen, const char *name)
+{
+	return strlen(name) == klen && memcmp(key, name, klen) == 0;
+}
+
+static int
+decode_scalar(struct ma_record *rec, const char *key, size_t klen,
+    const char *val, struct ma_error *err)
+{
+	uint64_t u;
+
+	if (key_is(key, klen, "v")) {
+		if (ma_parse_u64(val, 1000, &u) < 0 || u != MA_PROTO_VERSION)
+			return ma_error_set(err, "unsupported version");
+	} else if (key_is(key, klen, "id")) {
+		if (ma_uuid_parse(val, rec->id) < 0)
+			return ma_error_set(err, "bad id");
+	} else if (key_is(key, klen, "t")) {
+		if (ma_parse_i64(val, &rec->time_ms) < 0)
+			return ma_error_set(err, "bad time");
+	} else if (key_is(key, klen, "res")) {
+		if (ma_result_lookup(val, &rec->result) != 1)
+			return ma_error_set(err, "bad result");
+	} else if (key_is(key, klen, "logon")) {
+		if (ma_logon_lookup(val, &rec->logon_type) != 1)
+			return ma_error_set(err, "bad logon type");
+	} else if (key_is(key, klen, "count")) {
+		if (ma_parse_u64(val, UINT32_MAX, &u) < 0)
+			return ma_error_set(err, "bad count");
+		rec->count = (uint32_t)u;
+	} else {
+		return ma_error_set(err, "unknown key");
+	}
+	return 0;
+}
+
+static int
+decode_line(struct ma_record *rec, const char *line, size_t len,
+    struct ma_error *err)
+{
+	const char *eq = memchr(line, '=', len), *val;
+	const char **field;
+	size_t klen, vlen;
+
+	if (eq == NULL)
+		return ma_error_set(err, "line without '='");
+	klen = (size_t)(eq - line);
+	vlen = len - klen - 1;
+	if (key_is(line, klen, "item"))
+		return decode_item(rec, eq + 1, vlen, err);
+	if (key_is(line, klen, "prop"))
+		return decode_prop(rec, eq + 1, vlen, err);
+	if (unescape(&rec->arena, eq + 1, vlen, &val, err) < 0)
+		return -1;
+	field = string_field(rec, line, klen);
+	if (field == NULL)
+		return decode_scalar(rec, line, klen, val, err);
+	if (*field != NULL)
+		return ma_error_set(err, "duplicate key");
+	*field = val[0] == '\0' ? NULL : val;
+	return 0;
+}
+
+/* line_error - prefix err with the line number and a sanitised excerpt */
+static int
+line_error(struct ma_error *err, unsigned int lineno, const char *line,
+    size_t len)
+{
+	char why[sizeof(err->msg)], excerpt[48];
+
+	if (err == NULL)
+		return -1;
+	memcpy(why, err->msg, sizeof(why));
+	ma_sanitize(line, len, excerpt, sizeof(excerpt));
+	return ma_error_set(err, "line %u (%s): %s", lineno, excerpt, why);
+}
+
+int
+ma_proto_decode_record(const char *frame, size_t len, struct ma_record *rec,
+    struct ma_error *err)
+{
+	const char *p = frame, *end = frame + len, *nl;
+	unsigned int lineno = 0;
+
+	if (len > MA_PROTO_MAX_FRAME)
+		return ma_error_set(err, "frame too large");
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			return ma_error_set(err, "frame not terminated");
+		lineno++;
+		if (nl == p)
+			break; /* the empty line ends the frame */
+		if (lineno > MA_PROTO_MAX_LINES)
+			return ma_error_set(err, "too many lines");
+		if (decode_line(rec, p, (size_t)(nl - p), err) < 0)
+			return line_error(err, lineno, p, (size_t)(nl - p));
+		p = nl + 1;
+	}
+	return ma_record_validate(rec, err);
+}
+
+int
+ma_proto_decode_detail(struct ma_record *rec, const char *text, size_t len,
+    struct ma_error *err)
+{
+	const char *p = text, *end = text + len, *nl;
+
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if (nl - p > 5 && memcmp(p, "item=", 5) == 0) {
+			if (decode_item(rec, p + 5, (size_t)(nl - p - 5), err) < 0)
+				return -1;
+		} else if (nl - p > 5 && memcmp(p, "prop=", 5) == 0) {
+			if (decode_prop(rec, p + 5, (size_t)(nl - p - 5), err) < 0)
+				return -1;
+		} else if (nl != p) {
+			return ma_error_set(err, "bad detail line");
+		}
+		p = nl + 1;
+	}
+	return 0;
+}
+
+/* Generic key/value frames. */
+
+void
+ma_kvframe_init(struct ma_kvframe *f)
+{
+	memset(f, 0, sizeof(*f));
+	ma_arena_init(&f->arena);
+}
+
+void
+ma_kvframe_deinit(struct ma_kvframe *f)
+{
+	ma_arena_deinit(&f->arena);
+	memset(f, 0, sizeof(*f));
+}
+
+void
+ma_kvframe_reset(struct ma_kvframe *f)
+{
+	ma_arena_reset(&f->arena);
+	f->kv = NULL;
+	f->count = f->cap = 0;
+}
+
+static int
+kv_add(struct ma_kvframe *f, const char *line, size_t len,
+    struct ma_error *err)
+{
+	const char *eq = memchr(line, '=', len);
+	struct ma_kv *kv;
+
+	if (eq == NULL || eq == line)
+		return ma_error_set(err, "line without key=");
+	if (f->count == f->cap) {
+		unsigned int ncap = f->cap == 0 ? 8 : f->cap * 2;
+		struct ma_kv *n = ma_arena_alloc(&f->arena, ncap * sizeof(*n));
+
+		if (f->count > 0)
+			memcpy(n, f->kv, f->count * sizeof(*n));
+		f->kv = n;
+		f->cap = ncap;
+	}
+	kv = &f->kv[f->count];
+	kv->key = ma_arena_strndup(&f->arena, line, (size_t)(eq - line));
+	if (unescape(&f->arena, eq + 1, len - (size_t)(eq - line) - 1,
+		&kv->value, err) < 0)
+		return -1;
+	f->count++;
+	return 0;
+}
+
+int
+ma_kvframe_decode(struct ma_kvframe *f, const char *frame, size_t len,
+    struct ma_error *err)
+{
+	const char *p = frame, *end = frame + len, *nl;
+	unsigned int lineno = 0;
+
+	if (len > MA_PROTO_MAX_FRAME)
+		return ma_error_set(err, "frame too large");
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			return ma_error_set(err, "frame not terminated");
+		if (nl == p)
+			return 0;
+		if (++lineno > MA_PROTO_MAX_LINES)
+			return ma_error_set(err, "too many lines");
+		if (kv_add(f, p, (size_t)(nl - p), err) < 0)
+			return line_error(err, lineno, p, (size_t)(nl - p));
+		p = nl + 1;
+	}
+	return ma_error_set(err, "frame not terminated");
+}
+
+const char *
+ma_kvframe_get(const struct ma_kvframe *f, const char *key)
+{
+	for (unsigned int i = 0; i < f->count; i++) {
+		if (strcmp(f->kv[i].key, key) == 0)
+			return f->kv[i].value;
+	}
+	return NULL;
+}

@@ -1,0 +1,851 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ma-store.c - the SQLite audit store.
+ *
+ * Workload: one writer (mailauditd) inserting records in batches of up to
+ * tens of thousands per transaction, and occasional readers searching by
+ * mailbox, user, operation and time.  Records are append-only apart from
+ * retention purges.  Every statement is prepared with bound parameters;
+ * search SQL is assembled only from fixed fragments, never from values.
+ *
+ * Items and properties are kept in one "detail" column in the wire
+ * encoding (item=/prop= lines): compact, lossless, and free-text search can
+ * match subjects and Message-IDs there without a join.
+ */
+
+#include "ma-store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ma-proto.h"
+
+#define SCHEMA_VERSION 1
+
+struct ma_store {
+	sqlite3 *db;
+	bool readonly;
+	sqlite3_stmt *insert;
+	struct ma_buf detail;
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS records ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id BLOB NOT NULL,"
+    " time_ms INTEGER NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " operation TEXT NOT NULL,"
+    " result INTEGER NOT NULL,"
+    " logon_type INTEGER NOT NULL,"
+    " user TEXT NOT NULL,"
+    " mailbox TEXT NOT NULL,"
+    " folder TEXT, dest_folder TEXT, dest_mailbox TEXT,"
+    " session TEXT, client_ip TEXT, client_info TEXT, protocol TEXT,"
+    " server TEXT,"
+    " count INTEGER NOT NULL DEFAULT 0,"
+    " item_count INTEGER NOT NULL DEFAULT 0,"
+    " detail TEXT"
+    ") STRICT;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records(id);"
+    "CREATE INDEX IF NOT EXISTS records_time ON records(time_ms);"
+    "CREATE INDEX IF NOT EXISTS records_mailbox ON records(mailbox, time_ms);"
+    "CREATE INDEX IF NOT EXISTS records_user ON records(user, time_ms);"
+    "CREATE INDEX IF NOT EXISTS records_op ON records(operation, time_ms);"
+    "CREATE TABLE IF NOT EXISTS mailboxes ("
+    " name TEXT PRIMARY KEY,"
+    " type TEXT NOT NULL,"
+    " enabled INTEGER NOT NULL,"
+    " age_limit_days INTEGER NOT NULL,"
+    " owner_set TEXT, delegate_set TEXT, admin_set TEXT"
+    ") STRICT;"
+    "CREATE TABLE IF NOT EXISTS settings ("
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+    "CREATE TABLE IF NOT EXISTS bypass ("
+    " name TEXT PRIMARY KEY) STRICT;";
+
+static int
+db_error(struct ma_store *store, struct ma_error *err, const char *what)
+{
+	return ma_error_set(err, "store: %s: %s", what,
+	    sqlite3_errmsg(store->db));
+}
+
+static int
+exec(struct ma_store *store, const char *sql, struct ma_error *err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		ma_error_set(err, "store: %s", msg != NULL ? msg : "exec");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+prepare(struct ma_store *store, const char *sql, sqlite3_stmt **stmt_r,
+    struct ma_error *err)
+{
+	if (sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+		stmt_r, NULL) != SQLITE_OK)
+		return db_error(store, err, "prepare");
+	return 0;
+}
+
+static int
+setup_schema(struct ma_store *store, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int version = 0;
+
+	if (prepare(store, "PRAGMA user_version", &st, err) < 0)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SCHEMA_VERSION)
+		return ma_error_set(err, "store: schema version %d is newer "
+					 "than this program (%d)",
+		    version, SCHEMA_VERSION);
+	if (store->readonly)
+		return 0;
+	if (exec(store, "BEGIN", err) < 0)
+		return -1;
+	if (exec(store, schema_sql, err) < 0 ||
+	    exec(store, "PRAGMA user_version = 1", err) < 0) {
+		exec(store, "ROLLBACK", NULL);
+		return -1;
+	}
+	return exec(store, "COMMIT", err);
+}
+
+static int
+configure(struct ma_store *store, const struct ma_store_options *opts,
+    struct ma_error *err)
+{
+	char sql[128];
+
+	sqlite3_busy_timeout(store->db, 5000);
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%llu",
+	    (unsigned long long)(opts->cache_kib != 0 ? opts->cache_kib
+						      : 16384));
+	if (exec(store, sql, err) < 0)
+		return -1;
+	if (store->readonly)
+		return 0;
+	if (exec(store, "PRAGMA journal_mode = WAL", err) < 0 ||
+	    exec(store,
+		opts->sync_full ? "PRAGMA synchronous = FULL"
+				: "PRAGMA synchronous = NORMAL",
+		err) < 0 ||
+	    exec(store, "PRAGMA foreign_keys = OFF", err) < 0)
+		return -1;
+	return 0;
+}
+
+struct ma_store *
+ma_store_open(const char *path, const struct ma_store_options *opts,
+    struct ma_error *err)
+{
+	struct ma_store *store = ma_xcalloc(1, sizeof(*store));
+	int flags = opts->readonly ? SQLITE_OPEN_READONLY
+				   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+
+	store->readonly = opts->readonly;
+	ma_buf_init(&store->detail, 4 * 1024 * 1024);
+	if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX,
+		NULL) != SQLITE_OK) {
+		ma_error_set(err, "store: open %s: %s", path,
+		    store->db != NULL ? sqlite3_errmsg(store->db)
+				      : "out of memory");
+		ma_store_destroy(&store);
+		return NULL;
+	}
+	if (configure(store, opts, err) < 0 || setup_schema(store, err) < 0 ||
+	    (!store->readonly &&
+		prepare(store,
+		    "INSERT INTO records (id, time_ms, received_ms, operation,"
+		    " result, logon_type, user, mailbox, folder, dest_folder,"
+		    " dest_mailbox, session, client_ip, client_info, protocol,"
+		    " server, count, item_count, detail) VALUES"
+		    " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		    " ON CONFLICT(id) DO NOTHING",
+		    &store->insert, err) < 0)) {
+		ma_store_destroy(&store);
+		return NULL;
+	}
+	return store;
+}
+
+void
+ma_store_destroy(struct ma_store **storep)
+{
+	struct ma_store *store = *storep;
+
+	if (store == NULL)
+		return;
+	sqlite3_finalize(store->insert);
+	sqlite3_close(store->db);
+	ma_buf_deinit(&store->detail);
+	free(store);
+	*storep = NULL;
+}
+
+int
+ma_store_begin(struct ma_store *store, struct ma_error *err)
+{
+	return exec(store, "BEGIN IMMEDIATE", err);
+}
+
+int
+ma_store_commit(struct ma_store *store, struct ma_error *err)
+{
+	return exec(store, "COMMIT", err);
+}
+
+void
+ma_store_rollback(struct ma_store *store)
+{
+	if (!sqlite3_get_autocommit(store->db))
+		exec(store, "ROLLBACK", NULL);
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+int
+ma_store_insert(struct ma_store *store, struct ma_record *rec,
+    int64_t received_ms, bool *dup_r, struct ma_error *err)
+{
+	sqlite3_stmt *st = store->insert;
+	int rc;
+
+	ma_buf_reset(&store->detail);
+	if (ma_proto_encode_detail(rec, &store->detail) < 0)
+		return ma_error_set(err, "store: record detail too large");
+	sqlite3_bind_blob(st, 1, rec->id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, rec->time_ms);
+	sqlite3_bind_int64(st, 3, received_ms);
+	bind_text(st, 4, rec->operation);
+	sqlite3_bind_int(st, 5, (int)rec->result);
+	sqlite3_bind_int(st, 6, (int)rec->logon_type);
+	bind_text(st, 7, rec->user);
+	bind_text(st, 8, rec->mailbox);
+	bind_text(st, 9, rec->folder);
+	bind_text(st, 10, rec->dest_folder);
+	bind_text(st, 11, rec->dest_mailbox);
+	bind_text(st, 12, rec->session);
+	bind_text(st, 13, rec->client_ip);
+	bind_text(st, 14, rec->client_info);
+	bind_text(st, 15, rec->protocol);
+	bind_text(st, 16, rec->server);
+	sqlite3_bind_int64(st, 17, rec->count);
+	sqlite3_bind_int64(st, 18, rec->item_count);
+	if (store->detail.len == 0)
+		sqlite3_bind_null(st, 19);
+	else
+		sqlite3_bind_text(st, 19, store->detail.data,
+		    (int)store->detail.len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return db_error(store, err, "insert");
+	*dup_r = sqlite3_changes(store->db) == 0;
+	if (!*dup_r)
+		rec->seq = sqlite3_last_insert_rowid(store->db);
+	return 0;
+}
+
+/* Search. */
+
+#define MAX_BINDS 256
+
+struct sql_builder {
+	struct ma_buf sql;
+	const char *text[MAX_BINDS];
+	int64_t num[MAX_BINDS];
+	bool is_num[MAX_BINDS];
+	int n;
+	bool overflow;
+};
+
+static void
+sb_text(struct sql_builder *b, const char *s)
+{
+	if (b->n == MAX_BINDS) {
+		b->overflow = true;
+		return;
+	}
+	b->is_num[b->n] = false;
+	b->text[b->n++] = s;
+}
+
+static void
+sb_num(struct sql_builder *b, int64_t v)
+{
+	if (b->n == MAX_BINDS) {
+		b->overflow = true;
+		return;
+	}
+	b->is_num[b->n] = true;
+	b->num[b->n++] = v;
+}
+
+static void
+sb_sql(struct sql_builder *b, const char *s)
+{
+	if (ma_buf_puts(&b->sql, s) < 0)
+		b->overflow = true;
+}
+
+/* sb_in - " AND col IN (?,?,...)" for a list of strings */
+static void
+sb_in(struct sql_builder *b, const char *col, const char *const *vals,
+    unsigned int count)
+{
+	if (count == 0)
+		return;
+	sb_sql(b, " AND ");
+	sb_sql(b, col);
+	sb_sql(b, " IN (");
+	for (unsigned int i = 0; i < count; i++) {
+		sb_sql(b, i == 0 ? "?" : ",?");
+		sb_text(b, vals[i]);
+	}
+	sb_sql(b, ")");
+}
+
+static void
+build_where(struct sql_builder *b, const struct ma_query *q)
+{
+	sb_sql(b, " WHERE 1");
+	sb_in(b, "mailbox", q->mailboxes, q->mailbox_count);
+	sb_in(b, "user", q->users, q->user_count);
+	sb_in(b, "operation", q->operations, q->operation_count);
+	if (q->logon_mask != 0) {
+		sb_sql(b, " AND ((1 << logon_type) & ?) != 0");
+		sb_num(b, q->logon_mask);
+	}
+	if (q->result >= 0) {
+		sb_sql(b, " AND result = ?");
+		sb_num(b, q->result);
+	}
+	if (q->start_ms != 0) {
+		sb_sql(b, " AND time_ms >= ?");
+		sb_num(b, q->start_ms);
+	}
+	if (q->end_ms != 0) {
+		sb_sql(b, " AND time_ms < ?");
+		sb_num(b, q->end_ms);
+	}
+	if (q->client_ip != NULL) {
+		sb_sql(b, " AND client_ip = ?");
+		sb_text(b, q->client_ip);
+	}
+	if (q->session != NULL) {
+		sb_sql(b, " AND session = ?");
+		sb_text(b, q->session);
+	}
+	if (q->text != NULL) {
+		/* instr() is a plain substring test: no LIKE wildcards for a
+		   user-supplied string to smuggle in. */
+		sb_sql(b, " AND (instr(coalesce(detail,''), ?) > 0"
+			  " OR instr(coalesce(folder,''), ?) > 0"
+			  " OR instr(coalesce(dest_folder,''), ?) > 0"
+			  " OR instr(coalesce(client_info,''), ?) > 0)");
+		for (int i = 0; i < 4; i++)
+			sb_text(b, q->text);
+	}
+	if (q->cursor != 0) {
+		sb_sql(b, q->newest_first ? " AND seq < ?" : " AND seq > ?");
+		sb_num(b, q->cursor);
+	}
+}
+
+static int
+sb_prepare(struct ma_store *store, struct sql_builder *b,
+    sqlite3_stmt **st_r, struct ma_error *err)
+{
+	if (b->overflow)
+		return ma_error_set(err, "store: search has too many values");
+	if (sqlite3_prepare_v2(store->db, b->sql.data, -1, st_r, NULL) !=
+	    SQLITE_OK)
+		return db_error(store, err, "prepare search");
+	for (int i = 0; i < b->n; i++) {
+		if (b->is_num[i])
+			sqlite3_bind_int64(*st_r, i + 1, b->num[i]);
+		else
+			sqlite3_bind_text(*st_r, i + 1, b->text[i], -1,
+			    SQLITE_STATIC);
+	}
+	return 0;
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+/* row_to_record - fill rec (reset) from a search row */
+static int
+row_to_record(sqlite3_stmt *st, struct ma_record *rec, struct ma_error *err)
+{
+	const void *id = sqlite3_column_blob(st, 1);
+	const char *detail;
+
+	rec->seq = sqlite3_column_int64(st, 0);
+	if (id != NULL && sqlite3_column_bytes(st, 1) == 16)
+		memcpy(rec->id, id, 16);
+	rec->time_ms = sqlite3_column_int64(st, 2);
+	ma_record_set(rec, &rec->operation, col_text(st, 3));
+	rec->result = (enum ma_result)sqlite3_column_int(st, 4);
+	rec->logon_type = (enum ma_logon)sqlite3_column_int(st, 5);
+	ma_record_set(rec, &rec->user, col_text(st, 6));
+	ma_record_set(rec, &rec->mailbox, col_text(st, 7));
+	ma_record_set(rec, &rec->folder, col_text(st, 8));
+	ma_record_set(rec, &rec->dest_folder, col_text(st, 9));
+	ma_record_set(rec, &rec->dest_mailbox, col_text(st, 10));
+	ma_record_set(rec, &rec->session, col_text(st, 11));
+	ma_record_set(rec, &rec->client_ip, col_text(st, 12));
+	ma_record_set(rec, &rec->client_info, col_text(st, 13));
+	ma_record_set(rec, &rec->protocol, col_text(st, 14));
+	ma_record_set(rec, &rec->server, col_text(st, 15));
+	rec->count = (uint32_t)sqlite3_column_int64(st, 16);
+	detail = col_text(st, 17);
+	if (detail != NULL &&
+	    ma_proto_decode_detail(rec, detail,
+		(size_t)sqlite3_column_bytes(st, 17), err) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+count_matches(struct ma_store *store, const struct ma_query *q,
+    uint64_t *matched_r, struct ma_error *err)
+{
+	struct sql_builder b = {0};
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	ma_buf_init(&b.sql, 64 * 1024);
+	sb_sql(&b, "SELECT count(*) FROM records");
+	build_where(&b, q);
+	if (sb_prepare(store, &b, &st, err) < 0)
+		ret = -1;
+	else if (sqlite3_step(st) == SQLITE_ROW)
+		*matched_r = (uint64_t)sqlite3_column_int64(st, 0);
+	else
+		ret = db_error(store, err, "count");
+	sqlite3_finalize(st);
+	ma_buf_deinit(&b.sql);
+	return ret;
+}
+
+int
+ma_store_search(struct ma_store *store, const struct ma_query *q,
+    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r,
+    struct ma_error *err)
+{
+	struct sql_builder b = {0};
+	sqlite3_stmt *st = NULL;
+	struct ma_record rec;
+	int rc, ret = 0;
+
+	if (count_matches(store, q, matched_r, err) < 0)
+		return -1;
+	ma_buf_init(&b.sql, 64 * 1024);
+	sb_sql(&b, "SELECT seq, id, time_ms, operation, result, logon_type,"
+		   " user, mailbox, folder, dest_folder, dest_mailbox, session,"
+		   " client_ip, client_info, protocol, server, count, detail"
+		   " FROM records");
+	build_where(&b, q);
+	sb_sql(&b, q->newest_first ? " ORDER BY seq DESC" : " ORDER BY seq");
+	if (q->limit != 0) {
+		sb_sql(&b, " LIMIT ?");
+		sb_num(&b, q->limit);
+	}
+	if (sb_prepare(store, &b, &st, err) < 0) {
+		ma_buf_deinit(&b.sql);
+		return -1;
+	}
+	ma_record_init(&rec);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ma_record_reset(&rec);
+		if (row_to_record(st, &rec, err) < 0) {
+			ret = -1;
+			break;
+		}
+		ret = fn(ctx, &rec);
+		if (ret != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = db_error(store, err, "search");
+	ma_record_deinit(&rec);
+	sqlite3_finalize(st);
+	ma_buf_deinit(&b.sql);
+	return ret;
+}
+
+/* Policy. */
+
+static int
+setting_get(struct ma_store *store, const char *key, char *out, size_t size,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	if (prepare(store, "SELECT value FROM settings WHERE key = ?", &st,
+		err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(out, size, "%s", col_text(st, 0));
+		ret = 1;
+	} else if (rc != SQLITE_DONE) {
+		ret = db_error(store, err, "settings");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int
+setting_put(struct ma_store *store, const char *key, const char *value,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store,
+		"INSERT INTO settings (key, value) VALUES (?, ?)"
+		" ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+		&st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "settings");
+}
+
+int
+ma_store_org_get(struct ma_store *store, struct ma_org_policy *org_r,
+    struct ma_error *err)
+{
+	char v[64];
+	int r;
+
+	org_r->audit_disabled = false;
+	org_r->preset = MA_PRESET_DEFAULT;
+	r = setting_get(store, "audit_disabled", v, sizeof(v), err);
+	if (r < 0)
+		return -1;
+	if (r == 1)
+		org_r->audit_disabled = strcmp(v, "yes") == 0;
+	r = setting_get(store, "preset", v, sizeof(v), err);
+	if (r < 0)
+		return -1;
+	if (r == 1 && ma_preset_lookup(v, &org_r->preset) != 1)
+		return ma_error_set(err, "store: bad preset '%s'", v);
+	return 0;
+}
+
+int
+ma_store_org_put(struct ma_store *store, const struct ma_org_policy *org,
+    struct ma_error *err)
+{
+	if (setting_put(store, "audit_disabled",
+		org->audit_disabled ? "yes" : "no", err) < 0)
+		return -1;
+	return setting_put(store, "preset", ma_preset_name(org->preset), err);
+}
+
+/* A NULL set column means "the managed default": follow the preset. */
+static int
+load_set(sqlite3_stmt *st, int col, enum ma_preset preset,
+    struct ma_mailbox_policy *mp, enum ma_policy_set set,
+    struct ma_error *err)
+{
+	const char *text = col_text(st, col);
+
+	if (text == NULL) {
+		mp->sets[set] = ma_preset_actions(preset, mp->type, set);
+		mp->set_is_default[set] = true;
+		return 0;
+	}
+	mp->set_is_default[set] = false;
+	return ma_action_set_parse(text, &mp->sets[set], err);
+}
+
+static int
+row_to_mailbox(sqlite3_stmt *st, enum ma_preset preset,
+    struct ma_mailbox_policy *mp, struct ma_error *err)
+{
+	memset(mp, 0, sizeof(*mp));
+	if (ma_mailbox_type_lookup(col_text(st, 1), &mp->type) != 1)
+		return ma_error_set(err, "store: bad mailbox type");
+	mp->audit_enabled = sqlite3_column_int(st, 2) != 0;
+	mp->age_limit_days = (uint32_t)sqlite3_column_int64(st, 3);
+	for (int s = 0; s < MA_SET_COUNT; s++) {
+		if (load_set(st, 4 + s, preset, mp, s, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+#define MAILBOX_COLS                                                           \
+	"name, type, enabled, age_limit_days, owner_set, delegate_set,"        \
+	" admin_set"
+
+int
+ma_store_mailbox_get(struct ma_store *store, const char *name,
+    struct ma_mailbox_policy *mp_r, struct ma_error *err)
+{
+	struct ma_org_policy org;
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	if (ma_store_org_get(store, &org, err) < 0 ||
+	    prepare(store,
+		"SELECT " MAILBOX_COLS " FROM mailboxes WHERE name = ?", &st,
+		err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = row_to_mailbox(st, org.preset, mp_r, err) < 0 ? -1 : 1;
+	else if (rc != SQLITE_DONE)
+		ret = db_error(store, err, "mailbox");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int
+bind_set(sqlite3_stmt *st, int col, const struct ma_mailbox_policy *mp,
+    enum ma_policy_set set, struct ma_buf *tmp)
+{
+	if (mp->set_is_default[set]) {
+		sqlite3_bind_null(st, col);
+		return 0;
+	}
+	ma_buf_reset(tmp);
+	if (ma_action_set_format(mp->sets[set], tmp) < 0)
+		return -1;
+	sqlite3_bind_text(st, col, tmp->data, (int)tmp->len, SQLITE_TRANSIENT);
+	return 0;
+}
+
+int
+ma_store_mailbox_put(struct ma_store *store, const char *name,
+    const struct ma_mailbox_policy *mp, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	struct ma_buf tmp;
+	int rc = SQLITE_ERROR;
+
+	if (prepare(store,
+		"INSERT INTO mailboxes (" MAILBOX_COLS ") VALUES"
+		" (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+		" type = excluded.type, enabled = excluded.enabled,"
+		" age_limit_days = excluded.age_limit_days,"
+		" owner_set = excluded.owner_set,"
+		" delegate_set = excluded.delegate_set,"
+		" admin_set = excluded.admin_set",
+		&st, err) < 0)
+		return -1;
+	ma_buf_init(&tmp, 4096);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ma_mailbox_type_name(mp->type), -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, mp->audit_enabled ? 1 : 0);
+	sqlite3_bind_int64(st, 4, mp->age_limit_days);
+	if (bind_set(st, 5, mp, MA_SET_OWNER, &tmp) == 0 &&
+	    bind_set(st, 6, mp, MA_SET_DELEGATE, &tmp) == 0 &&
+	    bind_set(st, 7, mp, MA_SET_ADMIN, &tmp) == 0)
+		rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	ma_buf_deinit(&tmp);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "mailbox put");
+}
+
+int
+ma_store_mailbox_remove(struct ma_store *store, const char *name,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store, "DELETE FROM mailboxes WHERE name = ?", &st, err) <
+	    0)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "mailbox remove");
+}
+
+int
+ma_store_mailbox_foreach(struct ma_store *store, ma_store_mailbox_fn *fn,
+    void *ctx, struct ma_error *err)
+{
+	struct ma_org_policy org;
+	struct ma_mailbox_policy mp;
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	if (ma_store_org_get(store, &org, err) < 0 ||
+	    prepare(store,
+		"SELECT " MAILBOX_COLS " FROM mailboxes ORDER BY name", &st,
+		err) < 0)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (row_to_mailbox(st, org.preset, &mp, err) < 0) {
+			ret = -1;
+			break;
+		}
+		ret = fn(ctx, col_text(st, 0), &mp);
+		if (ret != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = db_error(store, err, "mailboxes");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+ma_store_bypass_has(struct ma_store *store, const char *name,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store, "SELECT 1 FROM bypass WHERE name = ?", &st, err) <
+	    0)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "bypass");
+}
+
+int
+ma_store_bypass_set(struct ma_store *store, const char *name, bool on,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store,
+		on ? "INSERT OR IGNORE INTO bypass (name) VALUES (?)"
+		   : "DELETE FROM bypass WHERE name = ?",
+		&st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "bypass");
+}
+
+int
+ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
+    void *ctx, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	if (prepare(store, "SELECT name FROM bypass ORDER BY name", &st,
+		err) < 0)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = fn(ctx, col_text(st, 0));
+		if (ret != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = db_error(store, err, "bypass");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Retention. */
+
+int
+ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
+    uint64_t *deleted_r, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int64_t day = 86400000, floor_days;
+	int rc;
+
+	*deleted_r = 0;
+	/* The youngest record that can be due: bounds the index range so the
+	   per-row age lookup runs only on candidates. */
+	floor_days = MA_DEFAULT_AGE_LIMIT_DAYS;
+	if (prepare(store,
+		"SELECT min(age_limit_days) FROM mailboxes", &st, err) < 0)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL &&
+	    sqlite3_column_int64(st, 0) < floor_days)
+		floor_days = sqlite3_column_int64(st, 0);
+	if (floor_days < (int64_t)min_days)
+		floor_days = min_days;
+	sqlite3_finalize(st);
+	if (prepare(store,
+		"DELETE FROM records WHERE seq IN (SELECT seq FROM records r"
+		" WHERE r.time_ms < ?1 AND r.time_ms < ?2 - ?3 * max(?4,"
+		" coalesce((SELECT age_limit_days FROM mailboxes m"
+		" WHERE m.name = r.mailbox), ?5)) LIMIT 10000)",
+		&st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, day);
+	sqlite3_bind_int64(st, 4, min_days);
+	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
+	do {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE)
+			break;
+		*deleted_r += (uint64_t)sqlite3_changes(store->db);
+		sqlite3_reset(st);
+	} while (sqlite3_changes(store->db) > 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "purge");
+}
+
+int
+ma_store_stats(struct ma_store *store, uint64_t *count_r, int64_t *last_seq_r,
+    struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store, "SELECT count(*), coalesce(max(seq), 0) FROM records",
+		&st, err) < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*count_r = (uint64_t)sqlite3_column_int64(st, 0);
+		*last_seq_r = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(store, err, "stats");
+}

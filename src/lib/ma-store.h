@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef MA_STORE_H
+#define MA_STORE_H
+
+/*
+ * The audit store: SQLite in WAL mode.  mailauditd is its only writer;
+ * mailauditctl opens it read-only to search (WAL lets readers run beside
+ * the writer).  Records get a monotonic sequence number (never reused,
+ * even after purges) and keep their sensor-chosen id, which is unique: a
+ * record delivered twice (socket and spool) is stored once.  The policy
+ * (mailboxes, organisation settings, bypass list) lives in the same file.
+ * Schema: docs/SCHEMA.md.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "ma-policy.h"
+#include "ma-record.h"
+#include "ma-util.h"
+
+struct ma_store;
+
+struct ma_store_options {
+	bool readonly;
+	bool sync_full;	   /* synchronous=FULL (else NORMAL) */
+	uint64_t cache_kib; /* page cache size */
+};
+
+/*
+ * ma_store_open - open (creating and migrating the schema unless
+ * readonly).  NULL with err on failure.  Owned: ma_store_destroy.
+ */
+struct ma_store *ma_store_open(const char *path,
+    const struct ma_store_options *opts, struct ma_error *err);
+void ma_store_destroy(struct ma_store **store);
+
+/* Batches: every insert between begin and commit lands atomically. */
+int ma_store_begin(struct ma_store *store, struct ma_error *err);
+int ma_store_commit(struct ma_store *store, struct ma_error *err);
+void ma_store_rollback(struct ma_store *store);
+
+/*
+ * ma_store_insert - store rec (validated by the caller).  *dup_r is set
+ * when a record with the same id is already there (then nothing changes).
+ * On success rec->seq holds the new sequence number.
+ */
+int ma_store_insert(struct ma_store *store, struct ma_record *rec,
+    int64_t received_ms, bool *dup_r, struct ma_error *err);
+
+/* Search filters; zero/NULL members do not filter. */
+struct ma_query {
+	const char *const *mailboxes;
+	unsigned int mailbox_count;
+	const char *const *users;
+	unsigned int user_count;
+	const char *const *operations;
+	unsigned int operation_count;
+	unsigned int logon_mask; /* bit n = LogonType n; 0 = any */
+	int result;		 /* enum ma_result, or -1 for any */
+	int64_t start_ms, end_ms; /* [start, end); 0 = open */
+	const char *client_ip;
+	const char *session;
+	const char *text; /* substring of subject, folder, Message-ID, ... */
+	bool newest_first;
+	int64_t cursor; /* seq: continue after (oldest-first) or before it */
+	uint32_t limit; /* rows per page; 0 = no limit */
+};
+
+/* Called per row; a non-zero return stops the search (and is returned). */
+typedef int ma_store_row_fn(void *ctx, const struct ma_record *rec);
+
+/*
+ * ma_store_search - run q, calling fn for up to q->limit rows in order.
+ * *matched_r is the number of records matching the filters beyond the
+ * cursor (all pages), so a caller can always say what is left.
+ */
+int ma_store_search(struct ma_store *store, const struct ma_query *q,
+    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r,
+    struct ma_error *err);
+
+/* Policy. */
+struct ma_org_policy {
+	bool audit_disabled;
+	enum ma_preset preset;
+};
+int ma_store_org_get(struct ma_store *store, struct ma_org_policy *org_r,
+    struct ma_error *err);
+int ma_store_org_put(struct ma_store *store, const struct ma_org_policy *org,
+    struct ma_error *err);
+
+/* 1 found, 0 unknown mailbox, -1 error.  Default sets follow the preset. */
+int ma_store_mailbox_get(struct ma_store *store, const char *name,
+    struct ma_mailbox_policy *mp_r, struct ma_error *err);
+int ma_store_mailbox_put(struct ma_store *store, const char *name,
+    const struct ma_mailbox_policy *mp, struct ma_error *err);
+int ma_store_mailbox_remove(struct ma_store *store, const char *name,
+    struct ma_error *err);
+typedef int ma_store_mailbox_fn(void *ctx, const char *name,
+    const struct ma_mailbox_policy *mp);
+int ma_store_mailbox_foreach(struct ma_store *store, ma_store_mailbox_fn *fn,
+    void *ctx, struct ma_error *err);
+
+/* 1 = present. */
+int ma_store_bypass_has(struct ma_store *store, const char *name,
+    struct ma_error *err);
+int ma_store_bypass_set(struct ma_store *store, const char *name, bool on,
+    struct ma_error *err);
+typedef int ma_store_name_fn(void *ctx, const char *name);
+int ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
+    void *ctx, struct ma_error *err);
+
+/*
+ * ma_store_purge - delete records older than their mailbox's age limit,
+ * never younger than min_days.  Runs in chunks of its own transactions
+ * (call outside a batch).  *deleted_r counts deleted records.
+ */
+int ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
+    uint64_t *deleted_r, struct ma_error *err);
+
+/* Number of records and the highest sequence number. */
+int ma_store_stats(struct ma_store *store, uint64_t *count_r,
+    int64_t *last_seq_r, struct ma_error *err);
+
+#endif

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef MA_UTIL_H
+#define MA_UTIL_H
+
+/*
+ * Small building blocks shared by every mailaudit component: the error
+ * struct library functions fill instead of exiting, always-on assertions,
+ * allocation wrappers whose out-of-memory path is one fatal hook, bounded
+ * growable strings and a bump arena that holds a record with its strings.
+ */
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Filled by library functions that fail; msg is always NUL-terminated. */
+struct ma_error {
+	int code;
+	char msg[256];
+};
+
+/* ma_error_set - format msg into err (err may be NULL); returns -1. */
+int ma_error_set(struct ma_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Assertions stay compiled in: a broken invariant aborts with a location. */
+#define MA_ASSERT(e)                                                           \
+	((e) ? (void)0 : ma_assert_failed(#e, __FILE__, __LINE__, __func__))
+void ma_assert_failed(const char *expr, const char *file, int line,
+    const char *func) __attribute__((noreturn));
+
+/*
+ * Out-of-memory is fatal everywhere.  The hook defaults to printing to
+ * stderr and abort(); the Dovecot plugin installs one that calls i_fatal.
+ */
+typedef void ma_oom_fn(size_t size);
+void ma_set_oom_hook(ma_oom_fn *fn);
+void *ma_xmalloc(size_t size);
+void *ma_xcalloc(size_t count, size_t size);
+void *ma_xrealloc(void *ptr, size_t count, size_t size);
+char *ma_xstrdup(const char *s);
+char *ma_xstrndup(const char *s, size_t len);
+
+/*
+ * Bounded growable string.  data is always NUL-terminated; appending past
+ * max fails (returns -1) and leaves the buffer unchanged, so a hostile input
+ * can never make us allocate without limit.
+ */
+struct ma_buf {
+	char *data;
+	size_t len, cap, max;
+};
+void ma_buf_init(struct ma_buf *buf, size_t max);
+void ma_buf_deinit(struct ma_buf *buf);
+void ma_buf_reset(struct ma_buf *buf);
+int ma_buf_append(struct ma_buf *buf, const void *data, size_t len);
+int ma_buf_puts(struct ma_buf *buf, const char *s);
+int ma_buf_putc(struct ma_buf *buf, char c);
+int ma_buf_printf(struct ma_buf *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Bump allocator: many small allocations freed at once.  A record and all
+ * its strings live in one arena.
+ */
+struct ma_arena_chunk;
+struct ma_arena {
+	struct ma_arena_chunk *head;
+	size_t total;
+};
+void ma_arena_init(struct ma_arena *arena);
+void ma_arena_deinit(struct ma_arena *arena);
+/* ma_arena_reset - free everything but keep the first chunk for reuse. */
+void ma_arena_reset(struct ma_arena *arena);
+void *ma_arena_alloc(struct ma_arena *arena, size_t size);
+char *ma_arena_strdup(struct ma_arena *arena, const char *s);
+char *ma_arena_strndup(struct ma_arena *arena, const char *s, size_t len);
+
+/* Parsing helpers: 0 on success, -1 on any malformed or out-of-range input. */
+int ma_parse_u64(const char *s, uint64_t max, uint64_t *val_r);
+int ma_parse_i64(const char *s, int64_t *val_r);
+
+/* Milliseconds since the Unix epoch, UTC. */
+int64_t ma_now_ms(void);
+
+/*
+ * ma_fmt_time - "YYYY-MM-DDTHH:MM:SS" (with_ms: ".mmm") in UTC into out,
+ * which needs 24 bytes.
+ */
+void ma_fmt_time(int64_t ms, bool with_ms, char out[32]);
+
+/*
+ * ma_parse_time - accept "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS[.mmm]]" with an
+ * optional trailing Z (all UTC), or "@<epoch-seconds>", or a relative "-90d",
+ * "-12h", "-30m".  Returns 0 and the time in ms, or -1.
+ */
+int ma_parse_time(const char *s, int64_t now_ms, int64_t *ms_r);
+
+/*
+ * ma_sanitize - copy s into out for a log line: control bytes become '?',
+ * and the copy is cut at out_size-4 bytes with "..." appended.
+ */
+void ma_sanitize(const char *s, size_t len, char *out, size_t out_size);
+
+/*
+ * ma_utf8_repair - return true if s[0..len) is valid UTF-8.  Otherwise, if
+ * out is not NULL, append a copy to out with every invalid sequence replaced
+ * by U+FFFD.
+ */
+bool ma_utf8_valid(const char *s, size_t len);
+int ma_utf8_repair(const char *s, size_t len, struct ma_buf *out);
+
+/* 16 random-ish bytes laid out like a UUIDv7 (time-ordered). */
+void ma_uuid7(uint8_t out[16], int64_t ms);
+void ma_uuid_fmt(const uint8_t id[16], char out[37]);
+int ma_uuid_parse(const char *s, uint8_t out[16]);
+
+#endif
