@@ -213,17 +213,24 @@ item_fields(struct json_build *b, json_t *obj, const struct ma_item *item)
 		jset_u64(obj, "SizeInBytes", item->size);
 }
 
-/* op_props - OperationProperties [{Name, Value}]: new value, else old. */
+/*
+ * op_props - append OperationProperties [{Name, Value}] (the new value,
+ * else the old one) to arr, leaving out the names in skip (NULL-ended).
+ */
 static json_t *
-op_props(struct json_build *b, json_t *arr)
+op_props(struct json_build *b, json_t *arr, const char *const *skip)
 {
 	const struct ma_record *rec = b->rec;
 
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
 		const struct ma_prop *p = &rec->props[i];
+		bool skipped = false;
 
-		jappend(arr, jname_value(b, p->name,
-		    p->new_value != NULL ? p->new_value : p->old_value));
+		for (size_t k = 0; skip != NULL && skip[k] != NULL; k++)
+			skipped |= p->name != NULL && strcmp(p->name, skip[k]) == 0;
+		if (!skipped)
+			jappend(arr, jname_value(b, p->name,
+			    p->new_value != NULL ? p->new_value : p->old_value));
 	}
 	return arr;
 }
@@ -394,7 +401,7 @@ add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
 	if (action == MA_ACTION_UPDATE)
 		add_update_props(b, obj);
 	else
-		jset(obj, "OperationProperties", op_props(b, json_array()));
+		jset(obj, "OperationProperties", op_props(b, jcheck(json_array()), NULL));
 }
 
 /* add_group_record - ExchangeMailboxAuditGroupRecord (RecordType 3). */
@@ -413,7 +420,7 @@ add_group_record(struct json_build *b, json_t *obj)
 	if (cross)
 		jset_str(b, obj, "DestMailboxOwnerUPN", rec->dest_mailbox);
 	if (rec->prop_count > 0)
-		jset(obj, "OperationProperties", op_props(b, json_array()));
+		jset(obj, "OperationProperties", op_props(b, jcheck(json_array()), NULL));
 	if (rec->item_count > 0) {
 		json_t *items = jcheck(json_array());
 
@@ -435,16 +442,25 @@ static void
 add_aggregated_record(struct json_build *b, json_t *obj)
 {
 	const struct ma_record *rec = b->rec;
+	static const char *const fixed[][2] = {
+		{"MailAccessType", "Bind"}, /* all a sensor can see */
+		{"IsThrottled", "False"},   /* we never throttle */
+	};
+	static const char *const fixed_names[] = {
+		"MailAccessType", "IsThrottled", NULL};
 	json_t *props = jcheck(json_array());
 
 	jset_int(obj, "OperationCount",
 	    rec->count != 0 ? rec->count : rec->item_count);
-	/* Binds are all a sensor can see; a record may say otherwise. */
-	if (ma_record_get_prop(rec, "MailAccessType") == NULL)
-		jappend(props, jname_value(b, "MailAccessType", "Bind"));
-	if (ma_record_get_prop(rec, "IsThrottled") == NULL)
-		jappend(props, jname_value(b, "IsThrottled", "False"));
-	jset(obj, "OperationProperties", op_props(b, props));
+	/* Exchange's two properties first, whether the sensor set them or not. */
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		const struct ma_prop *p = ma_record_get_prop(rec, fixed[i][0]);
+
+		jappend(props, jname_value(b, fixed[i][0],
+		    p != NULL && prop_value(p) != NULL ? prop_value(p) :
+							 fixed[i][1]));
+	}
+	jset(obj, "OperationProperties", op_props(b, props, fixed_names));
 
 	if (rec->folder != NULL || rec->item_count > 0) {
 		json_t *folders = jcheck(json_array());
@@ -564,7 +580,7 @@ build_json(struct json_build *b, const struct ma_export_ctx *ctx)
 
 /*
  * append_json_text - append jansson's output, writing DEL (which JSON may
- * carry raw, but a terminal should not get) as \u007f.  Outside strings
+ * carry raw, but a terminal should not get) as \u007F.  Outside strings
  * jansson never emits a DEL, so the escape is always inside a string.
  */
 static int
@@ -575,7 +591,7 @@ append_json_text(struct ma_buf *out, const char *text)
 
 	while ((del = strchr(p, 0x7f)) != NULL) {
 		if (ma_buf_append(out, p, (size_t)(del - p)) < 0 ||
-		    ma_buf_puts(out, "\\u007f") < 0) {
+		    ma_buf_puts(out, "\\u007F") < 0) {
 			buf_truncate(out, start);
 			return -1;
 		}
@@ -718,7 +734,7 @@ static const struct table_col table_cols[COL_COUNT] = {
 	[COL_LOGON] = {"LogonType", 13},     /* SystemService */
 	[COL_USER] = {"User", 22},
 	[COL_MAILBOX] = {"Mailbox", 22},
-	[COL_FOLDER] = {"Folder", 24},
+	[COL_FOLDER] = {"Folder", 30},
 	[COL_ITEMS] = {"Items", 28},
 	[COL_CLIENT_IP] = {"ClientIP", 0},
 };

@@ -401,15 +401,19 @@ test_json_mail_items_accessed(void)
 	ut_assert_cmp(jget_int(json_array_get(fitems, 1), "SizeInBytes"), ==, 88);
 	json_decref(j);
 
-	/* An explicit count wins; a record's own MailAccessType too. */
+	/* An explicit count wins; a record's own MailAccessType too, in place. */
 	rec.count = 9;
 	ut_assert(ma_record_add_prop(&rec, "MailAccessType", NULL, "Sync") == 0);
+	ut_assert(ma_record_add_prop(&rec, "Extra", "1", NULL) == 0);
 	j = to_json(&base_ctx, &rec);
 	ut_assert_cmp(jget_int(j, "OperationCount"), ==, 9);
 	ops = json_object_get(j, "OperationProperties");
-	ut_assert(json_array_size(ops) == 2);
-	ut_assert_str(jget_str(json_array_get(ops, 0), "Name"), "IsThrottled");
-	ut_assert_str(jget_str(json_array_get(ops, 1), "Value"), "Sync");
+	ut_assert(json_array_size(ops) == 3);
+	ut_assert_str(jget_str(json_array_get(ops, 0), "Name"), "MailAccessType");
+	ut_assert_str(jget_str(json_array_get(ops, 0), "Value"), "Sync");
+	ut_assert_str(jget_str(json_array_get(ops, 1), "Name"), "IsThrottled");
+	ut_assert_str(jget_str(json_array_get(ops, 2), "Name"), "Extra");
+	ut_assert_str(jget_str(json_array_get(ops, 2), "Value"), "1");
 	json_decref(j);
 	ma_record_deinit(&rec);
 	ut_end();
@@ -493,7 +497,7 @@ test_json_hostile(void)
 	ma_buf_init(&out, 1 << 20);
 	ut_assert(ma_export_json(&base_ctx, &rec, &out) == 0);
 	ut_assert(all_printable_ascii(out.data));
-	ut_assert(strstr(out.data, "\\u007f") != NULL);
+	ut_assert(strstr(out.data, "\\u007F") != NULL);
 	j = json_loads(out.data, 0, NULL);
 	ut_assert(j != NULL);
 	/* Bytes survive exactly, except invalid UTF-8 which becomes U+FFFD. */
@@ -727,8 +731,9 @@ test_table_hostile(void)
 	ut_assert(strstr(row, " ?]0;pwned??[2J ") != NULL);
 	/* C1 CSI and a bidi override are '?'; invalid UTF-8 is U+FFFD. */
 	ut_assert(strstr(row, " m?31m?evil\xef\xbf\xbd ") != NULL);
-	/* 24 columns: 23 characters and the ellipsis. */
-	ut_assert(strstr(row, " a-very-long-folder-name\xe2\x80\xa6 ") != NULL);
+	/* 30 columns: 29 characters and the ellipsis. */
+	ut_assert(strstr(row, " a-very-long-folder-name-that-\xe2\x80\xa6 ") !=
+	    NULL);
 	ut_assert(strstr(row, " 1 \xc3\xa9t\xc3\xa9? ") != NULL);
 	ut_assert(strstr(row, " ???\n") != NULL);
 	free(text);
