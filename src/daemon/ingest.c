@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ingest.c - sensor connections and the spool directory.
+ *
+ * A sensor connection carries one record frame per SOCK_SEQPACKET
+ * message.  Anything that is not a valid frame (garbage, an oversized
+ * message, an unknown key, a bad escape) drops that connection with one
+ * sanitised log line; other connections carry on.  After each commit every
+ * connection that sent records gets "ack=<n>": n records of this
+ * connection are durable.
+ *
+ * Spool files hold frames back to back.  Sensors write them under a
+ * dot-name and rename them to *.spool when complete, so a file we see is
+ * whole.  Its records join the open batch and the file is unlinked only
+ * once that batch is committed.  A file that cannot be parsed is renamed
+ * to *.bad and reported, never deleted.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ma-log.h"
+#include "ma-proto.h"
+
+#define SPOOL_FILE_MAX   (64 * 1024 * 1024)
+#define SPOOL_FILES_SCAN 256 /* per scan, so one scan stays short */
+
+void
+ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct conn *c;
+	int fd;
+
+	for (;;) {
+		fd = accept4(listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				ma_log_warn("accept");
+			return;
+		}
+		if (d->conn_count >= d->conf.max_connections) {
+			ma_log_warnx("too many connections (%u), refusing one",
+			    d->conn_count);
+			close(fd);
+			continue;
+		}
+		c = ma_xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->kind = kind;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+			c->pid = cred.pid;
+			c->uid = cred.uid;
+		} else {
+			c->uid = (uid_t)-1;
+		}
+		ev.data.ptr = c;
+		if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			ma_log_warn("epoll_ctl");
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = d->conns;
+		if (d->conns != NULL)
+			d->conns->prev = c;
+		d->conns = c;
+		d->conn_count++;
+	}
+}
+
+/* reject - drop a connection that sent something we cannot accept */
+static void
+reject(struct daemon *d, struct conn *c, const char *why)
+{
+	char clean[200];
+
+	d->rejected_total++;
+	ma_sanitize(why, strlen(why), clean, sizeof(clean));
+	daemon_conn_close(d, c, clean);
+}
+
+void
+ingest_readable(struct daemon *d, struct conn *c)
+{
+	struct ma_record rec;
+	struct ma_error err = {0};
+	struct msghdr msg = {0};
+	struct iovec iov;
+	ssize_t n;
+	int budget = 1024; /* frames per wakeup: stay fair to others */
+
+	ma_record_init(&rec);
+	while (budget-- > 0 && !c->closing) {
+		iov.iov_base = d->recvbuf;
+		iov.iov_len = MA_PROTO_MAX_FRAME + 1;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_flags = 0;
+		n = recvmsg(c->fd, &msg, 0);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				daemon_conn_close(d, c, strerror(errno));
+			break;
+		}
+		if (n == 0) {
+			daemon_conn_close(d, c, NULL);
+			break;
+		}
+		if ((msg.msg_flags & MSG_TRUNC) != 0 ||
+		    n > MA_PROTO_MAX_FRAME) {
+			reject(d, c, "frame larger than the protocol maximum");
+			break;
+		}
+		ma_record_reset(&rec);
+		memset(&err, 0, sizeof(err));
+		if (ma_proto_frame_len(d->recvbuf, (size_t)n) != n ||
+		    ma_proto_decode_record(d->recvbuf, (size_t)n, &rec,
+			&err) < 0) {
+			char why[sizeof(err.msg) + 32];
+
+			snprintf(why, sizeof(why), "bad frame: %s",
+			    err.msg[0] != '\0' ? err.msg
+					       : "not exactly one frame");
+			reject(d, c, why);
+			break;
+		}
+		if (daemon_batch_add(d, &rec, c) < 0)
+			break;
+	}
+	ma_record_deinit(&rec);
+}
+
+void
+ingest_send_acks(struct daemon *d)
+{
+	struct conn *c, *next;
+	char buf[64];
+	int len;
+
+	for (c = d->dirty; c != NULL; c = next) {
+		next = c->next_dirty;
+		c->next_dirty = NULL;
+		c->in_batch = false;
+		if (c->closing) {
+			c->closing = false;
+			daemon_conn_close(d, c, NULL);
+			continue;
+		}
+		len = snprintf(buf, sizeof(buf), "ack=%llu\n\n",
+		    (unsigned long long)c->received);
+		/* A full socket buffer only delays this ack: the next one is
+		   cumulative and covers it. */
+		if (send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		    len)
+			c->acked = c->received;
+	}
+	d->dirty = NULL;
+}
+
+/* The spool. */
+
+static bool
+is_spool_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	return name[0] != '.' && len > 6 &&
+	    strcmp(name + len - 6, ".spool") == 0;
+}
+
+static void
+quarantine(const char *path, const char *why)
+{
+	char bad[4096];
+
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	ma_log_warnx("spool: %s: %s; kept as %s for inspection", path, why,
+	    bad);
+	if (rename(path, bad) < 0)
+		ma_log_warn("spool: rename %s", path);
+}
+
+static int
+read_file(const char *path, struct ma_buf *out)
+{
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+		if (ma_buf_append(out, chunk, (size_t)n) < 0) {
+			close(fd);
+			errno = EFBIG;
+			return -1;
+		}
+	}
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+/* spool_load - add every record of one file to the batch */
+static int
+spool_load(struct daemon *d, const char *path, struct ma_buf *data)
+{
+	struct ma_record rec;
+	struct ma_error err = {0};
+	size_t off = 0;
+	unsigned int frames = 0, bad = 0;
+	long len;
+
+	ma_buf_reset(data);
+	if (read_file(path, data) < 0) {
+		if (errno == EFBIG)
+			quarantine(path, "larger than 64 MiB");
+		else
+			ma_log_warn("spool: read %s", path);
+		return -1;
+	}
+	ma_record_init(&rec);
+	while (off < data->len) {
+		len = ma_proto_frame_len(data->data + off, data->len - off);
+		if (len <= 0) {
+			/* A truncated tail: the writer died mid-frame. */
+			ma_log_warnx("spool: %s: %zu trailing bytes are not a "
+				     "complete frame; ignored",
+			    path, data->len - off);
+			break;
+		}
+		ma_record_reset(&rec);
+		memset(&err, 0, sizeof(err));
+		if (ma_proto_decode_record(data->data + off, (size_t)len, &rec,
+			&err) < 0) {
+			char clean[200];
+
+			ma_sanitize(err.msg, strlen(err.msg), clean,
+			    sizeof(clean));
+			ma_log_warnx("spool: %s: frame %u rejected: %s", path,
+			    frames + bad + 1, clean);
+			bad++;
+		} else if (daemon_batch_add(d, &rec, NULL) < 0) {
+			ma_record_deinit(&rec);
+			return -1;
+		} else {
+			frames++;
+		}
+		off += (size_t)len;
+	}
+	ma_record_deinit(&rec);
+	if (frames == 0 && bad > 0) {
+		quarantine(path, "no valid record");
+		return -1;
+	}
+	return 0;
+}
+
+void
+spool_scan(struct daemon *d)
+{
+	DIR *dir = opendir(d->conf.spool_dir);
+	struct dirent *de;
+	struct ma_buf data;
+	unsigned int files = 0;
+	char path[4096];
+
+	if (dir == NULL) {
+		ma_log_warn("spool: opendir %s", d->conf.spool_dir);
+		return;
+	}
+	ma_buf_init(&data, SPOOL_FILE_MAX);
+	while ((de = readdir(dir)) != NULL && files < SPOOL_FILES_SCAN) {
+		struct spooled *sp;
+
+		if (!is_spool_name(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d->conf.spool_dir,
+		    de->d_name);
+		if (spool_load(d, path, &data) < 0)
+			continue;
+		sp = ma_xcalloc(1, sizeof(*sp));
+		sp->path = ma_xstrdup(path);
+		sp->next = d->spooled;
+		d->spooled = sp;
+		files++;
+	}
+	closedir(dir);
+	ma_buf_deinit(&data);
+	if (files > 0) {
+		d->spool_files_total += files;
+		ma_log_info("spool: drained %u file(s)", files);
+		daemon_batch_commit(d);
+	}
+}
+
+void
+spool_commit(struct daemon *d, bool success)
+{
+	struct spooled *sp, *next;
+
+	for (sp = d->spooled; sp != NULL; sp = next) {
+		next = sp->next;
+		if (success && unlink(sp->path) < 0)
+			ma_log_warn("spool: unlink %s (its records are stored; "
+				    "they will be de-duplicated)",
+			    sp->path);
+		free(sp->path);
+		free(sp);
+	}
+	d->spooled = NULL;
+}

@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mailauditd - the audit daemon: the only writer of the audit store.
+ *
+ * Sensors (the Dovecot plugin, later the milter) send records over a Unix
+ * SOCK_SEQPACKET socket, one frame per message; the daemon stores them in
+ * batched SQLite transactions and, once a batch is durable, tells each
+ * sensor how many of its records are safe (a cumulative ack).  Records a
+ * sensor could not hand over sit in the spool directory; the daemon drains
+ * it and deletes a spool file only after its records are committed.  The
+ * record id makes delivery idempotent: a record that arrives both ways is
+ * stored once.
+ *
+ * The loop is one thread on epoll: accept, read, insert, and commit when
+ * the batch is full or batch_max_delay_ms old (so a record is searchable
+ * well within a second).  Policy changes arrive on a separate control
+ * socket that only root and the daemon's own user may use.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ma-config.h"
+#include "ma-log.h"
+#include "ma-proto.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: mailauditd [-fd] [-c config] [-p pidfile]\n");
+	exit(2);
+}
+
+/* Batches. */
+
+int
+daemon_batch_begin(struct daemon *d)
+{
+	struct ma_error err = {0};
+
+	if (d->batch_open)
+		return 0;
+	if (ma_store_begin(d->store, &err) < 0) {
+		ma_log_warnx("%s", err.msg);
+		return -1;
+	}
+	d->batch_open = true;
+	d->batch_records = 0;
+	d->batch_deadline_ms = ma_now_ms() + (int64_t)d->conf.batch_max_delay_ms;
+	return 0;
+}
+
+/* batch_fail - the store refused: nothing in the batch is durable. */
+static void
+batch_fail(struct daemon *d)
+{
+	struct conn *c, *next;
+
+	ma_store_rollback(d->store);
+	d->batch_open = false;
+	spool_commit(d, false);
+	/* Sensors still hold these records unacknowledged; closing their
+	   connections makes them spool the records for a later retry. */
+	for (c = d->dirty; c != NULL; c = next) {
+		next = c->next_dirty;
+		c->in_batch = false;
+		c->next_dirty = NULL;
+		daemon_conn_close(d, c, "store failure, records not committed");
+	}
+	d->dirty = NULL;
+}
+
+void
+daemon_batch_abort(struct daemon *d)
+{
+	if (d->batch_open)
+		batch_fail(d);
+}
+
+int
+daemon_batch_add(struct daemon *d, struct ma_record *rec, struct conn *from)
+{
+	struct ma_error err = {0};
+	bool dup = false;
+
+	if (daemon_batch_begin(d) < 0)
+		return -1;
+	if (ma_store_insert(d->store, rec, ma_now_ms(), &dup, &err) < 0) {
+		ma_log_warnx("insert: %s (batch rolled back; sensors resend)",
+		    err.msg);
+		batch_fail(d);
+		return -1;
+	}
+	if (dup)
+		d->duplicates_total++;
+	else
+		d->stored_total++;
+	d->batch_records++;
+	if (from != NULL) {
+		from->received++;
+		if (!from->in_batch) {
+			from->in_batch = true;
+			from->next_dirty = d->dirty;
+			d->dirty = from;
+		}
+	}
+	if (d->batch_records >= d->conf.batch_max_records)
+		return daemon_batch_commit(d);
+	return 0;
+}
+
+int
+daemon_batch_commit(struct daemon *d)
+{
+	struct ma_error err = {0};
+
+	if (!d->batch_open)
+		return 0;
+	if (ma_store_commit(d->store, &err) < 0) {
+		ma_log_warnx("commit: %s", err.msg);
+		batch_fail(d);
+		return -1;
+	}
+	d->batch_open = false;
+	spool_commit(d, true);
+	ingest_send_acks(d);
+	return 0;
+}
+
+/* Connections. */
+
+void
+daemon_conn_close(struct daemon *d, struct conn *c, const char *why)
+{
+	if (why != NULL)
+		ma_log_info("%s connection from pid %ld uid %ld closed: %s",
+		    c->kind == CONN_INGEST ? "ingest" : "control", (long)c->pid,
+		    (long)c->uid, why);
+	/* Still in the dirty list: defer until the batch is committed, so
+	   the list stays valid. */
+	if (c->in_batch) {
+		c->closing = true;
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		return;
+	}
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		d->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	d->conn_count--;
+	free(c);
+}
+
+/* Start-up. */
+
+static int
+listen_unix(const char *path, mode_t mode, const char *what)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		ma_fatalx("%s socket path too long: %s", what, path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	/* Remove a stale socket, never anything else. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			ma_fatalx("%s: exists and is not a socket", path);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ma_fatal("socket");
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		ma_fatal("bind %s", path);
+	if (chmod(path, mode) < 0)
+		ma_fatal("chmod %s", path);
+	if (listen(fd, 128) < 0)
+		ma_fatal("listen %s", path);
+	return fd;
+}
+
+/* mkdir_parent - create the directory holding path if it is missing */
+static void
+mkdir_parent(const char *path, mode_t mode)
+{
+	char *dir = ma_xstrdup(path), *slash = strrchr(dir, '/');
+
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, mode) < 0 && errno != EEXIST)
+			ma_fatal("mkdir %s", dir);
+	}
+	free(dir);
+}
+
+static void
+drop_privileges(struct daemon *d)
+{
+	struct passwd *pw;
+
+	if (d->conf.user[0] == '\0')
+		return;
+	pw = getpwnam(d->conf.user);
+	if (pw == NULL)
+		ma_fatalx("user '%s' (config key user) does not exist",
+		    d->conf.user);
+	if (geteuid() != 0) {
+		if (geteuid() != pw->pw_uid)
+			ma_fatalx("running as uid %ld, cannot switch to %s",
+			    (long)geteuid(), d->conf.user);
+		return;
+	}
+	if (chown(d->conf.socket_path, pw->pw_uid, pw->pw_gid) < 0 ||
+	    chown(d->conf.control_socket_path, pw->pw_uid, pw->pw_gid) < 0)
+		ma_fatal("chown sockets to %s", d->conf.user);
+	if (setgroups(1, &pw->pw_gid) < 0 ||
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+		ma_fatal("cannot drop privileges to %s", d->conf.user);
+}
+
+static void
+epoll_add(struct daemon *d, int fd, void *ptr)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ptr};
+
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		ma_fatal("epoll_ctl");
+}
+
+/* Markers for the listening and signal fds in epoll's data.ptr. */
+static char mark_ingest, mark_control, mark_signal;
+
+static void
+setup(struct daemon *d)
+{
+	struct ma_store_options so = {
+		.readonly = false,
+		.sync_full = d->conf.sync_full,
+		.cache_kib = d->conf.cache_size_kib,
+	};
+	struct ma_error err = {0};
+	sigset_t mask;
+
+	mkdir_parent(d->conf.socket_path, 0755);
+	mkdir_parent(d->conf.control_socket_path, 0755);
+	if (mkdir(d->conf.spool_dir, 01733) < 0 && errno != EEXIST)
+		ma_fatal("mkdir %s", d->conf.spool_dir);
+	d->ingest_fd = listen_unix(d->conf.socket_path,
+	    (mode_t)d->conf.socket_mode, "ingest");
+	d->control_fd = listen_unix(d->conf.control_socket_path, 0600,
+	    "control");
+	drop_privileges(d);
+
+	d->store = ma_store_open(d->conf.store_path, &so, &err);
+	if (d->store == NULL)
+		ma_fatalx("%s", err.msg);
+	if (control_write_snapshot(d) < 0)
+		ma_fatalx("cannot write the policy snapshot %s",
+		    d->conf.policy_snapshot_path);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		ma_fatal("sigprocmask");
+	signal(SIGPIPE, SIG_IGN);
+	d->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->signal_fd < 0)
+		ma_fatal("signalfd");
+
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0)
+		ma_fatal("epoll_create1");
+	epoll_add(d, d->ingest_fd, &mark_ingest);
+	epoll_add(d, d->control_fd, &mark_control);
+	epoll_add(d, d->signal_fd, &mark_signal);
+	d->recvbuf = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
+	d->next_spool_scan_ms = ma_now_ms();
+	d->next_purge_ms = ma_now_ms() + 10000;
+}
+
+/* The loop. */
+
+static void
+handle_signal(struct daemon *d)
+{
+	struct signalfd_siginfo si;
+
+	while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			ma_log_info("SIGHUP: rewriting the policy snapshot");
+			control_write_snapshot(d);
+		} else {
+			d->quit = true;
+		}
+	}
+}
+
+static void
+run_purge(struct daemon *d, int64_t now)
+{
+	struct ma_error err = {0};
+	uint64_t deleted;
+
+	if (daemon_batch_commit(d) < 0)
+		return;
+	if (ma_store_purge(d->store, now, (uint32_t)d->conf.retention_min_days,
+		&deleted, &err) < 0)
+		ma_log_warnx("retention: %s", err.msg);
+	else if (deleted > 0)
+		ma_log_info("retention: purged %llu records",
+		    (unsigned long long)deleted);
+}
+
+static void
+run_timers(struct daemon *d)
+{
+	int64_t now = ma_now_ms();
+
+	if (d->batch_open && now >= d->batch_deadline_ms)
+		daemon_batch_commit(d);
+	if (now >= d->next_spool_scan_ms) {
+		spool_scan(d);
+		d->next_spool_scan_ms = now + (int64_t)d->conf.spool_scan_interval_ms;
+	}
+	if (now >= d->next_purge_ms) {
+		run_purge(d, now);
+		d->next_purge_ms = now + (int64_t)d->conf.purge_interval_s * 1000;
+	}
+}
+
+static int
+next_timeout(const struct daemon *d)
+{
+	int64_t now = ma_now_ms(), next = d->next_spool_scan_ms;
+
+	if (d->batch_open && d->batch_deadline_ms < next)
+		next = d->batch_deadline_ms;
+	if (d->next_purge_ms < next)
+		next = d->next_purge_ms;
+	if (next <= now)
+		return 0;
+	return next - now > 60000 ? 60000 : (int)(next - now);
+}
+
+static void
+dispatch(struct daemon *d, struct epoll_event *ev)
+{
+	void *p = ev->data.ptr;
+	struct conn *c;
+
+	if (p == &mark_signal) {
+		handle_signal(d);
+		return;
+	}
+	if (p == &mark_ingest || p == &mark_control) {
+		ingest_accept(d, p == &mark_ingest ? d->ingest_fd : d->control_fd,
+		    p == &mark_ingest ? CONN_INGEST : CONN_CONTROL);
+		return;
+	}
+	c = p;
+	if (c->closing)
+		return;
+	if (c->kind == CONN_INGEST)
+		ingest_readable(d, c);
+	else
+		control_readable(d, c);
+}
+
+static void
+loop(struct daemon *d)
+{
+	struct epoll_event evs[64];
+	int n;
+
+	while (!d->quit) {
+		n = epoll_wait(d->epfd, evs, 64, next_timeout(d));
+		if (n < 0 && errno != EINTR)
+			ma_fatal("epoll_wait");
+		for (int i = 0; i < n; i++)
+			dispatch(d, &evs[i]);
+		run_timers(d);
+	}
+	daemon_batch_commit(d);
+}
+
+static void
+shutdown_daemon(struct daemon *d)
+{
+	while (d->conns != NULL) {
+		d->conns->in_batch = false;
+		daemon_conn_close(d, d->conns, NULL);
+	}
+	ma_store_destroy(&d->store);
+	unlink(d->conf.socket_path);
+	unlink(d->conf.control_socket_path);
+	ma_log_info("stopped: %llu records stored, %llu duplicates ignored, "
+		    "%llu rejected",
+	    (unsigned long long)d->stored_total,
+	    (unsigned long long)d->duplicates_total,
+	    (unsigned long long)d->rejected_total);
+	free(d->recvbuf);
+	ma_conf_free(&d->conf);
+}
+
+static void
+write_pidfile(const char *path)
+{
+	FILE *fp = fopen(path, "we");
+
+	if (fp == NULL)
+		ma_fatal("pidfile %s", path);
+	fprintf(fp, "%ld\n", (long)getpid());
+	fclose(fp);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct daemon d;
+	const char *config = MA_CONF_DEFAULT_PATH, *pidfile = NULL;
+	bool foreground = false, debug = false, config_given = false;
+	struct ma_error err = {0};
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:dfp:")) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			config_given = true;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	ma_log_init("mailauditd", true, debug);
+	if (ma_conf_load(&d.conf, config, &err) < 0) {
+		/* A missing default file means "all defaults"; a missing
+		   file named on the command line is an error. */
+		if (config_given || access(config, F_OK) == 0)
+			ma_fatalx("%s", err.msg);
+	}
+	if (!foreground && daemon(0, 0) < 0)
+		ma_fatal("daemon");
+	ma_log_init("mailauditd", foreground, debug);
+	if (pidfile != NULL)
+		write_pidfile(pidfile);
+	setup(&d);
+	ma_log_info("started (version %s): store %s, socket %s", MA_VERSION,
+	    d.conf.store_path, d.conf.socket_path);
+	loop(&d);
+	shutdown_daemon(&d);
+	return 0;
+}

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-store.c - the SQLite store: insert and de-duplication, every
+ * search filter, paging counts, policy rows, retention.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ma-store.h"
+#include "ut.h"
+
+static char dbpath[64];
+
+static struct ma_store *
+open_rw(void)
+{
+	struct ma_store_options o = {.sync_full = false, .cache_kib = 1024};
+	struct ma_error err = {0};
+	struct ma_store *s = ma_store_open(dbpath, &o, &err);
+
+	if (s == NULL)
+		fprintf(stderr, "open: %s\n", err.msg);
+	return s;
+}
+
+static void
+add(struct ma_store *s, int64_t t, const char *op, enum ma_logon logon,
+    const char *user, const char *mbox, const char *subject, bool *dup,
+    uint8_t id_out[16])
+{
+	struct ma_record r;
+	struct ma_error err = {0};
+
+	ma_record_init(&r);
+	ma_uuid7(r.id, t);
+	r.time_ms = t;
+	r.operation = op;
+	r.logon_type = logon;
+	r.user = user;
+	r.mailbox = mbox;
+	r.folder = "INBOX";
+	r.client_ip = logon == MA_LOGON_DELEGATE ? "10.0.0.9" : "127.0.0.1";
+	r.session = "s1";
+	if (subject != NULL)
+		ma_record_add_item(&r, 3, "<id@x>", subject, 10);
+	if (ma_store_insert(s, &r, t, dup, &err) < 0)
+		ut_fail(__FILE__, __LINE__, "insert: %s", err.msg);
+	if (id_out != NULL)
+		memcpy(id_out, r.id, 16);
+	ma_record_deinit(&r);
+}
+
+struct collect {
+	int n;
+	int64_t seqs[64];
+	char subjects[64][32];
+};
+
+static int
+collect_fn(void *ctx, const struct ma_record *rec)
+{
+	struct collect *c = ctx;
+
+	if (c->n < 64) {
+		c->seqs[c->n] = rec->seq;
+		snprintf(c->subjects[c->n], sizeof(c->subjects[0]), "%s",
+		    rec->item_count > 0 && rec->items[0].subject != NULL
+			? rec->items[0].subject
+			: "");
+	}
+	c->n++;
+	return 0;
+}
+
+static uint64_t
+run(struct ma_store *s, struct ma_query *q, struct collect *c)
+{
+	struct ma_error err = {0};
+	uint64_t matched = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (ma_store_search(s, q, collect_fn, c, &matched, &err) != 0)
+		ut_fail(__FILE__, __LINE__, "search: %s", err.msg);
+	return matched;
+}
+
+static void
+test_insert_search(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct collect c;
+	struct ma_query q = {.result = -1};
+	const char *mb[] = {"alice"}, *ops[] = {"SoftDelete", "HardDelete"};
+	bool dup = true;
+	uint8_t id[16];
+	int64_t t0 = 1700000000000;
+
+	ut_begin("insert, de-duplicate and search with every filter");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(ma_store_begin(s, &err) == 0);
+	add(s, t0, "Update", MA_LOGON_OWNER, "alice", "alice", "Quarterly %",
+	    &dup, id);
+	ut_assert(!dup);
+	add(s, t0 + 1, "SoftDelete", MA_LOGON_DELEGATE, "bob", "alice", "x_y",
+	    &dup, NULL);
+	add(s, t0 + 2, "HardDelete", MA_LOGON_ADMIN, "admin", "bob", NULL,
+	    &dup, NULL);
+	for (int i = 0; i < 10; i++)
+		add(s, t0 + 10 + i, "MailboxLogin", MA_LOGON_OWNER, "carol",
+		    "carol", NULL, &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+
+	/* Same id again: stored once. */
+	{
+		struct ma_record r;
+
+		ma_record_init(&r);
+		memcpy(r.id, id, 16);
+		r.time_ms = t0;
+		r.operation = "Update";
+		r.user = r.mailbox = "alice";
+		ut_assert(ma_store_insert(s, &r, t0, &dup, &err) == 0);
+		ut_assert(dup);
+		ma_record_deinit(&r);
+	}
+
+	ut_assert_cmp(run(s, &q, &c), ==, 13);
+	q.mailboxes = mb;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	q.logon_mask = 1U << MA_LOGON_DELEGATE;
+	ut_assert_cmp(run(s, &q, &c), ==, 1);
+	ut_assert_str(c.subjects[0], "x_y");
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.operations = ops;
+	q.operation_count = 2;
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.start_ms = t0 + 1;
+	q.end_ms = t0 + 3;
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.client_ip = "10.0.0.9";
+	ut_assert_cmp(run(s, &q, &c), ==, 1);
+	/* Free text is a literal substring: % and _ are not wildcards. */
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.text = "y %";
+	ut_assert_cmp(run(s, &q, &c), ==, 1);
+	q.text = "x_y";
+	ut_assert_cmp(run(s, &q, &c), ==, 1);
+	q.text = "x%y";
+	ut_assert_cmp(run(s, &q, &c), ==, 0);
+
+	/* Paging: 13 records, pages of 5, newest first, nothing lost. */
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.newest_first = true;
+	q.limit = 5;
+	{
+		int total = 0;
+		int64_t prev = INT64_MAX;
+
+		for (int page = 0; page < 4; page++) {
+			uint64_t m = run(s, &q, &c);
+
+			ut_assert_cmp(m, ==, 13 - total);
+			for (int i = 0; i < c.n; i++) {
+				ut_assert(c.seqs[i] < prev);
+				prev = c.seqs[i];
+			}
+			total += c.n;
+			if (c.n == 0)
+				break;
+			q.cursor = c.seqs[c.n - 1];
+		}
+		ut_assert_cmp(total, ==, 13);
+	}
+	ma_store_destroy(&s);
+	ut_assert(s == NULL);
+	ut_end();
+}
+
+static void
+test_policy_rows(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct ma_mailbox_policy mp, got;
+	struct ma_org_policy org;
+
+	ut_begin("policy rows: managed defaults follow the preset");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(ma_store_mailbox_get(s, "nobody", &got, &err) == 0);
+	ma_mailbox_policy_default(&mp, MA_PRESET_DEFAULT, MA_MAILBOX_SHARED);
+	mp.sets[MA_SET_OWNER] = MA_ACTION_BIT(MA_ACTION_UPDATE);
+	mp.set_is_default[MA_SET_OWNER] = false;
+	mp.age_limit_days = 365;
+	ut_assert(ma_store_mailbox_put(s, "finance", &mp, &err) == 0);
+	ut_assert(ma_store_mailbox_get(s, "finance", &got, &err) == 1);
+	ut_assert_cmp(got.type, ==, MA_MAILBOX_SHARED);
+	ut_assert_cmp(got.age_limit_days, ==, 365);
+	ut_assert_cmp(got.sets[MA_SET_OWNER], ==,
+	    MA_ACTION_BIT(MA_ACTION_UPDATE));
+	ut_assert(!got.set_is_default[MA_SET_OWNER]);
+	ut_assert(got.set_is_default[MA_SET_ADMIN]);
+	/* Changing the preset changes managed sets only. */
+	org.audit_disabled = false;
+	org.preset = MA_PRESET_STRICT;
+	ut_assert(ma_store_org_put(s, &org, &err) == 0);
+	ut_assert(ma_store_mailbox_get(s, "finance", &got, &err) == 1);
+	ut_assert_cmp(got.sets[MA_SET_ADMIN], ==,
+	    ma_preset_actions(MA_PRESET_STRICT, MA_MAILBOX_SHARED,
+		MA_SET_ADMIN));
+	ut_assert_cmp(got.sets[MA_SET_OWNER], ==,
+	    MA_ACTION_BIT(MA_ACTION_UPDATE));
+	ut_assert(ma_store_bypass_set(s, "svc", true, &err) == 0);
+	ut_assert(ma_store_bypass_has(s, "svc", &err) == 1);
+	ut_assert(ma_store_bypass_set(s, "svc", false, &err) == 0);
+	ut_assert(ma_store_bypass_has(s, "svc", &err) == 0);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
+static void
+test_purge(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct ma_mailbox_policy mp;
+	struct ma_query q = {.result = -1};
+	struct collect c;
+	int64_t day = 86400000, now = 1800000000000;
+	uint64_t deleted = 0, before;
+	int64_t last_before, last_after;
+	bool dup;
+
+	ut_begin("retention: per-mailbox age limit and global minimum");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(ma_store_stats(s, &before, &last_before, &err) == 0);
+	ma_mailbox_policy_default(&mp, MA_PRESET_DEFAULT, MA_MAILBOX_USER);
+	mp.age_limit_days = 10;
+	ut_assert(ma_store_mailbox_put(s, "short", &mp, &err) == 0);
+	add(s, now - 20 * day, "Update", MA_LOGON_OWNER, "short", "short", NULL,
+	    &dup, NULL);
+	add(s, now - 5 * day, "Update", MA_LOGON_OWNER, "short", "short", NULL,
+	    &dup, NULL);
+	add(s, now - 50 * day, "Update", MA_LOGON_OWNER, "dflt", "dflt", NULL,
+	    &dup, NULL);
+	add(s, now - 100 * day, "Update", MA_LOGON_OWNER, "dflt", "dflt", NULL,
+	    &dup, NULL);
+	/* Global minimum 30 days protects the 20-day-old record. */
+	ut_assert(ma_store_purge(s, now, 30, &deleted, &err) == 0);
+	/* The 100-day default record, and the old test records. */
+	ut_assert_cmp(deleted, ==, before + 1);
+	ut_assert(ma_store_purge(s, now, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 1);
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	/* Sequence numbers never go back after a purge. */
+	ut_assert(ma_store_stats(s, &before, &last_after, &err) == 0);
+	add(s, now, "Update", MA_LOGON_OWNER, "x", "x", NULL, &dup, NULL);
+	ut_assert(ma_store_stats(s, &before, &last_before, &err) == 0);
+	ut_assert(last_before > last_after);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
+static void
+test_readonly(void)
+{
+	struct ma_store_options o = {.readonly = true};
+	struct ma_error err = {0};
+	struct ma_store *s = ma_store_open("/nonexistent/x.db", &o, &err);
+
+	ut_begin("opening a missing store read-only fails clearly");
+	ut_assert(s == NULL);
+	ut_assert(strstr(err.msg, "/nonexistent/x.db") != NULL);
+	ut_end();
+}
+
+static void
+cleanup(void)
+{
+	char p[96];
+
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	unlink(p);
+}
+
+int
+main(void)
+{
+	static void (*const tests[])(void) = {test_insert_search,
+	    test_policy_rows, test_purge, test_readonly};
+	int fd, ret;
+
+	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");
+	fd = mkstemp(dbpath);
+	if (fd < 0)
+		return 1;
+	close(fd);
+	unlink(dbpath);
+	ret = ut_run(tests, sizeof(tests) / sizeof(tests[0]));
+	cleanup();
+	return ret;
+}
