@@ -340,7 +340,7 @@ cmd_search(int argc, char **argv)
 	    conf.organization_id[0] != '\0' ? conf.organization_id : NULL;
 	so.ex.organization_name =
 	    conf.organization_name[0] != '\0' ? conf.organization_name : NULL;
-	optind = 1;
+	optind = 0; /* glibc: reinitialise (main used "+c:") */
 	while ((ch = getopt_long(argc, argv, "", search_longopts, NULL)) != -1)
 		search_option(&so, ch, optarg);
 	if (optind != argc)
@@ -522,7 +522,7 @@ cmd_set_mailbox(int argc, char **argv)
 	ma_buf_init(&req, MA_PROTO_MAX_FRAME);
 	ma_kvframe_init(&reply);
 	ma_proto_put(&req, "cmd", "set-mailbox");
-	optind = 1;
+	optind = 0; /* glibc: reinitialise (main used "+c:") */
 	while ((ch = getopt_long(argc, argv, "", set_mailbox_longopts,
 		    NULL)) != -1) {
 		const char *key = set_mailbox_key(ch), *v = optarg;

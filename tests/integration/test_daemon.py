@@ -1,0 +1,350 @@
+# SPDX-License-Identifier: MIT
+"""mailauditd + mailauditctl end to end, with a scripted sensor.
+
+Covers ingest and acks, searchability latency, bad input isolation,
+de-duplication between socket and spool, spool draining and quarantine,
+the policy CLI with its admin audit records and errors, retention, paging
+and the three output formats.
+"""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import time
+import unittest
+
+from daemon_fixture import MailauditDaemon, frame, uuid7
+
+
+class DaemonTestCase(unittest.TestCase):
+    extra_conf = ""
+
+    def setUp(self):
+        self.d = MailauditDaemon(self.extra_conf)
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+
+
+class TestIngest(DaemonTestCase):
+    def test_records_are_acked_and_searchable_within_a_second(self):
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        t0 = time.monotonic()
+        for i in range(50):
+            s.send(frame("SoftDelete", user="bob", mbox="alice",
+                         logon="Delegate", folder="INBOX", sess="S1",
+                         ip="192.0.2.7", items=[(i + 1, "<m%d@x>" % i,
+                                                 "subject %d" % i)]))
+        self.assertEqual(s.wait_ack(50), 50)
+        recs = self.d.records("--mailbox", "alice")
+        elapsed = time.monotonic() - t0
+        self.assertEqual(len(recs), 50)
+        self.assertLess(elapsed, 1.0, "stored and searchable in %.3fs"
+                        % elapsed)
+        r = recs[0]
+        self.assertEqual(r["Operation"], "SoftDelete")
+        self.assertEqual(r["LogonType"], 2)
+        self.assertEqual(r["RecordType"], 3)
+        self.assertEqual(r["UserId"], "bob")
+        self.assertEqual(r["MailboxOwnerUPN"], "alice")
+        self.assertEqual(r["ClientIP"], "192.0.2.7")
+        self.assertEqual(r["SessionId"], "S1")
+        self.assertEqual(r["AffectedItems"][0]["Subject"], "subject 0")
+        self.assertEqual(r["AffectedItems"][0]["InternetMessageId"],
+                         "<m0@x>")
+        # sequence numbers are monotonic in arrival order
+        seqs = [x["MailAuditSequence"] for x in recs]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(len(set(seqs)), 50)
+
+    def test_garbage_drops_only_that_connection(self):
+        good = self.d.sensor()
+        bad = self.d.sensor()
+        self.addCleanup(good.close)
+        self.addCleanup(bad.close)
+        good.send(frame("Update"))
+        self.assertEqual(good.wait_ack(1), 1)
+        bad.send(b"\x00\x01garbage\xff\n\n")
+        self.assertTrue(bad.closed_by_peer())
+        good.send(frame("Update"))
+        self.assertEqual(good.wait_ack(2), 2)
+        log = self.d.log_text()
+        self.assertIn("closed: bad frame", log)
+        # the log line is sanitised: no raw control bytes from the peer
+        line = [l for l in log.splitlines() if "bad frame" in l][0]
+        self.assertFalse(any(ord(c) < 0x20 for c in line))
+        self.assertEqual(len(self.d.records()), 2)
+
+    def test_oversized_and_unknown_keys_are_rejected(self):
+        s1 = self.d.sensor()
+        self.addCleanup(s1.close)
+        s1.send(b"user=" + b"a" * 200000 + b"\n\n")
+        self.assertTrue(s1.closed_by_peer())
+        s2 = self.d.sensor()
+        self.addCleanup(s2.close)
+        s2.send(frame("Update").replace(b"\n\n", b"\nevil=1\n\n"))
+        self.assertTrue(s2.closed_by_peer())
+        s3 = self.d.sensor()
+        self.addCleanup(s3.close)
+        s3.send(frame("NotAnAction"))
+        self.assertTrue(s3.closed_by_peer())
+        self.assertIn("unknown operation", self.d.log_text())
+        self.assertEqual(self.d.records(), [])
+        # still serving
+        s4 = self.d.sensor()
+        self.addCleanup(s4.close)
+        s4.send(frame("Update"))
+        self.assertEqual(s4.wait_ack(1), 1)
+
+    def test_same_record_by_socket_and_spool_is_stored_once(self):
+        rid = uuid7()
+        f = frame("HardDelete", rid=rid, folder="INBOX")
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        s.send(f)
+        self.assertEqual(s.wait_ack(1), 1)
+        path = os.path.join(self.d.spool, "1-1-1.spool")
+        with open(path + ".tmp", "wb") as fp:
+            fp.write(f + frame("HardDelete", folder="Other"))
+        os.rename(path + ".tmp", path)
+        deadline = time.monotonic() + 5
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(path), "spool file not drained")
+        recs = self.d.records()
+        self.assertEqual(len(recs), 2)
+        self.assertEqual([r["Id"] for r in recs].count(rid), 1)
+
+    def test_bad_spool_file_is_quarantined_not_deleted(self):
+        path = os.path.join(self.d.spool, "9-9-9.spool")
+        with open(path, "wb") as fp:
+            fp.write(b"not a frame\n\n")
+        deadline = time.monotonic() + 5
+        while not os.path.exists(path + ".bad") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(path + ".bad"))
+        self.assertIn("kept as", self.d.log_text())
+
+    def test_truncated_spool_tail_keeps_complete_records(self):
+        path = os.path.join(self.d.spool, "7-7-7.spool")
+        with open(path, "wb") as fp:
+            fp.write(frame("Update") + frame("Update")[:30])
+        deadline = time.monotonic() + 5
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(len(self.d.records()), 1)
+        self.assertIn("not a complete frame", self.d.log_text())
+
+    def test_restart_keeps_records_and_sequence(self):
+        s = self.d.sensor()
+        s.send(frame("Update"))
+        self.assertEqual(s.wait_ack(1), 1)
+        s.close()
+        self.d.stop()
+        self.d.start()
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        s.send(frame("Update"))
+        self.assertEqual(s.wait_ack(1), 1)
+        recs = self.d.records()
+        self.assertEqual(len(recs), 2)
+        self.assertLess(recs[0]["MailAuditSequence"],
+                        recs[1]["MailAuditSequence"])
+
+
+class TestPolicy(DaemonTestCase):
+    def test_mailbox_policy_changes_are_audited(self):
+        self.d.ctl("mailbox", "add", "finance", "--type", "shared")
+        out = self.d.ctl("get-mailbox", "finance").stdout
+        self.assertIn("MailboxType        shared", out)
+        self.assertIn("DefaultAuditSet    Owner,Delegate,Admin", out)
+        self.d.ctl("set-mailbox", "finance", "--audit-owner-add",
+                   "MailItemsAccessed", "--audit-log-age-limit", "365")
+        out = self.d.ctl("get-mailbox", "finance").stdout
+        self.assertIn("MailItemsAccessed", out.split("AuditOwner")[1]
+                      .splitlines()[0])
+        self.assertIn("DefaultAuditSet    Delegate,Admin", out)
+        self.assertIn("365.00:00:00", out)
+        # restoring the managed default
+        self.d.ctl("set-mailbox", "finance", "--default-audit-set", "Owner")
+        out = self.d.ctl("get-mailbox", "finance").stdout
+        self.assertIn("DefaultAuditSet    Owner,Delegate,Admin", out)
+
+        recs = self.d.records("--operations", "Set-Mailbox")
+        self.assertEqual(len(recs), 2)
+        first = recs[0]
+        self.assertEqual(first["RecordType"], 1)
+        self.assertEqual(first["ObjectId"], "finance")
+        self.assertEqual(first["UserId"], "root")
+        mods = {m["Name"]: m for m in first["ModifiedProperties"]}
+        self.assertEqual(mods["AuditLogAgeLimit"]["OldValue"],
+                         "90.00:00:00")
+        self.assertEqual(mods["AuditLogAgeLimit"]["NewValue"],
+                         "365.00:00:00")
+        self.assertNotIn("MailItemsAccessed", mods["AuditOwner"]["OldValue"])
+        self.assertIn("MailItemsAccessed", mods["AuditOwner"]["NewValue"])
+        self.assertEqual(len(self.d.records("--operations", "New-Mailbox")),
+                         1)
+        # the snapshot the sensors read carries the change
+        with open(self.d.snapshot) as f:
+            snap = f.read()
+        line = [l for l in snap.splitlines()
+                if l.startswith("mailbox finance ")][0]
+        self.assertIn("shared yes", line)
+
+    def test_errors_name_the_bad_value(self):
+        cases = [
+            (["set-mailbox", "nobody", "--audit-owner", "Update"],
+             "unknown mailbox 'nobody'"),
+            (["mailbox", "add", "x", "--type", "robot"],
+             "unknown mailbox type 'robot'"),
+        ]
+        for args, msg in cases:
+            res = self.d.ctl(*args, check=False)
+            self.assertNotEqual(res.returncode, 0, args)
+            self.assertIn(msg, res.stderr, args)
+        self.d.ctl("mailbox", "add", "alice")
+        for args, msg in [
+            (["set-mailbox", "alice", "--audit-owner", "Update,Frobnicate"],
+             "unknown action 'Frobnicate'"),
+            (["set-mailbox", "alice", "--default-audit-set", "Janitor"],
+             "unknown logon type 'Janitor'"),
+            (["set-mailbox", "alice", "--audit-log-age-limit", "forever"],
+             "'forever' is not a number"),
+            (["set-org", "--preset", "lax"], "unknown preset 'lax'"),
+            (["search", "--logon-types", "Root"],
+             "unknown logon type 'Root'"),
+            (["search", "--operations", "Peek"], "unknown operation 'Peek'"),
+            (["search", "--start", "yesterday"], "cannot parse 'yesterday'"),
+        ]:
+            res = self.d.ctl(*args, check=False)
+            self.assertNotEqual(res.returncode, 0, args)
+            self.assertIn(msg, res.stderr, args)
+        # nothing was changed by the failed attempts
+        self.assertEqual(self.d.records("--operations", "Set-Mailbox"), [])
+
+    def test_org_switch_and_bypass_are_audited(self):
+        self.d.ctl("set-org", "--audit-disabled", "yes")
+        self.d.ctl("set-org", "--audit-disabled", "no", "--preset", "strict")
+        self.d.ctl("set-bypass", "svc-backup", "--enabled", "yes")
+        out = self.d.ctl("get-org").stdout
+        self.assertIn("AuditPreset:     strict", out)
+        self.assertIn("svc-backup", out)
+        recs = self.d.records("--operations", "Set-OrganizationConfig")
+        self.assertEqual(len(recs), 2)
+        mods = {m["Name"]: m for m in recs[0]["ModifiedProperties"]}
+        self.assertEqual(mods["AuditDisabled"]["NewValue"], "True")
+        byp = self.d.records("--operations",
+                             "Set-MailboxAuditBypassAssociation")
+        self.assertEqual(len(byp), 1)
+        self.assertEqual(byp[0]["ObjectId"], "svc-backup")
+        with open(self.d.snapshot) as f:
+            snap = f.read()
+        self.assertIn("bypass svc-backup", snap)
+        self.assertIn("audit_disabled no", snap)
+
+    def test_control_socket_refuses_other_users(self):
+        res = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             self.d.binary("mailauditctl"), "-c", self.d.conf,
+             "set-org", "--preset", "strict"],
+            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(res.returncode, 0)
+        out = self.d.ctl("get-org").stdout
+        self.assertIn("AuditPreset:     default", out)
+
+
+class TestSearch(DaemonTestCase):
+    def fill(self, n=25):
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        t = int(time.time() * 1000) - n
+        for i in range(n):
+            s.send(frame("MailboxLogin" if i % 2 else "Update",
+                         user="carol", mbox="carol", t=t + i,
+                         ip="10.1.1.%d" % (i % 3), sess="sess-%d" % (i % 4),
+                         folder="Projects/Q%d" % i,
+                         client="Client=POP3/IMAP4;Protocol=IMAP4"))
+        self.assertEqual(s.wait_ack(n), n)
+
+    def test_paging_never_truncates_silently(self):
+        self.fill(25)
+        seen = []
+        args = ["search", "--format", "json", "--result-size", "10"]
+        for _ in range(5):
+            res = self.d.ctl(*args)
+            page = [json.loads(l) for l in res.stdout.splitlines()]
+            seen += [r["MailAuditSequence"] for r in page]
+            if "Next page" not in res.stderr:
+                break
+            self.assertIn("record(s) matched; 10 shown", res.stderr)
+            nxt = res.stderr.split("add ")[1].split()
+            args = ["search", "--format", "json", "--result-size", "10",
+                    nxt[0], nxt[1]]
+        self.assertEqual(len(seen), 25)
+        self.assertEqual(seen, sorted(seen, reverse=True))
+
+    def test_filters(self):
+        self.fill(24)
+        self.assertEqual(len(self.d.records("--operations", "mailboxlogin")),
+                         12)
+        self.assertEqual(len(self.d.records("--ip", "10.1.1.0")), 8)
+        self.assertEqual(len(self.d.records("--session", "sess-1")), 6)
+        self.assertEqual(len(self.d.records("--free-text", "Projects/Q1")),
+                         11)  # Q1, Q10..Q19
+        self.assertEqual(len(self.d.records("--logon-types", "Admin")), 0)
+        self.assertEqual(len(self.d.records("--user-ids", "carol",
+                                            "--start", "-1d")), 24)
+        self.assertEqual(len(self.d.records("--end", "-1d")), 0)
+
+    def test_csv_and_table(self):
+        self.fill(3)
+        res = self.d.ctl("search", "--format", "csv")
+        rows = list(csv.reader(io.StringIO(res.stdout)))
+        self.assertEqual(rows[0], ["CreationDate", "UserIds", "Operations",
+                                   "AuditData"])
+        self.assertEqual(len(rows), 4)
+        self.assertEqual(json.loads(rows[1][3])["UserId"], "carol")
+        res = self.d.ctl("search")
+        self.assertIn("Operation", res.stdout.splitlines()[0])
+        self.assertEqual(len(res.stdout.splitlines()), 4)
+
+
+class TestRetention(DaemonTestCase):
+    extra_conf = "retention_min_days = 0\n"
+
+    def test_purge_by_age_limit(self):
+        self.d.ctl("mailbox", "add", "old")
+        self.d.ctl("set-mailbox", "old", "--audit-log-age-limit", "1")
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        now = int(time.time() * 1000)
+        s.send(frame("Update", user="old", mbox="old", t=now - 3 * 86400000))
+        s.send(frame("Update", user="old", mbox="old", t=now))
+        s.send(frame("Update", user="x", mbox="x", t=now - 3 * 86400000))
+        self.assertEqual(s.wait_ack(3), 3)
+        out = self.d.ctl("purge").stdout
+        self.assertIn("purged: 1", out)
+        left = self.d.records("--operations", "Update")
+        self.assertEqual(len(left), 2)
+
+
+class TestConfig(unittest.TestCase):
+    def test_bad_config_names_file_line_and_key(self):
+        d = MailauditDaemon("batch_max_records = lots\n")
+        self.addCleanup(d.cleanup)
+        res = subprocess.run([d.binary("mailauditd"), "-f", "-c", d.conf],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(res.returncode, 1)
+        with open(d.conf) as f:
+            n = f.read().splitlines().index(
+                "batch_max_records = lots") + 1
+        self.assertIn("%s:%d: batch_max_records: 'lots'" % (d.conf, n),
+                      res.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
