@@ -207,8 +207,12 @@ mkdir_parent(const char *path, mode_t mode)
 
 	if (slash != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, mode) < 0 && errno != EEXIST)
+		if (mkdir(dir, mode) == 0) {
+			if (chmod(dir, mode) < 0)
+				ma_fatal("chmod %s", dir);
+		} else if (errno != EEXIST) {
 			ma_fatal("mkdir %s", dir);
+		}
 	}
 	free(dir);
 }
@@ -264,8 +268,15 @@ setup(struct daemon *d)
 
 	mkdir_parent(d->conf.socket_path, 0755);
 	mkdir_parent(d->conf.control_socket_path, 0755);
-	if (mkdir(d->conf.spool_dir, 01733) < 0 && errno != EEXIST)
+	/* Audit data is for the daemon's user alone: the store and its WAL
+	   are created 0600.  What sensors must reach gets explicit modes. */
+	umask(077);
+	if (mkdir(d->conf.spool_dir, 01733) == 0) {
+		if (chmod(d->conf.spool_dir, 01733) < 0)
+			ma_fatal("chmod %s", d->conf.spool_dir);
+	} else if (errno != EEXIST) {
 		ma_fatal("mkdir %s", d->conf.spool_dir);
+	}
 	d->ingest_fd = listen_unix(d->conf.socket_path,
 	    (mode_t)d->conf.socket_mode, "ingest");
 	d->control_fd = listen_unix(d->conf.control_socket_path, 0600,

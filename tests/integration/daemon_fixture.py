@@ -112,6 +112,9 @@ class MailauditDaemon:
     def __init__(self, extra_conf="", tmpdir=None):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="mailauditd-test-")
         self.own_dir = tmpdir is None
+        # Dovecot's mail processes (another uid) must reach the socket and
+        # the spool inside; the daemon creates the store itself 0600.
+        os.chmod(self.dir, 0o755)
         self.conf = os.path.join(self.dir, "mailaudit.conf")
         self.store = os.path.join(self.dir, "audit.db")
         self.socket = os.path.join(self.dir, "run", "ingest.sock")
