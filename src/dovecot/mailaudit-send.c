@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Delivery of encoded records from a mail process to mailauditd.
+ *
+ * Model: one AF_UNIX SOCK_SEQPACKET connection per process, one record
+ * per message, so the kernel keeps frame boundaries and a frame is never
+ * half-sent.  The daemon answers "ack=<n>" frames, n being the number of
+ * frames received on this connection that it has durably committed.
+ * Frames stay in memory until acknowledged.  Whenever the daemon cannot
+ * take them quickly (no socket, send would block, connection lost, more
+ * than MAILAUDIT_BACKLOG_MAX bytes or MAILAUDIT_BACKLOG_AGE_MS old, or
+ * still unacknowledged at logout) they go to a spool file, written to a
+ * hidden temporary name, fdatasync()ed and renamed to *.spool, which the
+ * daemon imports.  A frame may thus reach the daemon twice; it
+ * de-duplicates by record id.  Only when the spool itself fails are
+ * records lost, and then we say so with i_error.
+ *
+ * Workload: a handful of small frames per IMAP command.  Nothing here
+ * blocks except the bounded wait at logout (a few ms) and the fdatasync
+ * of a spool file, which only happens when the daemon is unavailable.
+ * Acks are read opportunistically (on every send and at logout), not
+ * from the ioloop, so the plugin never registers I/O that could outlive
+ * an ioloop switch.
+ */
+
+#include "lib.h"
+#include "hostpid.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ma-proto.h"
+#include "mailaudit-plugin.h"
+
+#define MAILAUDIT_BACKLOG_MAX	 (256 * 1024)
+#define MAILAUDIT_BACKLOG_AGE_MS 2000
+#define MAILAUDIT_RETRY_MS	 1000
+#define MAILAUDIT_WARN_MS	 (60 * 1000)
+
+struct mailaudit_queued {
+	struct mailaudit_queued *next;
+	int64_t queued_ms;
+	uint64_t seq; /* position on the connection, 0 = not sent yet */
+	size_t len;
+	char data[];
+};
+
+static struct {
+	char *socket_path, *spool_dir;
+	int fd;
+	int64_t last_fail_ms, last_warn_ms;
+	uint64_t sent; /* frames sent on the current connection */
+	struct mailaudit_queued *head, *tail;
+	unsigned int count;
+	size_t bytes;
+	unsigned int spool_counter;
+} mailaudit_send = {.fd = -1, .last_fail_ms = -MAILAUDIT_RETRY_MS};
+
+static void
+mailaudit_send_warn(const char *fmt, ...) ATTR_FORMAT(1, 2);
+
+/* mailaudit_send_warn - a warning, at most once a minute per process. */
+static void
+mailaudit_send_warn(const char *fmt, ...)
+{
+	int64_t now = ma_now_ms();
+	va_list args;
+
+	if (now - mailaudit_send.last_warn_ms < MAILAUDIT_WARN_MS &&
+	    mailaudit_send.last_warn_ms != 0)
+		return;
+	mailaudit_send.last_warn_ms = now;
+	va_start(args, fmt);
+	i_warning("mailaudit: %s", t_strdup_vprintf(fmt, args));
+	va_end(args);
+}
+
+static void
+mailaudit_queue_free_all(void)
+{
+	struct mailaudit_queued *q, *next;
+
+	for (q = mailaudit_send.head; q != NULL; q = next) {
+		next = q->next;
+		i_free(q);
+	}
+	mailaudit_send.head = mailaudit_send.tail = NULL;
+	mailaudit_send.count = 0;
+	mailaudit_send.bytes = 0;
+}
+
+static int
+mailaudit_write_all(int fd, const char *data, size_t len)
+{
+	ssize_t ret;
+
+	while (len > 0) {
+		ret = write(fd, data, len);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		data += ret;
+		len -= (size_t)ret;
+	}
+	return 0;
+}
+
+/* mailaudit_spool_write - all queued frames into one new spool file. */
+static int
+mailaudit_spool_write(const char **error_r)
+{
+	const char *dir = mailaudit_send.spool_dir;
+	struct mailaudit_queued *q;
+	const char *base, *tmp_path, *path;
+	int fd;
+
+	base = t_strdup_printf("%s-%lld-%u", my_pid,
+	    (long long)ma_now_ms(), ++mailaudit_send.spool_counter);
+	tmp_path = t_strdup_printf("%s/.tmp-%s", dir, base);
+	path = t_strdup_printf("%s/%s.spool", dir, base);
+	fd = open(tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		*error_r = t_strdup_printf("open(%s) failed: %s", tmp_path,
+		    strerror(errno));
+		return -1;
+	}
+	for (q = mailaudit_send.head; q != NULL; q = q->next) {
+		if (mailaudit_write_all(fd, q->data, q->len) < 0) {
+			*error_r = t_strdup_printf("write(%s) failed: %s",
+			    tmp_path, strerror(errno));
+			goto fail;
+		}
+	}
+	if (fdatasync(fd) < 0) {
+		*error_r = t_strdup_printf("fdatasync(%s) failed: %s",
+		    tmp_path, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		*error_r = t_strdup_printf("close(%s) failed: %s", tmp_path,
+		    strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp_path, path) < 0) {
+		*error_r = t_strdup_printf("rename(%s) failed: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd >= 0)
+		i_close_fd(&fd);
+	(void)unlink(tmp_path);
+	return -1;
+}
+
+/* mailaudit_spool_all - move every queued frame to the spool. */
+static void
+mailaudit_spool_all(const char *why)
+{
+	const char *error;
+
+	if (mailaudit_send.head == NULL)
+		return;
+	T_BEGIN {
+		if (mailaudit_spool_write(&error) < 0) {
+			/* The one place where audit records vanish: loud. */
+			i_error("mailaudit: %u audit records LOST (%s, and "
+				"spooling failed: %s)",
+			    mailaudit_send.count, why, error);
+		} else {
+			mailaudit_send_warn("%s: %u records spooled to %s",
+			    why, mailaudit_send.count,
+			    mailaudit_send.spool_dir);
+		}
+	} T_END;
+	mailaudit_queue_free_all();
+}
+
+static void
+mailaudit_disconnect(void)
+{
+	if (mailaudit_send.fd >= 0)
+		i_close_fd(&mailaudit_send.fd);
+	mailaudit_send.sent = 0;
+	mailaudit_send.last_fail_ms = ma_now_ms();
+}
+
+/* mailaudit_fail - the connection is unusable: spool and drop it. */
+static void
+mailaudit_fail(const char *why)
+{
+	mailaudit_spool_all(why);
+	mailaudit_disconnect();
+}
+
+static void
+mailaudit_connect(void)
+{
+	struct sockaddr_un sa;
+	size_t len = strlen(mailaudit_send.socket_path);
+	int fd;
+
+	if (ma_now_ms() - mailaudit_send.last_fail_ms < MAILAUDIT_RETRY_MS)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (len >= sizeof(sa.sun_path)) {
+		mailaudit_send_warn("socket path too long: %s",
+		    mailaudit_send.socket_path);
+		mailaudit_send.last_fail_ms = ma_now_ms();
+		return;
+	}
+	memcpy(sa.sun_path, mailaudit_send.socket_path, len);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		mailaudit_send_warn("socket() failed: %s", strerror(errno));
+		mailaudit_send.last_fail_ms = ma_now_ms();
+		return;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		/* A full listen backlog gives EAGAIN: treat as down. */
+		mailaudit_send_warn("connect(%s) failed: %s",
+		    mailaudit_send.socket_path, strerror(errno));
+		i_close_fd(&fd);
+		mailaudit_send.last_fail_ms = ma_now_ms();
+		return;
+	}
+	mailaudit_send.fd = fd;
+	mailaudit_send.sent = 0;
+}
+
+/* mailaudit_ack - forget the frames the daemon has committed. */
+static void
+mailaudit_ack(const char *frame, size_t len)
+{
+	struct mailaudit_queued *q;
+	struct ma_kvframe kv;
+	struct ma_error err;
+	const char *value;
+	uint64_t n;
+
+	ma_kvframe_init(&kv);
+	memset(&err, 0, sizeof(err));
+	if (ma_kvframe_decode(&kv, frame, len, &err) < 0 ||
+	    (value = ma_kvframe_get(&kv, "ack")) == NULL ||
+	    ma_parse_u64(value, mailaudit_send.sent, &n) < 0) {
+		ma_kvframe_deinit(&kv);
+		mailaudit_fail("bad reply from daemon");
+		return;
+	}
+	ma_kvframe_deinit(&kv);
+	while ((q = mailaudit_send.head) != NULL && q->seq != 0 &&
+	    q->seq <= n) {
+		mailaudit_send.head = q->next;
+		if (mailaudit_send.head == NULL)
+			mailaudit_send.tail = NULL;
+		mailaudit_send.count--;
+		mailaudit_send.bytes -= q->len;
+		i_free(q);
+	}
+}
+
+static void
+mailaudit_read_acks(void)
+{
+	char buf[512];
+	ssize_t ret;
+
+	while (mailaudit_send.fd >= 0) {
+		ret = recv(mailaudit_send.fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (ret > 0) {
+			mailaudit_ack(buf, (size_t)ret);
+		} else if (ret == 0) {
+			mailaudit_fail("daemon closed the connection");
+		} else if (errno == EAGAIN) {
+			return;
+		} else if (errno != EINTR) {
+			mailaudit_fail(t_strdup_printf("recv() failed: %s",
+			    strerror(errno)));
+		}
+	}
+}
+
+static void
+mailaudit_send_unsent(void)
+{
+	struct mailaudit_queued *q;
+	ssize_t ret;
+
+	for (q = mailaudit_send.head; q != NULL; q = q->next) {
+		if (q->seq != 0)
+			continue;
+		ret = send(mailaudit_send.fd, q->data, q->len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (ret < 0 && errno == EINTR) {
+			ret = send(mailaudit_send.fd, q->data, q->len,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
+		if (ret < 0) {
+			/* EAGAIN (daemon busy), EMSGSIZE, EPIPE ...: never
+			   wait, the spool takes it. */
+			mailaudit_fail(t_strdup_printf("send() failed: %s",
+			    strerror(errno)));
+			return;
+		}
+		q->seq = ++mailaudit_send.sent;
+	}
+}
+
+static void
+mailaudit_pump(void)
+{
+	int64_t now;
+
+	if (mailaudit_send.fd < 0)
+		mailaudit_connect();
+	if (mailaudit_send.fd < 0) {
+		mailaudit_spool_all("daemon not reachable");
+		return;
+	}
+	mailaudit_read_acks();
+	if (mailaudit_send.fd >= 0)
+		mailaudit_send_unsent();
+	now = ma_now_ms();
+	if (mailaudit_send.bytes > MAILAUDIT_BACKLOG_MAX) {
+		mailaudit_spool_all("daemon slow to acknowledge (backlog)");
+	} else if (mailaudit_send.head != NULL &&
+	    now - mailaudit_send.head->queued_ms > MAILAUDIT_BACKLOG_AGE_MS) {
+		mailaudit_spool_all("daemon slow to acknowledge");
+	}
+}
+
+void
+mailaudit_send_frame(const char *frame, size_t len)
+{
+	struct mailaudit_queued *q;
+
+	if (mailaudit_send.socket_path == NULL) {
+		i_error("mailaudit: record emitted before configuration, "
+			"1 record lost");
+		return;
+	}
+	q = i_malloc(sizeof(*q) + len);
+	q->queued_ms = ma_now_ms();
+	q->len = len;
+	memcpy(q->data, frame, len);
+	if (mailaudit_send.tail == NULL)
+		mailaudit_send.head = q;
+	else
+		mailaudit_send.tail->next = q;
+	mailaudit_send.tail = q;
+	mailaudit_send.count++;
+	mailaudit_send.bytes += len;
+	T_BEGIN {
+		mailaudit_pump();
+	} T_END;
+}
+
+void
+mailaudit_send_flush(unsigned int wait_msecs)
+{
+	int64_t deadline = ma_now_ms() + wait_msecs;
+	struct pollfd pfd;
+	int64_t left;
+
+	T_BEGIN {
+		if (mailaudit_send.head != NULL)
+			mailaudit_pump();
+		while (mailaudit_send.head != NULL && mailaudit_send.fd >= 0) {
+			left = deadline - ma_now_ms();
+			if (left <= 0)
+				break;
+			pfd.fd = mailaudit_send.fd;
+			pfd.events = POLLIN;
+			pfd.revents = 0;
+			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+				break;
+			mailaudit_read_acks();
+		}
+		mailaudit_spool_all("daemon did not acknowledge in time");
+	} T_END;
+}
+
+void
+mailaudit_send_configure(const char *socket_path, const char *spool_dir)
+{
+	if (mailaudit_send.socket_path != NULL &&
+	    strcmp(mailaudit_send.socket_path, socket_path) == 0 &&
+	    strcmp(mailaudit_send.spool_dir, spool_dir) == 0)
+		return;
+	if (mailaudit_send.socket_path != NULL) {
+		mailaudit_send_flush(0);
+		mailaudit_disconnect();
+		mailaudit_send.last_fail_ms = -MAILAUDIT_RETRY_MS;
+	}
+	i_free(mailaudit_send.socket_path);
+	i_free(mailaudit_send.spool_dir);
+	mailaudit_send.socket_path = i_strdup(socket_path);
+	mailaudit_send.spool_dir = i_strdup(spool_dir);
+}
+
+void
+mailaudit_send_deinit(void)
+{
+	if (mailaudit_send.socket_path != NULL)
+		mailaudit_send_flush(20);
+	if (mailaudit_send.fd >= 0)
+		i_close_fd(&mailaudit_send.fd);
+	mailaudit_queue_free_all();
+	i_free(mailaudit_send.socket_path);
+	i_free(mailaudit_send.spool_dir);
+}

@@ -1,0 +1,404 @@
+# SPDX-License-Identifier: MIT
+"""Integration tests of the Dovecot plugin against a real Dovecot.
+
+The receiving side is a small SOCK_SEQPACKET test double of mailauditd
+(WireReceiver): it parses each frame as the wire protocol defines it
+(ma-proto.h: key=value lines, %XX escapes, TAB-separated item=/prop=)
+and answers "ack=<n>" like the daemon.  Tests drive Dovecot with real
+clients (imaplib, poplib, smtplib.LMTP, a raw ManageSieve client and
+doveadm) and assert on the records' field values.
+
+Needs root and a built plugin ($MAILAUDIT_BUILD_DIR, default
+/work/main/build).
+"""
+
+import imaplib
+import os
+import socket
+import threading
+import time
+import unittest
+import uuid
+
+from dovecot_fixture import DovecotFixture, plugin_path
+
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
+
+ALL_ACTIONS = [
+    "ApplyRecord", "Copy", "Create", "FolderBind", "HardDelete",
+    "MailboxLogin", "MailItemsAccessed", "MessageBind", "Move",
+    "MoveToDeletedItems", "RecordDelete", "SearchQueryInitiated", "Send",
+    "SendAs", "SendOnBehalf", "SoftDelete", "Update",
+    "UpdateCalendarDelegation", "UpdateComplianceTag",
+    "UpdateFolderPermissions", "UpdateInboxRules", "FolderCreate",
+    "FolderDelete", "FolderRename",
+]
+MAX_FRAME = 128 * 1024
+
+
+def action_list(actions):
+    return ",".join(actions) if actions else "None"
+
+
+def write_policy(path, subjects=True, default=None, mailboxes=()):
+    """A policy snapshot (format of ma-policy.h).  mailboxes: tuples
+    (name, owner_set, delegate_set, admin_set)."""
+    default = default or ALL_ACTIONS
+    lines = ["mailaudit-policy 1", "audit_disabled no",
+             "subjects %s" % ("yes" if subjects else "no"),
+             "default User %s %s %s" % ((action_list(default),) * 3)]
+    for name, owner, delegate, admin in mailboxes:
+        lines.append("mailbox %s User yes %s %s %s" % (
+            name, action_list(owner), action_list(delegate), action_list(admin)))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+
+
+def unescape(value):
+    out = bytearray()
+    raw = value.encode("utf-8", "surrogateescape")
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25 and i + 2 < len(raw) + 0 and i + 2 <= len(raw) - 1:
+            out.append(int(raw[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def parse_frame(data):
+    """One wire frame -> dict; item/prop become lists/dicts."""
+    text = data.decode("utf-8", "surrogateescape")
+    if not text.endswith("\n\n"):
+        raise ValueError("frame does not end with an empty line: %r" % text[-20:])
+    rec = {"items": [], "props": {}}
+    for line in text[:-2].split("\n"):
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError("bad line %r" % line)
+        if key == "item":
+            f = [unescape(x) for x in value.split("\t")]
+            rec["items"].append({"uid": int(f[0]) if f[0] else 0,
+                                 "msgid": f[1] or None,
+                                 "subject": f[2] or None,
+                                 "size": int(f[3]) if len(f) > 3 and f[3] else 0})
+        elif key == "prop":
+            f = [unescape(x) for x in value.split("\t")]
+            rec["props"][f[0]] = (f[1] or None, f[2] or None)
+        else:
+            if key in rec:
+                raise ValueError("duplicate key %s" % key)
+            rec[key] = unescape(value)
+    return rec
+
+
+def split_frames(blob):
+    """Concatenated frames (a spool file) -> list of frame bytes."""
+    frames = []
+    while blob:
+        end = blob.find(b"\n\n")
+        if end < 0:
+            raise ValueError("truncated frame in spool")
+        # "\n\n" inside a frame is impossible: values escape control bytes
+        frames.append(blob[:end + 2])
+        blob = blob[end + 2:]
+    return frames
+
+
+class WireReceiver:
+    """Test double of mailauditd's ingest socket (SOCK_SEQPACKET)."""
+
+    def __init__(self, path, ack=True):
+        self.path = path
+        self.ack = ack
+        self.records = []
+        self.frames_received = 0
+        self.errors = []
+        self.lock = threading.Lock()
+        if os.path.exists(path):
+            os.unlink(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.threads = []
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn):
+        count = 0
+        conn.settimeout(0.2)
+        with conn:
+            while self.running:
+                try:
+                    data = conn.recv(MAX_FRAME + 16)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    rec = parse_frame(data)
+                except ValueError as e:
+                    with self.lock:
+                        self.errors.append(str(e))
+                    return
+                count += 1
+                with self.lock:
+                    self.records.append(rec)
+                    self.frames_received += 1
+                if self.ack:
+                    try:
+                        conn.sendall(b"ack=%d\n\n" % count)
+                    except OSError:
+                        return
+
+    def close(self):
+        self.running = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for t in self.threads + [self.thread]:
+            t.join(1)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.records)
+
+    def wait_for(self, pred, timeout=5.0):
+        """Poll until pred(records) is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = pred(self.snapshot())
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(0.05)
+
+
+def find(records, **want):
+    """Records whose fields equal every given value (op=, folder= ...)."""
+    out = []
+    for r in records:
+        if all(r.get(k) == v for k, v in want.items()):
+            out.append(r)
+    return out
+
+
+def with_msgid(records, msgid):
+    return [r for r in records if any(i["msgid"] == msgid for i in r["items"])]
+
+
+def message(msgid, subject, body="hello\r\n"):
+    return ("From: carol@example.test\r\nTo: alice@example.test\r\n"
+            "Subject: %s\r\nMessage-ID: %s\r\n\r\n%s" % (subject, msgid, body)).encode()
+
+
+def uid_of(conn, msgid):
+    typ, data = conn.uid("SEARCH", None, "HEADER", "Message-ID", msgid)
+    assert typ == "OK", data
+    return int(data[0].split()[-1])
+
+
+def new_msgid(tag):
+    return "<%s-%s@test.example>" % (tag, uuid.uuid4().hex[:12])
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to run Dovecot")
+@unittest.skipUnless(os.path.exists(plugin_path()), "plugin not built")
+class PluginTestCase(unittest.TestCase):
+    """One Dovecot and one receiver per class; tests use unique names."""
+
+    policy_kwargs = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = DovecotFixture()
+        write_policy(cls.dovecot.policy_path, **cls.policy_kwargs)
+        cls.receiver = WireReceiver(cls.dovecot.socket_path)
+        try:
+            cls.dovecot.start()
+        except Exception:
+            cls.receiver.close()
+            cls.dovecot.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.receiver.close()
+        cls.dovecot.cleanup()
+
+    def setUp(self):
+        self.addCleanup(self._report_on_failure)
+
+    def _report_on_failure(self):
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if failed or os.environ.get("MAILAUDIT_VERBOSE") == "1":
+            log = self.dovecot.log_text()
+            print("\n--- dovecot log (tail) ---\n" + log[-4000:])
+
+    def assertNoPluginErrors(self):
+        errors = [l for l in self.dovecot.log_text().splitlines()
+                  if "mailaudit" in l and ("Error" in l or "Panic" in l or "Fatal" in l)]
+        self.assertEqual(errors, [])
+        self.assertEqual(self.receiver.errors, [])
+
+    def wait_op(self, timeout=5.0, count=1, **want):
+        recs = self.receiver.wait_for(
+            lambda rs: (lambda m: m if len(m) >= count else None)(find(rs, **want)),
+            timeout)
+        self.assertTrue(recs, "no %s record; have: %s" % (
+            want, [(r.get("op"), r.get("user"), r.get("folder")) for r in self.receiver.snapshot()][-30:]))
+        return recs
+
+    def assertSession(self, rec, user, mbox, logon, proto="imap"):
+        self.assertEqual(rec["user"], user)
+        self.assertEqual(rec["mbox"], mbox)
+        self.assertEqual(rec["logon"], logon)
+        self.assertEqual(rec["proto"], proto)
+        self.assertEqual(rec["server"], "testhost")
+        self.assertEqual(rec["res"], "Succeeded")
+        self.assertTrue(rec.get("sess"), rec)
+        self.assertEqual(len(rec["id"]), 36)
+        self.assertLess(abs(int(rec["t"]) - time.time() * 1000), 60000)
+
+
+class OwnerTests(PluginTestCase):
+
+    def test_owner_session(self):
+        d = self.dovecot
+        tag = uuid.uuid4().hex[:8]
+        work, other, renamed = "Work" + tag, "Other" + tag, "Renamed" + tag
+        ids = [new_msgid("own%d" % i) for i in range(4)]
+        imap = d.imap("alice")
+        self.addCleanup(imap.logout)
+        typ, _ = imap._simple_command("ID", '("name" "pytest" "version" "1.0")')
+        self.assertEqual(typ, "OK")
+        self.assertEqual(imap.create(work)[0], "OK")
+        self.assertEqual(imap.create(other)[0], "OK")
+        for i, msgid in enumerate(ids):
+            self.assertEqual(imap.append(work, None, None, message(msgid, "Subject %d %s" % (i, tag)))[0], "OK")
+        self.assertEqual(imap.select(work)[0], "OK")
+        uids = [uid_of(imap, m) for m in ids]
+
+        # FolderCreate
+        rec = self.wait_op(op="FolderCreate", folder=work)[0]
+        self.assertSession(rec, "alice", "alice", "Owner")
+        self.assertEqual(rec["ip"], "127.0.0.1")
+        # Create: one record per APPEND command, with the new UID
+        for i, msgid in enumerate(ids):
+            recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="Create"), msgid))
+            self.assertEqual(len(recs), 1, msgid)
+            self.assertEqual(recs[0]["folder"], work)
+            self.assertEqual(recs[0]["items"], [{"uid": uids[i], "msgid": msgid,
+                                                 "subject": "Subject %d %s" % (i, tag), "size": 0}])
+        # FolderBind (once per folder per session)
+        imap.select(work)
+        rec = self.wait_op(op="FolderBind", folder=work)
+        self.assertEqual(len(find(self.receiver.snapshot(), op="FolderBind", folder=work)), 1)
+        self.assertSession(rec[0], "alice", "alice", "Owner")
+
+        # MailItemsAccessed: body read, aggregated, deduplicated
+        imap.uid("FETCH", "%d:%d" % (uids[0], uids[1]), "(BODY.PEEK[])")
+        imap.uid("FETCH", "%d" % uids[0], "(BODY.PEEK[])")
+        recs = self.wait_op(op="MailItemsAccessed", folder=work)
+        time.sleep(0.3)
+        recs = find(self.receiver.snapshot(), op="MailItemsAccessed", folder=work)
+        items = [i for r in recs for i in r["items"]]
+        self.assertEqual(sorted(i["uid"] for i in items), sorted(uids[:2]))
+        self.assertEqual(recs[0]["props"]["MailAccessType"], (None, "Bind"))
+        self.assertEqual(int(recs[0]["count"]), len(recs[0]["items"]))
+        self.assertIn("Protocol=IMAP4;ClientName=pytest;ClientVersion=1.0", recs[0]["client"])
+        self.assertTrue(recs[0]["client"].startswith("Client=POP3/IMAP4;"))
+
+        # Update: flags old/new
+        imap.uid("STORE", str(uids[0]), "+FLAGS", "(\\Flagged)")
+        rec = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="Update"), ids[0]))[0]
+        self.assertEqual(rec["props"]["Flags"][1].split(), ["\\Flagged"] if rec["props"]["Flags"][0] is None
+                         else rec["props"]["Flags"][0].split() + ["\\Flagged"])
+        self.assertNotIn("\\Flagged", (rec["props"]["Flags"][0] or ""))
+
+        # Copy
+        imap.uid("COPY", str(uids[0]), other)
+        rec = self.wait_op(op="Copy", folder=work)[0]
+        self.assertEqual(rec["dfolder"], other)
+        self.assertEqual([(i["uid"], i["msgid"]) for i in rec["items"]], [(uids[0], ids[0])])
+        # Move: no HardDelete for the source
+        imap.uid("MOVE", str(uids[1]), other)
+        rec = self.wait_op(op="Move", folder=work)[0]
+        self.assertEqual(rec["dfolder"], other)
+        self.assertEqual([(i["uid"], i["msgid"]) for i in rec["items"]], [(uids[1], ids[1])])
+        # Move to Trash
+        imap.uid("MOVE", str(uids[2]), "Trash")
+        rec = self.wait_op(op="MoveToDeletedItems", folder=work)[0]
+        self.assertEqual(rec["dfolder"], "Trash")
+        self.assertEqual(rec["items"][0]["msgid"], ids[2])
+        # SoftDelete + HardDelete
+        imap.uid("STORE", str(uids[3]), "+FLAGS", "(\\Deleted)")
+        rec = self.wait_op(op="SoftDelete", folder=work)[0]
+        self.assertEqual([(i["uid"], i["msgid"]) for i in rec["items"]], [(uids[3], ids[3])])
+        self.assertFalse(with_msgid(find(self.receiver.snapshot(), op="Update"), ids[3]),
+                         "setting \\Deleted must not be an Update")
+        imap.expunge()
+        rec = self.wait_op(op="HardDelete", folder=work)[0]
+        self.assertEqual([(i["uid"], i["msgid"]) for i in rec["items"]], [(uids[3], ids[3])])
+        all_hard = find(self.receiver.snapshot(), op="HardDelete", folder=work)
+        self.assertEqual([i["uid"] for r in all_hard for i in r["items"]], [uids[3]],
+                         "the MOVEs must not produce HardDelete")
+        # Rename and delete
+        imap.close()
+        self.assertEqual(imap.rename(other, renamed)[0], "OK")
+        rec = self.wait_op(op="FolderRename", folder=other)[0]
+        self.assertEqual(rec["dfolder"], renamed)
+        self.assertEqual(imap.delete(renamed)[0], "OK")
+        rec = self.wait_op(op="FolderDelete", folder=renamed)[0]
+        self.assertSession(rec, "alice", "alice", "Owner")
+        self.assertNoPluginErrors()
+
+    def test_login_record(self):
+        before = len(find(self.receiver.snapshot(), op="MailboxLogin", user="bob"))
+        imap = self.dovecot.imap("bob")
+        imap.logout()
+        recs = self.wait_op(op="MailboxLogin", user="bob", count=before + 1)
+        rec = recs[-1]
+        self.assertSession(rec, "bob", "bob", "Owner")
+        self.assertEqual(rec["ip"], "127.0.0.1")
+        self.assertNotIn("folder", rec)
+
+    def test_failed_select(self):
+        imap = self.dovecot.imap("bob")
+        self.addCleanup(imap.logout)
+        name = "Missing" + uuid.uuid4().hex[:6]
+        typ, _ = imap.select(name)
+        self.assertEqual(typ, "NO")
+        rec = self.wait_op(op="FolderBind", folder=name)[0]
+        self.assertEqual(rec["res"], "Failed")
+        self.assertEqual(rec["user"], "bob")
+
+
+if __name__ == "__main__":
+    unittest.main()
