@@ -48,16 +48,16 @@
 #define CSV_HEADER "CreationDate,UserIds,Operations,AuditData\r\n"
 
 static const char *const format_names[] = {
-	[MA_EXPORT_TABLE] = "table",
-	[MA_EXPORT_JSON] = "json",
-	[MA_EXPORT_CSV] = "csv",
+    [MA_EXPORT_TABLE] = "table",
+    [MA_EXPORT_JSON] = "json",
+    [MA_EXPORT_CSV] = "csv",
 };
 
 int
 ma_export_format_lookup(const char *name, enum ma_export_format *fmt_r)
 {
 	for (size_t i = 0; i < sizeof(format_names) / sizeof(*format_names);
-	    i++) {
+	     i++) {
 		if (strcasecmp(name, format_names[i]) == 0) {
 			*fmt_r = (enum ma_export_format)i;
 			return 1;
@@ -197,8 +197,8 @@ item_id(struct json_build *b, const struct ma_item *item)
 	if (item->uid == 0)
 		return NULL;
 	ma_buf_reset(&b->path);
-	MA_ASSERT(ma_buf_printf(&b->path, "%s/%" PRIu32, folder, item->uid) ==
-	    0);
+	MA_ASSERT(
+	    ma_buf_printf(&b->path, "%s/%" PRIu32, folder, item->uid) == 0);
 	return b->path.data;
 }
 
@@ -227,10 +227,12 @@ op_props(struct json_build *b, json_t *arr, const char *const *skip)
 		bool skipped = false;
 
 		for (size_t k = 0; skip != NULL && skip[k] != NULL; k++)
-			skipped |= p->name != NULL && strcmp(p->name, skip[k]) == 0;
+			skipped |=
+			    p->name != NULL && strcmp(p->name, skip[k]) == 0;
 		if (!skipped)
 			jappend(arr, jname_value(b, p->name,
-			    p->new_value != NULL ? p->new_value : p->old_value));
+					 p->new_value != NULL ? p->new_value
+							      : p->old_value));
 	}
 	return arr;
 }
@@ -266,7 +268,6 @@ user_type(enum ma_logon logon)
 	}
 }
 
-
 /* prop_value - what a property is now: its new value, else its old one. */
 static const char *
 prop_value(const struct ma_prop *p)
@@ -276,8 +277,8 @@ prop_value(const struct ma_prop *p)
 
 /* add_common - the AuditRecord fields every record starts with. */
 static void
-add_common(struct json_build *b, const struct ma_export_ctx *ctx,
-    json_t *obj, int record_type)
+add_common(struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj,
+    int record_type)
 {
 	const struct ma_record *rec = b->rec;
 	char time[32], id[37];
@@ -320,8 +321,8 @@ add_server_session(struct json_build *b, json_t *obj)
 
 /* add_mailbox_common - the Exchange mailbox schema fields (types 2/3/50). */
 static void
-add_mailbox_common(struct json_build *b, const struct ma_export_ctx *ctx,
-    json_t *obj)
+add_mailbox_common(
+    struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj)
 {
 	const struct ma_record *rec = b->rec;
 
@@ -354,8 +355,10 @@ add_update_props(struct json_build *b, json_t *obj)
 		/* Exchange lists only names; keep what the flags were. */
 		v = jcheck(json_object());
 		jset_str(b, v, "Name", p->name != NULL ? p->name : "");
-		jset_str(b, v, "OldValue", p->old_value != NULL ? p->old_value : "");
-		jset_str(b, v, "NewValue", p->new_value != NULL ? p->new_value : "");
+		jset_str(
+		    b, v, "OldValue", p->old_value != NULL ? p->old_value : "");
+		jset_str(
+		    b, v, "NewValue", p->new_value != NULL ? p->new_value : "");
 		jappend(values, v);
 	}
 	jset(obj, "ModifiedProperties", names);
@@ -393,7 +396,8 @@ add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
 
 		item_fields(b, item, &rec->items[0]);
 		if (rec->folder != NULL)
-			jset(item, "ParentFolder", jfolder(b, rec->folder, true));
+			jset(item, "ParentFolder",
+			    jfolder(b, rec->folder, true));
 		jset(obj, "Item", item);
 	}
 	if (rec->prop_count == 0)
@@ -401,7 +405,8 @@ add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
 	if (action == MA_ACTION_UPDATE)
 		add_update_props(b, obj);
 	else
-		jset(obj, "OperationProperties", op_props(b, jcheck(json_array()), NULL));
+		jset(obj, "OperationProperties",
+		    op_props(b, jcheck(json_array()), NULL));
 }
 
 /* add_group_record - ExchangeMailboxAuditGroupRecord (RecordType 3). */
@@ -410,7 +415,8 @@ add_group_record(struct json_build *b, json_t *obj)
 {
 	const struct ma_record *rec = b->rec;
 	bool cross = rec->dest_mailbox != NULL &&
-	    (rec->mailbox == NULL || strcmp(rec->dest_mailbox, rec->mailbox) != 0);
+		     (rec->mailbox == NULL ||
+			 strcmp(rec->dest_mailbox, rec->mailbox) != 0);
 
 	jset(obj, "CrossMailboxOperation", json_boolean(cross));
 	if (rec->folder != NULL)
@@ -420,7 +426,8 @@ add_group_record(struct json_build *b, json_t *obj)
 	if (cross)
 		jset_str(b, obj, "DestMailboxOwnerUPN", rec->dest_mailbox);
 	if (rec->prop_count > 0)
-		jset(obj, "OperationProperties", op_props(b, jcheck(json_array()), NULL));
+		jset(obj, "OperationProperties",
+		    op_props(b, jcheck(json_array()), NULL));
 	if (rec->item_count > 0) {
 		json_t *items = jcheck(json_array());
 
@@ -443,22 +450,24 @@ add_aggregated_record(struct json_build *b, json_t *obj)
 {
 	const struct ma_record *rec = b->rec;
 	static const char *const fixed[][2] = {
-		{"MailAccessType", "Bind"}, /* all a sensor can see */
-		{"IsThrottled", "False"},   /* we never throttle */
+	    {"MailAccessType", "Bind"}, /* all a sensor can see */
+	    {"IsThrottled", "False"},   /* we never throttle */
 	};
 	static const char *const fixed_names[] = {
-		"MailAccessType", "IsThrottled", NULL};
+	    "MailAccessType", "IsThrottled", NULL};
 	json_t *props = jcheck(json_array());
 
 	jset_int(obj, "OperationCount",
 	    rec->count != 0 ? rec->count : rec->item_count);
-	/* Exchange's two properties first, whether the sensor set them or not. */
+	/* Exchange's two properties first, whether the sensor set them or not.
+	 */
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
 		const struct ma_prop *p = ma_record_get_prop(rec, fixed[i][0]);
 
-		jappend(props, jname_value(b, fixed[i][0],
-		    p != NULL && prop_value(p) != NULL ? prop_value(p) :
-							 fixed[i][1]));
+		jappend(props,
+		    jname_value(b, fixed[i][0],
+			p != NULL && prop_value(p) != NULL ? prop_value(p)
+							   : fixed[i][1]));
 	}
 	jset(obj, "OperationProperties", op_props(b, props, fixed_names));
 
@@ -468,7 +477,8 @@ add_aggregated_record(struct json_build *b, json_t *obj)
 		json_t *items = jcheck(json_array());
 
 		if (rec->folder != NULL)
-			jset_str(b, folder, "Path", folder_path(b, rec->folder));
+			jset_str(
+			    b, folder, "Path", folder_path(b, rec->folder));
 		for (uint32_t i = 0; i < rec->item_count; i++) {
 			json_t *item = jcheck(json_object());
 
@@ -483,8 +493,8 @@ add_aggregated_record(struct json_build *b, json_t *obj)
 
 /* add_admin_record - ExchangeAdmin (RecordType 1): a configuration change. */
 static void
-add_admin_record(struct json_build *b, const struct ma_export_ctx *ctx,
-    json_t *obj)
+add_admin_record(
+    struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj)
 {
 	const struct ma_record *rec = b->rec;
 	const struct ma_prop *identity = ma_record_get_prop(rec, "Identity");
@@ -492,8 +502,9 @@ add_admin_record(struct json_build *b, const struct ma_export_ctx *ctx,
 	json_t *modified = jcheck(json_array());
 
 	jset_str(b, obj, "ObjectId",
-	    identity != NULL && prop_value(identity) != NULL ?
-		prop_value(identity) : rec->mailbox);
+	    identity != NULL && prop_value(identity) != NULL
+		? prop_value(identity)
+		: rec->mailbox);
 	jset_str(b, obj, "UserId", rec->user);
 	jset_str(b, obj, "ClientInfoString", rec->client_info);
 	/* For admin records this means Microsoft staff; never the case here. */
@@ -515,8 +526,10 @@ add_admin_record(struct json_build *b, const struct ma_export_ctx *ctx,
 			continue;
 		m = jcheck(json_object());
 		jset_str(b, m, "Name", p->name != NULL ? p->name : "");
-		jset_str(b, m, "NewValue", p->new_value != NULL ? p->new_value : "");
-		jset_str(b, m, "OldValue", p->old_value != NULL ? p->old_value : "");
+		jset_str(
+		    b, m, "NewValue", p->new_value != NULL ? p->new_value : "");
+		jset_str(
+		    b, m, "OldValue", p->old_value != NULL ? p->old_value : "");
 		jappend(modified, m);
 	}
 	jset(obj, "Parameters", params);
@@ -617,8 +630,8 @@ ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
 	ma_buf_init(&b.path, MA_EXPORT_BUF_MAX);
 	obj = build_json(&b, ctx);
 	/* 7-bit output: no C1 controls or bidi overrides reach a pager. */
-	text = json_dumps(obj,
-	    JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	text = json_dumps(
+	    obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 	MA_ASSERT(text != NULL);
 	ret = append_json_text(out, text);
 	free(text);
@@ -696,8 +709,7 @@ csv_row(const struct ma_export_ctx *ctx, const struct ma_record *rec,
 	    ma_buf_puts(out, time) == 0 && ma_buf_puts(out, "Z,") == 0 &&
 	    csv_cell(out, &tmp, rec->user) == 0 && ma_buf_putc(out, ',') == 0 &&
 	    csv_cell(out, &tmp, rec->operation) == 0 &&
-	    ma_buf_putc(out, ',') == 0 &&
-	    csv_cell(out, &tmp, json.data) == 0 &&
+	    ma_buf_putc(out, ',') == 0 && csv_cell(out, &tmp, json.data) == 0 &&
 	    ma_buf_puts(out, "\r\n") == 0)
 		ret = 0;
 	ma_buf_deinit(&json);
@@ -728,15 +740,15 @@ enum {
 };
 
 static const struct table_col table_cols[COL_COUNT] = {
-	[COL_TIME] = {"Time", 19},
-	[COL_OPERATION] = {"Operation", 23}, /* UpdateFolderPermissions */
-	[COL_RESULT] = {"Result", 9},
-	[COL_LOGON] = {"LogonType", 13},     /* SystemService */
-	[COL_USER] = {"User", 22},
-	[COL_MAILBOX] = {"Mailbox", 22},
-	[COL_FOLDER] = {"Folder", 30},
-	[COL_ITEMS] = {"Items", 28},
-	[COL_CLIENT_IP] = {"ClientIP", 0},
+    [COL_TIME] = {"Time", 19},
+    [COL_OPERATION] = {"Operation", 23}, /* UpdateFolderPermissions */
+    [COL_RESULT] = {"Result", 9},
+    [COL_LOGON] = {"LogonType", 13}, /* SystemService */
+    [COL_USER] = {"User", 22},
+    [COL_MAILBOX] = {"Mailbox", 22},
+    [COL_FOLDER] = {"Folder", 30},
+    [COL_ITEMS] = {"Items", 28},
+    [COL_CLIENT_IP] = {"ClientIP", 0},
 };
 
 /* The last column is cut here: a bracketed IPv6 address with a port. */
@@ -756,12 +768,12 @@ utf8_next(const unsigned char *s, uint32_t *cp_r)
 	}
 	if (s[0] < 0xf0) {
 		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
-		    ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
 		return 3;
 	}
 	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
-	    ((uint32_t)(s[1] & 0x3f) << 12) | ((uint32_t)(s[2] & 0x3f) << 6) |
-	    (s[3] & 0x3f);
+		((uint32_t)(s[1] & 0x3f) << 12) |
+		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
 	return 4;
 }
 
@@ -774,13 +786,13 @@ static bool
 unsafe_for_terminal(uint32_t cp)
 {
 	return cp < 0x20 || (cp >= 0x7f && cp < 0xa0) ||
-	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+	       (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
 /* table_cell - s sanitised, cut to width with "…", padded unless last. */
 static int
-table_cell(struct ma_buf *out, struct ma_buf *tmp, const char *s,
-    unsigned int width)
+table_cell(
+    struct ma_buf *out, struct ma_buf *tmp, const char *s, unsigned int width)
 {
 	const unsigned char *p;
 	size_t len, count = 0, limit, shown = 0;
@@ -839,7 +851,8 @@ table_line(struct ma_buf *out, const char *const cells[COL_COUNT])
 		if (i > 0)
 			ret = ma_buf_putc(out, ' ');
 		if (ret == 0)
-			ret = table_cell(out, &tmp, cells[i], table_cols[i].width);
+			ret = table_cell(
+			    out, &tmp, cells[i], table_cols[i].width);
 	}
 	if (ret == 0)
 		ret = ma_buf_putc(out, '\n');
@@ -892,8 +905,8 @@ table_row(const struct ma_record *rec, struct ma_buf *out)
 		const char *what = NULL;
 
 		if (first != NULL)
-			what = first->subject != NULL ? first->subject :
-							first->message_id;
+			what = first->subject != NULL ? first->subject
+						      : first->message_id;
 		ret = ma_buf_printf(&items, "%" PRIu32 "%s%s", n,
 		    what != NULL ? " " : "", what != NULL ? what : "");
 		cells[COL_ITEMS] = items.data;
@@ -940,8 +953,8 @@ render(const struct ma_export_ctx *ctx, const struct ma_record *rec,
 }
 
 int
-ma_export_record(struct ma_export_ctx *ctx, const struct ma_record *rec,
-    FILE *fp)
+ma_export_record(
+    struct ma_export_ctx *ctx, const struct ma_record *rec, FILE *fp)
 {
 	struct ma_buf out;
 	int ret;
@@ -949,7 +962,8 @@ ma_export_record(struct ma_export_ctx *ctx, const struct ma_record *rec,
 	ma_buf_init(&out, MA_EXPORT_BUF_MAX);
 	ret = render(ctx, rec, &out);
 	if (ret < 0) {
-		/* Cannot happen for a validated record; see MA_EXPORT_BUF_MAX. */
+		/* Cannot happen for a validated record; see MA_EXPORT_BUF_MAX.
+		 */
 		errno = EMSGSIZE;
 	} else if (fwrite(out.data, 1, out.len, fp) != out.len) {
 		ret = -1;

@@ -16,22 +16,22 @@
 #include "ma-export.h"
 #include "ut.h"
 
-#define ORG_ID	 "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01"
+#define ORG_ID   "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01"
 #define ORG_NAME "contoso.onmicrosoft.com"
-#define T0	 1741082561123LL /* 2025-03-04T10:02:41.123Z */
+#define T0       1741082561123LL /* 2025-03-04T10:02:41.123Z */
 
 static const struct ma_export_ctx base_ctx = {
-	.format = MA_EXPORT_JSON,
-	.organization_id = ORG_ID,
-	.organization_name = ORG_NAME,
+    .format = MA_EXPORT_JSON,
+    .organization_id = ORG_ID,
+    .organization_name = ORG_NAME,
 };
 
 /* rec_basic - a plausible record with every common field set. */
 static void
 rec_basic(struct ma_record *rec, const char *op)
 {
-	static const uint8_t id[16] = {0x01, 0x95, 0xb3, 0xc2, 0x7a, 0x10,
-	    0x7d, 0x4e, 0x9a, 0x43, 0x2f, 0x0f, 0x0d, 0x7b, 0x9d, 0x11};
+	static const uint8_t id[16] = {0x01, 0x95, 0xb3, 0xc2, 0x7a, 0x10, 0x7d,
+	    0x4e, 0x9a, 0x43, 0x2f, 0x0f, 0x0d, 0x7b, 0x9d, 0x11};
 
 	ma_record_init(rec);
 	memcpy(rec->id, id, sizeof(id));
@@ -45,7 +45,8 @@ rec_basic(struct ma_record *rec, const char *op)
 	ma_record_set(rec, &rec->folder, "INBOX");
 	ma_record_set(rec, &rec->session, "sess-1");
 	ma_record_set(rec, &rec->client_ip, "203.0.113.24");
-	ma_record_set(rec, &rec->client_info, "Client=POP3/IMAP4;Protocol=IMAP4");
+	ma_record_set(
+	    rec, &rec->client_info, "Client=POP3/IMAP4;Protocol=IMAP4");
 	ma_record_set(rec, &rec->protocol, "imap");
 	ma_record_set(rec, &rec->server, "mx1.contoso.com");
 }
@@ -72,8 +73,8 @@ to_json(const struct ma_export_ctx *ctx, const struct ma_record *rec)
 
 /* render - export rec in fmt with a fresh ctx; returns malloc'd text. */
 static char *
-render(enum ma_export_format fmt, const struct ma_record *rec,
-    unsigned int times)
+render(
+    enum ma_export_format fmt, const struct ma_record *rec, unsigned int times)
 {
 	struct ma_export_ctx ctx = base_ctx;
 	char *text = NULL;
@@ -131,7 +132,8 @@ test_json_common(void)
 	j = to_json(&base_ctx, &rec);
 	ut_assert(j != NULL);
 	ut_assert_str(jget_str(j, "CreationTime"), "2025-03-04T10:02:41");
-	ut_assert_str(jget_str(j, "Id"), "0195b3c2-7a10-7d4e-9a43-2f0f0d7b9d11");
+	ut_assert_str(
+	    jget_str(j, "Id"), "0195b3c2-7a10-7d4e-9a43-2f0f0d7b9d11");
 	ut_assert_str(jget_str(j, "Operation"), "MailboxLogin");
 	ut_assert_str(jget_str(j, "OrganizationId"), ORG_ID);
 	ut_assert_cmp(jget_int(j, "RecordType"), ==, 2);
@@ -206,13 +208,13 @@ test_json_user_type_external(void)
 		int user_type;
 		bool external;
 	} cases[] = {
-		{MA_LOGON_OWNER, "a@contoso.com", "a@contoso.com", 0, false},
-		{MA_LOGON_DELEGATE, "b@Contoso.COM", "a@contoso.com", 0, false},
-		{MA_LOGON_DELEGATE, "b@fabrikam.com", "a@contoso.com", 0, true},
-		{MA_LOGON_ADMIN, "admin", "a@contoso.com", 2, false},
-		{MA_LOGON_ADMIN, "root@", "a@contoso.com", 2, false},
-		{MA_LOGON_TRANSPORT, "postfix", "a@contoso.com", 4, false},
-		{MA_LOGON_SYSTEM, "b@x.org", "a", 4, false},
+	    {MA_LOGON_OWNER, "a@contoso.com", "a@contoso.com", 0, false},
+	    {MA_LOGON_DELEGATE, "b@Contoso.COM", "a@contoso.com", 0, false},
+	    {MA_LOGON_DELEGATE, "b@fabrikam.com", "a@contoso.com", 0, true},
+	    {MA_LOGON_ADMIN, "admin", "a@contoso.com", 2, false},
+	    {MA_LOGON_ADMIN, "root@", "a@contoso.com", 2, false},
+	    {MA_LOGON_TRANSPORT, "postfix", "a@contoso.com", 4, false},
+	    {MA_LOGON_SYSTEM, "b@x.org", "a", 4, false},
 	};
 
 	ut_begin("json UserType and ExternalAccess");
@@ -228,9 +230,10 @@ test_json_user_type_external(void)
 		ut_assert(j != NULL);
 		ut_assert_cmp(jget_int(j, "UserType"), ==, cases[i].user_type);
 		ut_assert_cmp(jget_int(j, "LogonType"), ==, cases[i].logon);
-		ut_assert(json_is_boolean(json_object_get(j, "ExternalAccess")));
+		ut_assert(
+		    json_is_boolean(json_object_get(j, "ExternalAccess")));
 		ut_assert(json_is_true(json_object_get(j, "ExternalAccess")) ==
-		    cases[i].external);
+			  cases[i].external);
 		json_decref(j);
 		ma_record_deinit(&rec);
 	}
@@ -259,10 +262,10 @@ test_json_item_update(void)
 	ut_assert_cmp(jget_int(item, "SizeInBytes"), ==, 1234);
 	ut_assert_str(jget_str(json_object_get(item, "ParentFolder"), "Path"),
 	    "\\Archive\\2024");
-	ut_assert_str(jget_str(json_object_get(item, "ParentFolder"), "Name"),
-	    "2024");
-	ut_assert_str(jget_str(json_object_get(j, "Folder"), "Path"),
-	    "\\Archive\\2024");
+	ut_assert_str(
+	    jget_str(json_object_get(item, "ParentFolder"), "Name"), "2024");
+	ut_assert_str(
+	    jget_str(json_object_get(j, "Folder"), "Path"), "\\Archive\\2024");
 	mod = json_object_get(j, "ModifiedProperties");
 	ut_assert(json_array_size(mod) == 2);
 	ut_assert_str(json_string_value(json_array_get(mod, 0)), "\\Seen");
@@ -307,8 +310,8 @@ test_json_folder_permissions(void)
 	ut_begin("json UpdateFolderPermissions");
 	rec_basic(&rec, "UpdateFolderPermissions");
 	ma_record_set(&rec, &rec.folder, "Shared/Team");
-	ut_assert(ma_record_add_prop(&rec, "Member", NULL, "bob@contoso.com") ==
-	    0);
+	ut_assert(
+	    ma_record_add_prop(&rec, "Member", NULL, "bob@contoso.com") == 0);
 	ut_assert(ma_record_add_prop(&rec, "Rights", "lr", "lrswi") == 0);
 	j = to_json(&base_ctx, &rec);
 	folder = json_object_get(j, "Folder");
@@ -344,10 +347,12 @@ test_json_group(void)
 	ut_assert_cmp(jget_int(j, "LogonType"), ==, 2);
 	ut_assert(json_is_true(json_object_get(j, "CrossMailboxOperation")));
 	ut_assert_str(jget_str(j, "DestMailboxOwnerUPN"), "bob@contoso.com");
-	ut_assert_str(jget_str(json_object_get(j, "Folder"), "Path"), "\\INBOX");
+	ut_assert_str(
+	    jget_str(json_object_get(j, "Folder"), "Path"), "\\INBOX");
 	ut_assert_str(jget_str(json_object_get(j, "DestFolder"), "Path"),
 	    "\\Projects\\Old");
-	ut_assert_str(jget_str(json_object_get(j, "DestFolder"), "Name"), "Old");
+	ut_assert_str(
+	    jget_str(json_object_get(j, "DestFolder"), "Name"), "Old");
 	items = json_object_get(j, "AffectedItems");
 	ut_assert(json_array_size(items) == 2);
 	first = json_array_get(items, 0);
@@ -384,7 +389,8 @@ test_json_mail_items_accessed(void)
 	ut_assert_cmp(jget_int(j, "OperationCount"), ==, 2);
 	ops = json_object_get(j, "OperationProperties");
 	ut_assert(json_array_size(ops) == 2);
-	ut_assert_str(jget_str(json_array_get(ops, 0), "Name"), "MailAccessType");
+	ut_assert_str(
+	    jget_str(json_array_get(ops, 0), "Name"), "MailAccessType");
 	ut_assert_str(jget_str(json_array_get(ops, 0), "Value"), "Bind");
 	ut_assert_str(jget_str(json_array_get(ops, 1), "Name"), "IsThrottled");
 	ut_assert_str(jget_str(json_array_get(ops, 1), "Value"), "False");
@@ -393,23 +399,28 @@ test_json_mail_items_accessed(void)
 	ut_assert_str(jget_str(json_array_get(folders, 0), "Path"), "\\INBOX");
 	fitems = json_object_get(json_array_get(folders, 0), "FolderItems");
 	ut_assert(json_array_size(fitems) == 2);
-	ut_assert_str(jget_str(json_array_get(fitems, 0), "InternetMessageId"),
-	    "<7@x>");
-	ut_assert(json_object_get(json_array_get(fitems, 0), "Subject") == NULL);
-	ut_assert(json_object_get(json_array_get(fitems, 0), "SizeInBytes") ==
-	    NULL);
-	ut_assert_cmp(jget_int(json_array_get(fitems, 1), "SizeInBytes"), ==, 88);
+	ut_assert_str(
+	    jget_str(json_array_get(fitems, 0), "InternetMessageId"), "<7@x>");
+	ut_assert(
+	    json_object_get(json_array_get(fitems, 0), "Subject") == NULL);
+	ut_assert(
+	    json_object_get(json_array_get(fitems, 0), "SizeInBytes") == NULL);
+	ut_assert_cmp(
+	    jget_int(json_array_get(fitems, 1), "SizeInBytes"), ==, 88);
 	json_decref(j);
 
-	/* An explicit count wins; a record's own MailAccessType too, in place. */
+	/* An explicit count wins; a record's own MailAccessType too, in place.
+	 */
 	rec.count = 9;
-	ut_assert(ma_record_add_prop(&rec, "MailAccessType", NULL, "Sync") == 0);
+	ut_assert(
+	    ma_record_add_prop(&rec, "MailAccessType", NULL, "Sync") == 0);
 	ut_assert(ma_record_add_prop(&rec, "Extra", "1", NULL) == 0);
 	j = to_json(&base_ctx, &rec);
 	ut_assert_cmp(jget_int(j, "OperationCount"), ==, 9);
 	ops = json_object_get(j, "OperationProperties");
 	ut_assert(json_array_size(ops) == 3);
-	ut_assert_str(jget_str(json_array_get(ops, 0), "Name"), "MailAccessType");
+	ut_assert_str(
+	    jget_str(json_array_get(ops, 0), "Name"), "MailAccessType");
 	ut_assert_str(jget_str(json_array_get(ops, 0), "Value"), "Sync");
 	ut_assert_str(jget_str(json_array_get(ops, 1), "Name"), "IsThrottled");
 	ut_assert_str(jget_str(json_array_get(ops, 2), "Name"), "Extra");
@@ -429,10 +440,10 @@ test_json_admin(void)
 	rec_basic(&rec, "Set-MailboxAuditBypassAssociation");
 	rec.logon_type = MA_LOGON_ADMIN;
 	ma_record_set(&rec, &rec.user, "root");
-	ut_assert(ma_record_add_prop(&rec, "Identity", NULL, "svc@contoso.com") ==
-	    0);
-	ut_assert(ma_record_add_prop(&rec, "AuditBypassEnabled", "False",
-		      "True") == 0);
+	ut_assert(
+	    ma_record_add_prop(&rec, "Identity", NULL, "svc@contoso.com") == 0);
+	ut_assert(ma_record_add_prop(
+		      &rec, "AuditBypassEnabled", "False", "True") == 0);
 	ut_assert(ma_record_add_prop(&rec, "Removed", "x", NULL) == 0);
 	j = to_json(&base_ctx, &rec);
 	ut_assert_cmp(jget_int(j, "RecordType"), ==, 1);
@@ -449,8 +460,8 @@ test_json_admin(void)
 	ut_assert_str(jget_str(json_array_get(params, 1), "Value"), "True");
 	mod = json_object_get(j, "ModifiedProperties");
 	ut_assert(json_array_size(mod) == 2);
-	ut_assert_str(jget_str(json_array_get(mod, 0), "Name"),
-	    "AuditBypassEnabled");
+	ut_assert_str(
+	    jget_str(json_array_get(mod, 0), "Name"), "AuditBypassEnabled");
 	ut_assert_str(jget_str(json_array_get(mod, 0), "OldValue"), "False");
 	ut_assert_str(jget_str(json_array_get(mod, 0), "NewValue"), "True");
 	ut_assert_str(jget_str(json_array_get(mod, 1), "NewValue"), "");
@@ -491,9 +502,9 @@ test_json_hostile(void)
 	ut_begin("json hostile strings");
 	rec_basic(&rec, "Create");
 	ma_record_set(&rec, &rec.folder, "Tab\there/\x1b[31mred");
-	ut_assert(ma_record_add_item(&rec, 1, "<\"q\"@x>",
-		      "a\r\nb\"c\\d,=cmd|\x7f\xc2\x9b\xe2\x80\xae\xff\xc3", 1) ==
-	    0);
+	ut_assert(
+	    ma_record_add_item(&rec, 1, "<\"q\"@x>",
+		"a\r\nb\"c\\d,=cmd|\x7f\xc2\x9b\xe2\x80\xae\xff\xc3", 1) == 0);
 	ma_buf_init(&out, 1 << 20);
 	ut_assert(ma_export_json(&base_ctx, &rec, &out) == 0);
 	ut_assert(all_printable_ascii(out.data));
@@ -605,9 +616,10 @@ test_csv(void)
 	/* The header only once: two records, three lines. */
 	ut_assert(strstr(text + 1, "CreationDate") == NULL);
 	row = strstr(text, "\r\n") + 2;
-	ut_assert(strncmp(row,
-		      "2025-03-04T10:02:41.123Z,alice@contoso.com,MailboxLogin,\"{",
-		      56) == 0);
+	ut_assert(
+	    strncmp(row,
+		"2025-03-04T10:02:41.123Z,alice@contoso.com,MailboxLogin,\"{",
+		56) == 0);
 	*strstr(row, "\r\n") = '\0';
 	ut_assert(strchr(row, '\n') == NULL && strchr(row, '\r') == NULL);
 	free(text);
@@ -621,18 +633,18 @@ test_csv_hostile(void)
 	static const struct {
 		const char *user, *cell;
 	} cases[] = {
-		{"=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"},
-		{"+1", "'+1"},
-		{"-2+3", "'-2+3"},
-		{"@SUM(A1)", "'@SUM(A1)"},
-		{"\tx", "'?x"},
-		{"\r=1", "'?=1"},
-		{"a,b", "a,b"},
-		{"say \"hi\"", "say \"hi\""},
-		{"line\r\nbreak", "line??break"},
-		{"esc\x1b[31m\x7f", "esc?[31m?"},
-		{"bad\xff", "bad\xef\xbf\xbd"},
-		{"a=b", "a=b"},
+	    {"=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"},
+	    {"+1", "'+1"},
+	    {"-2+3", "'-2+3"},
+	    {"@SUM(A1)", "'@SUM(A1)"},
+	    {"\tx", "'?x"},
+	    {"\r=1", "'?=1"},
+	    {"a,b", "a,b"},
+	    {"say \"hi\"", "say \"hi\""},
+	    {"line\r\nbreak", "line??break"},
+	    {"esc\x1b[31m\x7f", "esc?[31m?"},
+	    {"bad\xff", "bad\xef\xbf\xbd"},
+	    {"a=b", "a=b"},
 	};
 
 	ut_begin("csv quoting and formula injection");
@@ -695,14 +707,14 @@ test_table(void)
 	ut_assert(strncmp(text, "Time ", 5) == 0);
 	ut_assert(strstr(text + 1, "Time") == NULL);
 	row = strchr(text, '\n') + 1;
-	ut_assert(strncmp(row, "2025-03-04 10:02:41 MoveToDeletedItems ", 39) ==
-	    0);
+	ut_assert(
+	    strncmp(row, "2025-03-04 10:02:41 MoveToDeletedItems ", 39) == 0);
 	ut_assert(strstr(row, " INBOX -> Trash ") != NULL);
 	ut_assert(strstr(row, " 2 Q1 invoice ") != NULL);
 	ut_assert(strstr(row, " 203.0.113.24\n") != NULL);
 	/* Fixed widths: lines differ only by their last cell. */
 	ut_assert(strchr(text, '\n') - text - (long)strlen("ClientIP") ==
-	    strchr(row, '\n') - row - (long)strlen("203.0.113.24"));
+		  strchr(row, '\n') - row - (long)strlen("203.0.113.24"));
 	ut_assert(table_lines_safe(text));
 	free(text);
 	ma_record_deinit(&rec);
@@ -718,12 +730,15 @@ test_table_hostile(void)
 	ut_begin("table sanitises and cuts");
 	rec_basic(&rec, "Create");
 	ma_record_set(&rec, &rec.user, "\x1b]0;pwned\x07\x1b[2J");
-	ma_record_set(&rec, &rec.mailbox, "m\xc2\x9b" "31m\xe2\x80\xae" "evil\xff");
-	ma_record_set(&rec, &rec.folder,
-	    "a-very-long-folder-name-that-does-not-fit");
+	ma_record_set(&rec, &rec.mailbox,
+	    "m\xc2\x9b"
+	    "31m\xe2\x80\xae"
+	    "evil\xff");
+	ma_record_set(
+	    &rec, &rec.folder, "a-very-long-folder-name-that-does-not-fit");
 	ma_record_set(&rec, &rec.client_ip, "\r\n\t");
-	ut_assert(ma_record_add_item(&rec, 5, NULL, "\xc3\xa9t\xc3\xa9\x7f", 0) ==
-	    0);
+	ut_assert(
+	    ma_record_add_item(&rec, 5, NULL, "\xc3\xa9t\xc3\xa9\x7f", 0) == 0);
 	text = render(MA_EXPORT_TABLE, &rec, 1);
 	ut_assert(table_lines_safe(text));
 	ut_assert(strchr(text, 0x1b) == NULL);
@@ -732,8 +747,8 @@ test_table_hostile(void)
 	/* C1 CSI and a bidi override are '?'; invalid UTF-8 is U+FFFD. */
 	ut_assert(strstr(row, " m?31m?evil\xef\xbf\xbd ") != NULL);
 	/* 30 columns: 29 characters and the ellipsis. */
-	ut_assert(strstr(row, " a-very-long-folder-name-that-\xe2\x80\xa6 ") !=
-	    NULL);
+	ut_assert(
+	    strstr(row, " a-very-long-folder-name-that-\xe2\x80\xa6 ") != NULL);
 	ut_assert(strstr(row, " 1 \xc3\xa9t\xc3\xa9? ") != NULL);
 	ut_assert(strstr(row, " ???\n") != NULL);
 	free(text);
@@ -761,8 +776,8 @@ test_write_error(void)
 }
 
 UT_MAIN(test_format_lookup, test_json_common, test_json_absent,
-    test_json_user_type_external, test_json_item_update,
-    test_json_item_unknown, test_json_folder_permissions, test_json_group,
+    test_json_user_type_external, test_json_item_update, test_json_item_unknown,
+    test_json_folder_permissions, test_json_group,
     test_json_mail_items_accessed, test_json_admin, test_json_hostile,
     test_json_limit, test_json_line, test_csv, test_csv_hostile, test_table,
     test_table_hostile, test_write_error)

@@ -24,17 +24,17 @@
 #include "ma-proto.h"
 #include "ut.h"
 
-#define GOLDEN_SEQ	 4242
-#define GOLDEN_MAX_FILE	 (1024 * 1024)
+#define GOLDEN_SEQ       4242
+#define GOLDEN_MAX_FILE  (1024 * 1024)
 #define GOLDEN_MAX_DIFFS 10
 
 static const struct {
 	enum ma_export_format format;
 	const char *ext;
 } formats[] = {
-	{MA_EXPORT_JSON, "json"},
-	{MA_EXPORT_CSV, "csv"},
-	{MA_EXPORT_TABLE, "table"},
+    {MA_EXPORT_JSON, "json"},
+    {MA_EXPORT_CSV, "csv"},
+    {MA_EXPORT_TABLE, "table"},
 };
 
 static bool update_refs;
@@ -130,7 +130,8 @@ print_diff(const char *ref_path, const char *exp, size_t exp_len,
 		/* JSON lines are long: say where to look. */
 		while (col < elen && col < glen && el[col] == gl[col])
 			col++;
-		fprintf(stderr, "       first difference at byte %zu\n", col + 1);
+		fprintf(
+		    stderr, "       first difference at byte %zu\n", col + 1);
 		shown++;
 	}
 }
@@ -140,9 +141,9 @@ static char *
 render(const struct ma_record *rec, enum ma_export_format fmt, size_t *len_r)
 {
 	struct ma_export_ctx ctx = {
-		.format = fmt,
-		.organization_id = "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01",
-		.organization_name = "contoso.onmicrosoft.com",
+	    .format = fmt,
+	    .organization_id = "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01",
+	    .organization_name = "contoso.onmicrosoft.com",
 	};
 	char *text = NULL;
 	FILE *fp = open_memstream(&text, len_r);
@@ -160,8 +161,8 @@ check_format(const char *dir, const char *name, const struct ma_record *rec,
 	char path[4096];
 	size_t got_len, exp_len = 0;
 	char *got = render(rec, formats[f].format, &got_len), *exp;
-	int n = snprintf(path, sizeof(path), "%s/%s.%s.ref", dir, name,
-	    formats[f].ext);
+	int n = snprintf(
+	    path, sizeof(path), "%s/%s.%s.ref", dir, name, formats[f].ext);
 
 	MA_ASSERT(n > 0 && (size_t)n < sizeof(path));
 	if (update_refs) {
@@ -207,7 +208,7 @@ check_case(const char *dir, const char *file)
 	} else {
 		rec.seq = GOLDEN_SEQ;
 		for (unsigned int f = 0; f < sizeof(formats) / sizeof(*formats);
-		    f++)
+		     f++)
 			check_format(dir, name, &rec, f);
 	}
 	ma_record_deinit(&rec);
