@@ -400,5 +400,203 @@ class OwnerTests(PluginTestCase):
         self.assertEqual(rec["user"], "bob")
 
 
+class AccessTypeTests(PluginTestCase):
+    """Delegate, master-user (Admin), doveadm, POP3, ManageSieve, LMTP."""
+
+    def _alice_message(self, tag):
+        msgid = new_msgid(tag)
+        alice = self.dovecot.imap("alice")
+        self.assertEqual(alice.append("INBOX", None, None, message(msgid, "For " + tag))[0], "OK")
+        alice.select("INBOX")
+        uid = uid_of(alice, msgid)
+        return alice, msgid, uid
+
+    def test_delegate_via_acl(self):
+        alice, msgid, uid = self._alice_message("deleg")
+        self.addCleanup(alice.logout)
+        typ, data = alice._simple_command("SETACL", "INBOX", "bob", "lrswipte")
+        self.assertEqual(typ, "OK", data)
+        rec = self.wait_op(op="UpdateFolderPermissions", user="alice", folder="INBOX")[-1]
+        self.assertSession(rec, "alice", "alice", "Owner")
+        self.assertEqual(rec["props"]["Member"], (None, "user=bob"))
+        self.assertEqual(rec["props"]["ModifyMode"], (None, "Replace"))
+        self.assertEqual(sorted(rec["props"]["Rights"][1].split()),
+                         sorted("lookup read write write-seen insert post write-deleted expunge".split()))
+
+        bob = self.dovecot.imap("bob")
+        self.addCleanup(bob.logout)
+        self.assertEqual(bob.select('"shared/alice/INBOX"')[0], "OK")
+        buid = uid_of(bob, msgid)
+        self.assertEqual(buid, uid)
+        bob.uid("FETCH", str(uid), "(BODY.PEEK[])")
+        bob.uid("STORE", str(uid), "+FLAGS", "(\\Answered)")
+        for op in ("FolderBind", "MailItemsAccessed", "Update"):
+            recs = self.wait_op(op=op, user="bob", mbox="alice")
+            rec = recs[-1]
+            self.assertSession(rec, "bob", "alice", "Delegate")
+            self.assertEqual(rec["folder"], "INBOX")
+            if op != "FolderBind":
+                self.assertIn(msgid, [i["msgid"] for i in rec["items"]])
+        upd = with_msgid(find(self.receiver.snapshot(), op="Update", user="bob"), msgid)[-1]
+        self.assertIn("\\Answered", upd["props"]["Flags"][1].split())
+
+        typ, data = alice._simple_command("DELETEACL", "INBOX", "bob")
+        self.assertEqual(typ, "OK", data)
+        rec = self.wait_op(op="UpdateFolderPermissions", user="alice",
+                           count=2, folder="INBOX")[-1]
+        self.assertEqual(rec["props"]["ModifyMode"], (None, "Clear"))
+        self.assertEqual(rec["props"]["Rights"][1], None)
+        self.assertTrue(rec["props"]["Rights"][0])
+        self.assertNoPluginErrors()
+
+    def test_master_user_is_admin(self):
+        alice, msgid, uid = self._alice_message("master")
+        alice.logout()
+        admin = self.dovecot.imap("alice*admin", "adminpw")
+        self.addCleanup(admin.logout)
+        self.assertEqual(admin.select("INBOX", True)[0], "OK")  # EXAMINE
+        admin.uid("FETCH", str(uid), "(BODY.PEEK[TEXT])")
+        rec = self.wait_op(op="MailboxLogin", user="admin")[-1]
+        self.assertSession(rec, "admin", "alice", "Admin")
+        self.assertEqual(rec["props"]["ImpersonatedUser"], (None, "alice"))
+        rec = self.wait_op(op="FolderBind", user="admin")[-1]
+        self.assertSession(rec, "admin", "alice", "Admin")
+        self.assertEqual(rec["folder"], "INBOX")
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="MailItemsAccessed", user="admin"), msgid))
+        self.assertTrue(recs)
+        self.assertSession(recs[-1], "admin", "alice", "Admin")
+
+    def test_doveadm_is_admin(self):
+        d = self.dovecot
+        folder = "Dove" + uuid.uuid4().hex[:6]
+        msgid = new_msgid("dove")
+        d.doveadm("mailbox", "create", "-u", "alice", folder)
+        d.doveadm("save", "-u", "alice", "-m", folder, input=message(msgid, "Doveadm").decode())
+        d.doveadm("fetch", "-u", "alice", "text", "mailbox", folder, "all")
+        d.doveadm("flags", "add", "-u", "alice", "\\Flagged", "mailbox", folder, "all")
+        d.doveadm("acl", "set", "-u", "alice", folder, "user=carol", "lookup", "read")
+        d.doveadm("expunge", "-u", "alice", "mailbox", folder, "all")
+        expect = ["FolderCreate", "Create", "MailItemsAccessed", "Update",
+                  "UpdateFolderPermissions", "HardDelete"]
+        for op in expect:
+            rec = self.wait_op(op=op, folder=folder)[-1]
+            self.assertSession(rec, "doveadm", "alice", "Admin", proto="doveadm")
+            self.assertNotIn("ip", rec)
+            self.assertEqual(rec["client"], "Client=doveadm;Protocol=doveadm")
+            if op in ("Create", "MailItemsAccessed", "Update", "HardDelete"):
+                self.assertEqual([i["msgid"] for i in rec["items"]], [msgid])
+                self.assertEqual(rec["items"][0]["uid"], 1)
+        rec = find(self.receiver.snapshot(), op="UpdateFolderPermissions", folder=folder)[-1]
+        self.assertEqual(rec["props"]["Member"], (None, "user=carol"))
+        self.assertEqual(sorted(rec["props"]["Rights"][1].split()), ["lookup", "read"])
+        rec = find(self.receiver.snapshot(), op="Update", folder=folder)[-1]
+        self.assertEqual(rec["props"]["Flags"], (None, "\\Flagged"))
+
+    def test_pop3(self):
+        d = self.dovecot
+        msgid = new_msgid("pop")
+        carol = d.imap("carol")
+        carol.append("INBOX", None, None, message(msgid, "Pop me"))
+        carol.select("INBOX")
+        uid = uid_of(carol, msgid)
+        carol.logout()
+        pop = d.pop3("carol")
+        count, _ = pop.stat()
+        found = None
+        for n in range(1, count + 1):
+            lines = pop.top(n, 0)[1]
+            if any(msgid.encode() in l for l in lines):
+                found = n
+        self.assertIsNotNone(found)
+        pop.retr(found)
+        pop.dele(found)
+        pop.quit()
+        rec = self.wait_op(op="FolderBind", user="carol", proto="pop3")[-1]
+        self.assertSession(rec, "carol", "carol", "Owner", proto="pop3")
+        self.assertEqual(rec["folder"], "INBOX")
+        self.assertEqual(rec["client"], "Client=POP3/IMAP4;Protocol=POP3")
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="MailItemsAccessed", proto="pop3"), msgid))
+        self.assertTrue(recs)
+        self.assertSession(recs[-1], "carol", "carol", "Owner", proto="pop3")
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="HardDelete", proto="pop3"), msgid))
+        self.assertTrue(recs, "DELE+QUIT must be a HardDelete")
+        self.assertEqual([i["uid"] for i in recs[-1]["items"] if i["msgid"] == msgid], [uid])
+
+    def test_managesieve(self):
+        s = self.dovecot.sieve("bob")
+        self.addCleanup(s.logout)
+        s.putscript("rules", 'require "fileinto";\r\nif header :contains "subject" "x" { fileinto "Trash"; }\r\n')
+        s.command('SETACTIVE "rules"')
+        s.command('RENAMESCRIPT "rules" "rules2"')
+        s.command('SETACTIVE ""')
+        s.command('DELETESCRIPT "rules2"')
+        recs = self.wait_op(op="UpdateInboxRules", user="bob", count=5)
+        got = [(r["props"]["RuleOperation"][1], r["props"]["RuleName"]) for r in recs]
+        self.assertEqual(got, [("Put", (None, "rules")), ("Activate", (None, "rules")),
+                               ("Rename", ("rules", "rules2")), ("Deactivate", (None, None)),
+                               ("Delete", (None, "rules2"))])
+        for r in recs:
+            self.assertSession(r, "bob", "bob", "Owner", proto="managesieve")
+            self.assertEqual(r["client"], "Client=ManageSieve;Protocol=ManageSieve")
+
+    def test_lmtp_delivery_not_audited(self):
+        msgid = new_msgid("lmtp")
+        with self.dovecot.lmtp() as lmtp:
+            lmtp.sendmail("carol@example.test", ["bob"], message(msgid, "Delivered"))
+        bob = self.dovecot.imap("bob")
+        self.addCleanup(bob.logout)
+        deadline = time.monotonic() + 5
+        while True:
+            bob.select("INBOX", True)
+            typ, data = bob.uid("SEARCH", None, "HEADER", "Message-ID", msgid)
+            if data[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertTrue(data[0], "message was not delivered")
+        time.sleep(0.3)
+        recs = self.receiver.snapshot()
+        self.assertEqual(with_msgid(find(recs, op="Create"), msgid), [])
+        self.assertEqual(find(recs, proto="lmtp"), [])
+        self.assertNoPluginErrors()
+
+
+class PolicyTests(PluginTestCase):
+    """carol's owner set lacks Update; subjects are off organisation-wide."""
+
+    policy_kwargs = {
+        "subjects": False,
+        "mailboxes": [("carol", [a for a in ALL_ACTIONS if a != "Update"],
+                       ALL_ACTIONS, ALL_ACTIONS)],
+    }
+
+    def test_removed_action_is_not_emitted(self):
+        carol = self.dovecot.imap("carol")
+        self.addCleanup(carol.logout)
+        msgid = new_msgid("pol")
+        carol.append("INBOX", None, None, message(msgid, "Secret subject"))
+        carol.select("INBOX")
+        uid = uid_of(carol, msgid)
+        carol.uid("STORE", str(uid), "+FLAGS", "(\\Flagged)")
+        carol.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)")
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="SoftDelete", user="carol"), msgid))
+        self.assertTrue(recs, "SoftDelete is still audited")
+        create = with_msgid(find(self.receiver.snapshot(), op="Create", user="carol"), msgid)
+        self.assertEqual(len(create), 1)
+        self.assertIsNone(create[0]["items"][0]["subject"], "subjects=no")
+        self.assertIsNone(recs[0]["items"][0]["subject"])
+        self.assertEqual(find(self.receiver.snapshot(), op="Update", user="carol"), [])
+        # the same change by another owner is audited (default set)
+        bob = self.dovecot.imap("bob")
+        self.addCleanup(bob.logout)
+        bmsg = new_msgid("polb")
+        bob.append("INBOX", None, None, message(bmsg, "Bob subject"))
+        bob.select("INBOX")
+        bob.uid("STORE", str(uid_of(bob, bmsg)), "+FLAGS", "(\\Flagged)")
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="Update", user="bob"), bmsg))
+        self.assertTrue(recs)
+        self.assertIsNone(recs[0]["items"][0]["subject"])
+        self.assertEqual(recs[0]["items"][0]["msgid"], bmsg)
+
+
 if __name__ == "__main__":
     unittest.main()
