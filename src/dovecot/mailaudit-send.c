@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -130,6 +131,13 @@ mailaudit_spool_write(const char **error_r)
 		*error_r = t_strdup_printf("open(%s) failed: %s", tmp_path,
 		    strerror(errno));
 		return -1;
+	}
+	/* Dovecot's umask (0077 by default) would hide the file from the
+	   daemon, which reads it through the spool directory's group. */
+	if (fchmod(fd, 0640) < 0) {
+		*error_r = t_strdup_printf("fchmod(%s) failed: %s", tmp_path,
+		    strerror(errno));
+		goto fail;
 	}
 	for (q = mailaudit_send.head; q != NULL; q = q->next) {
 		if (mailaudit_write_all(fd, q->data, q->len) < 0) {
