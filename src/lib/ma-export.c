@@ -156,6 +156,28 @@ jname_value(struct json_build *b, const char *name, const char *value)
 	return nv;
 }
 
+/* jmodified - {Name, NewValue, OldValue}; an absent value is "". */
+static json_t *
+jmodified(struct json_build *b, const struct ma_prop *p)
+{
+	json_t *m = jcheck(json_object());
+
+	jset_str(b, m, "Name", p->name != NULL ? p->name : "");
+	jset_str(b, m, "NewValue", p->new_value != NULL ? p->new_value : "");
+	jset_str(b, m, "OldValue", p->old_value != NULL ? p->old_value : "");
+	return m;
+}
+
+/* jset_nonempty - set key to the array arr, or drop arr if it is empty. */
+static void
+jset_nonempty(json_t *obj, const char *key, json_t *arr)
+{
+	if (json_array_size(arr) > 0)
+		jset(obj, key, arr);
+	else
+		json_decref(arr);
+}
+
 /* folder_path - "\" + folder with the '/' separators turned into '\'. */
 static const char *
 folder_path(struct json_build *b, const char *folder)
@@ -347,25 +369,14 @@ add_update_props(struct json_build *b, json_t *obj)
 
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
 		const struct ma_prop *p = &rec->props[i];
-		json_t *v;
 
 		jappend(names, jstr(b, p->name != NULL ? p->name : ""));
-		if (p->old_value == NULL && p->new_value == NULL)
-			continue;
 		/* Exchange lists only names; keep what the flags were. */
-		v = jcheck(json_object());
-		jset_str(b, v, "Name", p->name != NULL ? p->name : "");
-		jset_str(
-		    b, v, "OldValue", p->old_value != NULL ? p->old_value : "");
-		jset_str(
-		    b, v, "NewValue", p->new_value != NULL ? p->new_value : "");
-		jappend(values, v);
+		if (p->old_value != NULL || p->new_value != NULL)
+			jappend(values, jmodified(b, p));
 	}
 	jset(obj, "ModifiedProperties", names);
-	if (json_array_size(values) > 0)
-		jset(obj, "MailAuditModifiedValues", values);
-	else
-		json_decref(values);
+	jset_nonempty(obj, "MailAuditModifiedValues", values);
 }
 
 /* add_item_record - ExchangeMailboxAuditRecord (RecordType 2). */
@@ -516,27 +527,16 @@ add_admin_record(
 
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
 		const struct ma_prop *p = &rec->props[i];
-		json_t *m;
 
 		if (p->new_value != NULL)
 			jappend(params, jname_value(b, p->name, p->new_value));
 		/* The target of the cmdlet is not one of its changes. */
-		if ((p->old_value == NULL && p->new_value == NULL) ||
-		    p == identity)
-			continue;
-		m = jcheck(json_object());
-		jset_str(b, m, "Name", p->name != NULL ? p->name : "");
-		jset_str(
-		    b, m, "NewValue", p->new_value != NULL ? p->new_value : "");
-		jset_str(
-		    b, m, "OldValue", p->old_value != NULL ? p->old_value : "");
-		jappend(modified, m);
+		if ((p->old_value != NULL || p->new_value != NULL) &&
+		    p != identity)
+			jappend(modified, jmodified(b, p));
 	}
 	jset(obj, "Parameters", params);
-	if (json_array_size(modified) > 0)
-		jset(obj, "ModifiedProperties", modified);
-	else
-		json_decref(modified);
+	jset_nonempty(obj, "ModifiedProperties", modified);
 }
 
 /* add_extensions - our own fields, outside Microsoft's schema. */
