@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz-conf.c - libFuzzer target for the configuration parser: any text
+ * either parses, or fails with a message naming a line; never a crash,
+ * and a failure leaves the defaults in place.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ma-conf.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct ma_conf conf;
+	struct ma_error err = {0};
+	char *text = malloc(size + 1);
+
+	memcpy(text, data, size);
+	text[size] = '\0';
+	if (ma_conf_parse(&conf, "fuzz.conf", text, &err) < 0) {
+		if (strncmp(err.msg, "fuzz.conf:", 10) != 0)
+			abort();
+		if (strcmp(conf.store_path, "/var/lib/mailaudit/audit.db") != 0)
+			abort();
+	}
+	ma_conf_free(&conf);
+	free(text);
+	return 0;
+}
