@@ -28,8 +28,8 @@
 #pragma weak acl_object_list_next
 #pragma weak acl_object_list_deinit
 
-typedef int mailaudit_acl_update_fn(struct acl_object *aclobj,
-    const struct acl_rights_update *update);
+typedef int mailaudit_acl_update_fn(
+    struct acl_object *aclobj, const struct acl_rights_update *update);
 
 /*
  * Original vfuncs by backend.  Backends of one driver share the same
@@ -74,11 +74,11 @@ mailaudit_acl_id(const struct acl_rights *rights)
 	case ACL_ID_OWNER:
 		return ACL_ID_NAME_OWNER;
 	case ACL_ID_USER:
-		return t_strconcat(ACL_ID_NAME_USER_PREFIX, rights->identifier,
-		    NULL);
+		return t_strconcat(
+		    ACL_ID_NAME_USER_PREFIX, rights->identifier, NULL);
 	case ACL_ID_GROUP:
-		return t_strconcat(ACL_ID_NAME_GROUP_PREFIX,
-		    rights->identifier, NULL);
+		return t_strconcat(
+		    ACL_ID_NAME_GROUP_PREFIX, rights->identifier, NULL);
 	case ACL_ID_GROUP_OVERRIDE:
 		return t_strconcat(ACL_ID_NAME_GROUP_OVERRIDE_PREFIX,
 		    rights->identifier, NULL);
@@ -149,22 +149,22 @@ mailaudit_acl_emit(struct mailaudit_user *muser,
 	struct ma_record rec;
 
 	ma_record_init(&rec);
-	mailaudit_record_begin(muser, &rec,
-	    MA_ACTION_UPDATE_FOLDER_PERMISSIONS, info);
+	mailaudit_record_begin(
+	    muser, &rec, MA_ACTION_UPDATE_FOLDER_PERMISSIONS, info);
 	if (failed)
 		rec.result = MA_RESULT_FAILED;
-	(void)ma_record_add_prop(&rec, "Member", NULL,
-	    mailaudit_acl_id(&update->rights));
+	(void)ma_record_add_prop(
+	    &rec, "Member", NULL, mailaudit_acl_id(&update->rights));
 	(void)ma_record_add_prop(&rec, "Rights", old_rights, new_rights);
-	(void)ma_record_add_prop(&rec, "ModifyMode", NULL,
-	    mailaudit_acl_mode(update->modify_mode));
+	(void)ma_record_add_prop(
+	    &rec, "ModifyMode", NULL, mailaudit_acl_mode(update->modify_mode));
 	mailaudit_record_emit(muser, &rec);
 	ma_record_deinit(&rec);
 }
 
 static int
-mailaudit_acl_object_update(struct acl_object *aclobj,
-    const struct acl_rights_update *update)
+mailaudit_acl_object_update(
+    struct acl_object *aclobj, const struct acl_rights_update *update)
 {
 	mailaudit_acl_update_fn *orig = mailaudit_acl_orig(aclobj->backend);
 	struct mailbox_list *list = aclobj->backend->list;
@@ -176,25 +176,27 @@ mailaudit_acl_object_update(struct acl_object *aclobj,
 	muser = mailaudit_user_get(mailbox_list_get_user(list));
 	if (muser == NULL)
 		return orig(aclobj, update);
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_ns_info_get(muser, mailbox_list_get_namespace(list),
 		    mailbox_list_get_vname(list, aclobj->name), &info);
-		if (!mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-			    info.logon, NULL),
+		if (!mailaudit_wants(mailaudit_policy_mask(
+					 muser, info.mbox, info.logon, NULL),
 			MA_ACTION_UPDATE_FOLDER_PERMISSIONS)) {
 			ret = orig(aclobj, update);
 		} else {
-			old_rights = mailaudit_acl_current(aclobj,
-			    &update->rights);
+			old_rights =
+			    mailaudit_acl_current(aclobj, &update->rights);
 			ret = orig(aclobj, update);
 			if (ret == 0) {
-				new_rights = mailaudit_acl_current(aclobj,
-				    &update->rights);
+				new_rights = mailaudit_acl_current(
+				    aclobj, &update->rights);
 			}
 			mailaudit_acl_emit(muser, &info, update, old_rights,
 			    new_rights, ret < 0);
 		}
-	} T_END;
+	}
+	T_END;
 	return ret;
 }
 
@@ -206,8 +208,7 @@ mailaudit_acl_namespace_added(struct mail_namespace *ns)
 
 	if (&acl_mailbox_list_module == NULL ||
 	    acl_mailbox_list_get_backend == NULL ||
-	    acl_object_list_init == NULL ||
-	    ACL_LIST_CONTEXT(ns->list) == NULL)
+	    acl_object_list_init == NULL || ACL_LIST_CONTEXT(ns->list) == NULL)
 		return;
 	backend = acl_mailbox_list_get_backend(ns->list);
 	if (backend == NULL ||
@@ -219,8 +220,8 @@ mailaudit_acl_namespace_added(struct mail_namespace *ns)
 	}
 	if (i == MAILAUDIT_ACL_SLOTS) {
 		i = mailaudit_acl_next;
-		mailaudit_acl_next = (mailaudit_acl_next + 1) %
-		    MAILAUDIT_ACL_SLOTS;
+		mailaudit_acl_next =
+		    (mailaudit_acl_next + 1) % MAILAUDIT_ACL_SLOTS;
 	}
 	mailaudit_acl_slots[i].backend = backend;
 	mailaudit_acl_slots[i].orig = backend->v.object_update;

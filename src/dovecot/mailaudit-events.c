@@ -71,7 +71,7 @@ mailaudit_id_value(const char *value)
 	string_t *str = t_str_new(32);
 
 	for (; *value != '\0' && str_len(str) < MAILAUDIT_ID_VALUE_MAX;
-	    value++) {
+	     value++) {
 		if (*value == ';' || *value == '=')
 			str_append_c(str, '_');
 		else if ((unsigned char)*value < 0x20 || *value == 0x7f)
@@ -89,7 +89,7 @@ mailaudit_id_suffix(const char *id_args)
 	string_t *str;
 
 	while ((key = mailaudit_args_next(&id_args)) != NULL &&
-	    (value = mailaudit_args_next(&id_args)) != NULL) {
+	       (value = mailaudit_args_next(&id_args)) != NULL) {
 		if (strcasecmp(value, "NIL") == 0)
 			continue;
 		if (strcasecmp(key, "name") == 0)
@@ -112,16 +112,16 @@ mailaudit_id_suffix(const char *id_args)
 static const struct {
 	const char *event, *operation;
 } mailaudit_sieve_events[] = {
-	{"sieve_storage_save_finished", "Put"},
-	{"sieve_script_activated", "Activate"},
-	{"sieve_storage_deactivated", "Deactivate"},
-	{"sieve_script_renamed", "Rename"},
-	{"sieve_script_deleted", "Delete"},
+    {"sieve_storage_save_finished", "Put"},
+    {"sieve_script_activated", "Activate"},
+    {"sieve_storage_deactivated", "Deactivate"},
+    {"sieve_script_renamed", "Rename"},
+    {"sieve_script_deleted", "Delete"},
 };
 
 static void
-mailaudit_sieve_emit(struct mailaudit_user *muser, struct event *event,
-    const char *operation)
+mailaudit_sieve_emit(
+    struct mailaudit_user *muser, struct event *event, const char *operation)
 {
 	struct mailaudit_box_info info;
 	const char *name, *old_name = NULL, *args, *error;
@@ -130,27 +130,27 @@ mailaudit_sieve_emit(struct mailaudit_user *muser, struct event *event,
 	info.mbox = muser->user->username;
 	info.folder = NULL;
 	info.logon = muser->admin ? MA_LOGON_ADMIN : MA_LOGON_OWNER;
-	if (!mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-		    info.logon, NULL), MA_ACTION_UPDATE_INBOX_RULES))
+	if (!mailaudit_wants(
+		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
+		MA_ACTION_UPDATE_INBOX_RULES))
 		return;
 	name = event_find_field_recursive_str(event, "script_name");
 	if (strcmp(operation, "Rename") == 0) {
-		name = event_find_field_recursive_str(event,
-		    "new_script_name");
+		name = event_find_field_recursive_str(event, "new_script_name");
 		/* Pigeonhole 0.5.19 puts the new name in old_script_name
 		   too; the command's own arguments have the real pair. */
 		args = event_find_field_recursive_str(event, "cmd_args");
 		if (args != NULL)
 			old_name = mailaudit_args_next(&args);
 		if (old_name == NULL) {
-			old_name = event_find_field_recursive_str(event,
-			    "old_script_name");
+			old_name = event_find_field_recursive_str(
+			    event, "old_script_name");
 		}
 	}
 	error = event_find_field_recursive_str(event, "error");
 	ma_record_init(&rec);
-	mailaudit_record_begin(muser, &rec, MA_ACTION_UPDATE_INBOX_RULES,
-	    &info);
+	mailaudit_record_begin(
+	    muser, &rec, MA_ACTION_UPDATE_INBOX_RULES, &info);
 	if (error != NULL && *error != '\0')
 		rec.result = MA_RESULT_FAILED;
 	(void)ma_record_add_prop(&rec, "RuleOperation", NULL, operation);
@@ -176,10 +176,12 @@ mailaudit_event_callback(struct event *event, enum event_callback_type type,
 		return TRUE;
 	for (i = 0; i < N_ELEMENTS(mailaudit_sieve_events); i++) {
 		if (strcmp(name, mailaudit_sieve_events[i].event) == 0) {
-			T_BEGIN {
+			T_BEGIN
+			{
 				mailaudit_sieve_emit(muser, event,
 				    mailaudit_sieve_events[i].operation);
-			} T_END;
+			}
+			T_END;
 			break;
 		}
 	}
@@ -200,8 +202,9 @@ mailaudit_bind_failed(struct mailaudit_user *muser, const char *args)
 		return;
 	mailaudit_ns_info_get(muser,
 	    mail_namespace_find(muser->user->namespaces, vname), vname, &info);
-	if (!mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-		    info.logon, NULL), MA_ACTION_FOLDER_BIND))
+	if (!mailaudit_wants(
+		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
+		MA_ACTION_FOLDER_BIND))
 		return;
 	ma_record_init(&rec);
 	mailaudit_record_begin(muser, &rec, MA_ACTION_FOLDER_BIND, &info);
@@ -224,25 +227,26 @@ mailaudit_cmd_post(struct client_command_context *cmd)
 
 	/* post also runs after partial executions of long commands (no
 	   tagged reply yet); state is not DONE yet even when finished. */
-	if (reply == NULL || cmd->name == NULL ||
-	    cmd->client->user == NULL)
+	if (reply == NULL || cmd->name == NULL || cmd->client->user == NULL)
 		return;
 	muser = mailaudit_user_get(cmd->client->user);
 	if (muser == NULL)
 		return;
 	mailaudit_access_flush(muser);
 	ok = strncmp(reply, "OK", 2) == 0;
-	T_BEGIN {
-		if (strcasecmp(cmd->name, "ID") == 0 && ok && cmd->args != NULL) {
-			mailaudit_client_info_set(muser,
-			    mailaudit_id_suffix(cmd->args));
+	T_BEGIN
+	{
+		if (strcasecmp(cmd->name, "ID") == 0 && ok &&
+		    cmd->args != NULL) {
+			mailaudit_client_info_set(
+			    muser, mailaudit_id_suffix(cmd->args));
 		} else if ((strcasecmp(cmd->name, "SELECT") == 0 ||
 			       strcasecmp(cmd->name, "EXAMINE") == 0) &&
-		    strncmp(reply, "NO", 2) == 0 &&
-		    cmd->args != NULL) {
+			   strncmp(reply, "NO", 2) == 0 && cmd->args != NULL) {
 			mailaudit_bind_failed(muser, cmd->args);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 void

@@ -34,8 +34,7 @@ struct mailaudit_user_module mailaudit_user_module =
     MODULE_CONTEXT_INIT(&mail_user_module_register);
 
 MAILAUDIT_EXPORT const char *mailaudit_plugin_version = DOVECOT_ABI_VERSION;
-MAILAUDIT_EXPORT const char *mailaudit_plugin_dependencies[] = {"notify",
-    NULL};
+MAILAUDIT_EXPORT const char *mailaudit_plugin_dependencies[] = {"notify", NULL};
 MAILAUDIT_EXPORT void mailaudit_plugin_init(struct module *module);
 MAILAUDIT_EXPORT void mailaudit_plugin_deinit(void);
 
@@ -70,8 +69,8 @@ static bool mailaudit_frame_ready = FALSE;
 static void
 mailaudit_oom(size_t size)
 {
-	i_fatal_status(FATAL_OUTOFMEM, "mailaudit: out of memory (%zu bytes)",
-	    size);
+	i_fatal_status(
+	    FATAL_OUTOFMEM, "mailaudit: out of memory (%zu bytes)", size);
 }
 
 struct mailaudit_user *
@@ -127,8 +126,8 @@ void
 mailaudit_box_info_get(struct mailaudit_user *muser, struct mailbox *box,
     struct mailaudit_box_info *info_r)
 {
-	mailaudit_ns_info_get(muser, mailbox_get_namespace(box),
-	    mailbox_get_vname(box), info_r);
+	mailaudit_ns_info_get(
+	    muser, mailbox_get_namespace(box), mailbox_get_vname(box), info_r);
 }
 
 /* mailaudit_policy_refresh - drop the cache if the snapshot changed. */
@@ -146,13 +145,15 @@ mailaudit_policy_refresh(const char *path)
 		return;
 	mailaudit_policy.checked_ms = now;
 	have = stat(path, &st) == 0;
-	changed = mailaudit_policy.path == NULL ||
+	changed =
+	    mailaudit_policy.path == NULL ||
 	    strcmp(mailaudit_policy.path, path) != 0 ||
 	    have != mailaudit_policy.have_file ||
-	    (have && (st.st_mtim.tv_sec != mailaudit_policy.st.st_mtim.tv_sec ||
-		st.st_mtim.tv_nsec != mailaudit_policy.st.st_mtim.tv_nsec ||
-		st.st_ino != mailaudit_policy.st.st_ino ||
-		st.st_size != mailaudit_policy.st.st_size));
+	    (have &&
+		(st.st_mtim.tv_sec != mailaudit_policy.st.st_mtim.tv_sec ||
+		    st.st_mtim.tv_nsec != mailaudit_policy.st.st_mtim.tv_nsec ||
+		    st.st_ino != mailaudit_policy.st.st_ino ||
+		    st.st_size != mailaudit_policy.st.st_size));
 	if (!changed)
 		return;
 	for (i = 0; i < mailaudit_policy.count; i++) {
@@ -193,8 +194,8 @@ mailaudit_policy_answer(const char *path, const char *mbox, const char *actor)
 	slot->mbox = i_strdup(mbox);
 	slot->actor = i_strdup(actor);
 	memset(&err, 0, sizeof(err));
-	if (ma_policy_snapshot_lookup(path, mbox, actor, &slot->answer,
-		&err) < 0) {
+	if (ma_policy_snapshot_lookup(path, mbox, actor, &slot->answer, &err) <
+	    0) {
 		/* The answer is still filled with the default sets, so we
 		   keep auditing; say once per mailbox why. */
 		i_error("mailaudit: policy snapshot %s: %s (using defaults)",
@@ -209,8 +210,8 @@ mailaudit_policy_mask(struct mailaudit_user *muser, const char *mbox,
 {
 	const struct ma_policy_answer *answer;
 
-	answer = mailaudit_policy_answer(muser->policy_path, mbox,
-	    muser->actor);
+	answer =
+	    mailaudit_policy_answer(muser->policy_path, mbox, muser->actor);
 	if (subjects_r != NULL)
 		*subjects_r = answer->subjects;
 	return ma_policy_answer_actions(answer, logon);
@@ -235,8 +236,8 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 	ma_record_set(rec, &rec->protocol, muser->proto);
 	ma_record_set(rec, &rec->server, muser->server);
 	if (muser->impersonated != NULL) {
-		(void)ma_record_add_prop(rec, "ImpersonatedUser", NULL,
-		    muser->impersonated);
+		(void)ma_record_add_prop(
+		    rec, "ImpersonatedUser", NULL, muser->impersonated);
 	}
 }
 
@@ -277,15 +278,16 @@ mailaudit_record_part(const struct ma_record *rec, unsigned int from,
 }
 
 static void
-mailaudit_record_emit_split(struct mailaudit_user *muser,
-    const struct ma_record *rec)
+mailaudit_record_emit_split(
+    struct mailaudit_user *muser, const struct ma_record *rec)
 {
 	struct ma_record part;
 	unsigned int half = rec->item_count / 2;
 
 	if (rec->item_count < 2) {
 		i_error("mailaudit: %s record for %s does not fit in a frame, "
-			"1 record lost", rec->operation, rec->mailbox);
+			"1 record lost",
+		    rec->operation, rec->mailbox);
 		return;
 	}
 	ma_record_init(&part);
@@ -297,8 +299,7 @@ mailaudit_record_emit_split(struct mailaudit_user *muser,
 }
 
 void
-mailaudit_record_emit(struct mailaudit_user *muser,
-    const struct ma_record *rec)
+mailaudit_record_emit(struct mailaudit_user *muser, const struct ma_record *rec)
 {
 	if (!mailaudit_frame_ready) {
 		ma_buf_init(&mailaudit_frame, MA_PROTO_MAX_FRAME);
@@ -366,7 +367,8 @@ mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
 	    mail_get_first_header_utf8(mail, "Subject", &value) > 0) {
 		value = mailaudit_trim(value);
 		if (value != NULL)
-			value = mailaudit_cut_utf8(value, MA_RECORD_MAX_SUBJECT);
+			value =
+			    mailaudit_cut_utf8(value, MA_RECORD_MAX_SUBJECT);
 		*subject_r = value;
 	}
 	mail->lookup_abort = old_abort;
@@ -380,7 +382,8 @@ mailaudit_client_protocol(const char *service)
 		return "Client=POP3/IMAP4;Protocol=IMAP4";
 	if (strcmp(service, "pop3") == 0)
 		return "Client=POP3/IMAP4;Protocol=POP3";
-	if (strcmp(service, "managesieve") == 0 || strcmp(service, "sieve") == 0)
+	if (strcmp(service, "managesieve") == 0 ||
+	    strcmp(service, "sieve") == 0)
 		return "Client=ManageSieve;Protocol=ManageSieve";
 	return t_strdup_printf("Client=%s;Protocol=%s", service, service);
 }
@@ -399,16 +402,16 @@ mailaudit_user_settings(struct mailaudit_user *muser)
 	struct mail_user *user = muser->user;
 	const char *master;
 
-	muser->socket_path = mailaudit_setting(user, "mailaudit_socket",
-	    MAILAUDIT_DEFAULT_SOCKET);
-	muser->spool_dir = mailaudit_setting(user, "mailaudit_spool_dir",
-	    MAILAUDIT_DEFAULT_SPOOL);
-	muser->policy_path = mailaudit_setting(user, "mailaudit_policy",
-	    MAILAUDIT_DEFAULT_POLICY);
-	muser->server = mailaudit_setting(user, "mailaudit_server",
-	    my_hostname);
-	muser->cached_only = mail_user_plugin_getenv_bool(user,
-	    "mailaudit_cached_only");
+	muser->socket_path = mailaudit_setting(
+	    user, "mailaudit_socket", MAILAUDIT_DEFAULT_SOCKET);
+	muser->spool_dir = mailaudit_setting(
+	    user, "mailaudit_spool_dir", MAILAUDIT_DEFAULT_SPOOL);
+	muser->policy_path = mailaudit_setting(
+	    user, "mailaudit_policy", MAILAUDIT_DEFAULT_POLICY);
+	muser->server =
+	    mailaudit_setting(user, "mailaudit_server", my_hostname);
+	muser->cached_only =
+	    mail_user_plugin_getenv_bool(user, "mailaudit_cached_only");
 	muser->proto = user->service;
 	muser->actor = user->username;
 
@@ -424,10 +427,10 @@ mailaudit_user_settings(struct mailaudit_user *muser)
 		muser->actor = "doveadm";
 	}
 	muser->delivery = strcmp(user->service, "lmtp") == 0 ||
-	    strcmp(user->service, "lda") == 0;
+			  strcmp(user->service, "lda") == 0;
 	if (user->conn.remote_ip != NULL && user->conn.remote_ip->family != 0) {
-		muser->client_ip = p_strdup(user->pool,
-		    net_ip2addr(user->conn.remote_ip));
+		muser->client_ip =
+		    p_strdup(user->pool, net_ip2addr(user->conn.remote_ip));
 	}
 }
 
@@ -437,8 +440,9 @@ mailaudit_client_info_set(struct mailaudit_user *muser, const char *extra)
 	const char *base = mailaudit_client_protocol(muser->user->service);
 
 	i_free(muser->client_info);
-	muser->client_info = extra == NULL || *extra == '\0' ?
-	    i_strdup(base) : i_strconcat(base, extra, NULL);
+	muser->client_info = extra == NULL || *extra == '\0'
+				 ? i_strdup(base)
+				 : i_strconcat(base, extra, NULL);
 }
 
 static void
@@ -450,8 +454,9 @@ mailaudit_login_emit(struct mailaudit_user *muser)
 	info.mbox = muser->user->username;
 	info.folder = NULL;
 	info.logon = muser->admin ? MA_LOGON_ADMIN : MA_LOGON_OWNER;
-	if (!mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-		    info.logon, NULL), MA_ACTION_MAILBOX_LOGIN))
+	if (!mailaudit_wants(
+		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
+		MA_ACTION_MAILBOX_LOGIN))
 		return;
 	ma_record_init(&rec);
 	mailaudit_record_begin(muser, &rec, MA_ACTION_MAILBOX_LOGIN, &info);
@@ -498,8 +503,8 @@ mailaudit_mail_user_created(struct mail_user *user)
 	muser->session = TRUE;
 	mailaudit_user_settings(muser);
 	id = mail_user_plugin_getenv(user, "mailaudit_client_id");
-	mailaudit_client_info_set(muser,
-	    id == NULL ? NULL : mailaudit_id_suffix(id));
+	mailaudit_client_info_set(
+	    muser, id == NULL ? NULL : mailaudit_id_suffix(id));
 	mailaudit_send_configure(muser->socket_path, muser->spool_dir);
 	mailaudit_user_storage_init(muser);
 	mailaudit_session_user = muser;
@@ -508,10 +513,10 @@ mailaudit_mail_user_created(struct mail_user *user)
 }
 
 static struct mail_storage_hooks mailaudit_mail_storage_hooks = {
-	.mail_user_created = mailaudit_mail_user_created,
-	.mail_namespace_storage_added = mailaudit_acl_namespace_added,
-	.mailbox_opened = mailaudit_mailbox_opened,
-	.mail_allocated = mailaudit_mail_allocated,
+    .mail_user_created = mailaudit_mail_user_created,
+    .mail_namespace_storage_added = mailaudit_acl_namespace_added,
+    .mailbox_opened = mailaudit_mailbox_opened,
+    .mail_allocated = mailaudit_mail_allocated,
 };
 
 void

@@ -22,13 +22,13 @@
 #define MAILAUDIT_EXPORT __attribute__((visibility("default")))
 
 #define MAILAUDIT_DEFAULT_SOCKET "/run/mailaudit/ingest.sock"
-#define MAILAUDIT_DEFAULT_SPOOL	 "/var/spool/mailaudit"
+#define MAILAUDIT_DEFAULT_SPOOL  "/var/spool/mailaudit"
 #define MAILAUDIT_DEFAULT_POLICY "/var/lib/mailaudit/policy.snapshot"
 
 /* MailItemsAccessed de-duplication window and aggregation window. */
-#define MAILAUDIT_DEDUP_MS	   (60 * 60 * 1000)
-#define MAILAUDIT_AGG_WINDOW_MS	   (2 * 60 * 1000)
-#define MAILAUDIT_DEDUP_SLOTS	   2048 /* power of two, 16 bytes each */
+#define MAILAUDIT_DEDUP_MS          (60 * 60 * 1000)
+#define MAILAUDIT_AGG_WINDOW_MS     (2 * 60 * 1000)
+#define MAILAUDIT_DEDUP_SLOTS       2048 /* power of two, 16 bytes each */
 #define MAILAUDIT_MAX_BOUND_FOLDERS 256
 
 /* Where a mailbox lives and how the acting session reaches it. */
@@ -44,14 +44,14 @@ struct mailaudit_user {
 	struct mail_user *user;
 
 	const char *socket_path, *spool_dir, *policy_path, *server;
-	const char *actor;	  /* who acts: login user or master user */
+	const char *actor;        /* who acts: login user or master user */
 	const char *impersonated; /* master logins: the login user */
 	const char *client_ip, *proto;
-	char *client_info;	  /* changes when the client sends IMAP ID */
-	bool admin;		  /* master login or doveadm */
-	bool delivery;		  /* lmtp/lda: only autoexpunge is audited */
-	bool session;		  /* a real login (not autocreated) */
-	bool cached_only;	  /* header lookups never open mail files */
+	char *client_info; /* changes when the client sends IMAP ID */
+	bool admin;        /* master login or doveadm */
+	bool delivery;     /* lmtp/lda: only autoexpunge is audited */
+	bool session;      /* a real login (not autocreated) */
+	bool cached_only;  /* header lookups never open mail files */
 
 	/* The last mail copied by a MOVE: its expunge is part of the move. */
 	struct mail *move_src;
@@ -68,16 +68,15 @@ struct mailaudit_user {
 	unsigned int dedup_used;
 };
 
-#define MAILAUDIT_USER_CONTEXT(obj) \
-	MODULE_CONTEXT(obj, mailaudit_user_module)
+#define MAILAUDIT_USER_CONTEXT(obj) MODULE_CONTEXT(obj, mailaudit_user_module)
 extern MODULE_CONTEXT_DEFINE(mailaudit_user_module, &mail_user_module_register);
 
 /* mailaudit-plugin.c */
 struct mailaudit_user *mailaudit_user_get(struct mail_user *user);
 /* The session user of this process (ManageSieve, doveadm): may be NULL. */
 struct mailaudit_user *mailaudit_current_user(void);
-void mailaudit_box_info_get(struct mailaudit_user *muser,
-    struct mailbox *box, struct mailaudit_box_info *info_r);
+void mailaudit_box_info_get(struct mailaudit_user *muser, struct mailbox *box,
+    struct mailaudit_box_info *info_r);
 void mailaudit_ns_info_get(struct mailaudit_user *muser,
     struct mail_namespace *ns, const char *vname,
     struct mailaudit_box_info *info_r);
@@ -91,13 +90,12 @@ mailaudit_wants(ma_action_set mask, enum ma_action action)
 }
 /* Fill the session fields (user, sess, ip, client, proto, server, time,
    logon, mbox, folder) of a fresh record. */
-void mailaudit_record_begin(struct mailaudit_user *muser,
-    struct ma_record *rec, enum ma_action action,
-    const struct mailaudit_box_info *info);
+void mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
+    enum ma_action action, const struct mailaudit_box_info *info);
 /* Encode rec (splitting its items when a frame would be too big) and hand
    the frames to the sender.  rec is left untouched. */
-void mailaudit_record_emit(struct mailaudit_user *muser,
-    const struct ma_record *rec);
+void mailaudit_record_emit(
+    struct mailaudit_user *muser, const struct ma_record *rec);
 /* Message-ID and (if subjects) Subject of mail, with our own reads
    hidden from the access hook.  Strings are data-stack allocated. */
 void mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
@@ -130,8 +128,7 @@ void mailaudit_acl_deinit(void);
 void mailaudit_events_init(void);
 void mailaudit_events_deinit(void);
 /* Replace the client string's suffix (";ClientName=...", or NULL). */
-void mailaudit_client_info_set(struct mailaudit_user *muser,
-    const char *extra);
+void mailaudit_client_info_set(struct mailaudit_user *muser, const char *extra);
 /* ";ClientName=x;ClientVersion=y" from an IMAP ID argument list such as
    ("name" "x" "version" "y"), or NULL if it names neither. */
 const char *mailaudit_id_suffix(const char *id_args);

@@ -38,10 +38,10 @@
 #include "ma-proto.h"
 #include "mailaudit-plugin.h"
 
-#define MAILAUDIT_BACKLOG_MAX	 (256 * 1024)
+#define MAILAUDIT_BACKLOG_MAX    (256 * 1024)
 #define MAILAUDIT_BACKLOG_AGE_MS 2000
-#define MAILAUDIT_RETRY_MS	 1000
-#define MAILAUDIT_WARN_MS	 (60 * 1000)
+#define MAILAUDIT_RETRY_MS       1000
+#define MAILAUDIT_WARN_MS        (60 * 1000)
 
 struct mailaudit_queued {
 	struct mailaudit_queued *next;
@@ -62,8 +62,7 @@ static struct {
 	unsigned int spool_counter;
 } mailaudit_send = {.fd = -1, .last_fail_ms = -MAILAUDIT_RETRY_MS};
 
-static void
-mailaudit_send_warn(const char *fmt, ...) ATTR_FORMAT(1, 2);
+static void mailaudit_send_warn(const char *fmt, ...) ATTR_FORMAT(1, 2);
 
 /* mailaudit_send_warn - a warning, at most once a minute per process. */
 static void
@@ -122,45 +121,45 @@ mailaudit_spool_write(const char **error_r)
 	const char *base, *tmp_path, *path;
 	int fd;
 
-	base = t_strdup_printf("%s-%lld-%u", my_pid,
-	    (long long)ma_now_ms(), ++mailaudit_send.spool_counter);
+	base = t_strdup_printf("%s-%lld-%u", my_pid, (long long)ma_now_ms(),
+	    ++mailaudit_send.spool_counter);
 	tmp_path = t_strdup_printf("%s/.tmp-%s", dir, base);
 	path = t_strdup_printf("%s/%s.spool", dir, base);
 	fd = open(tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
 	if (fd < 0) {
-		*error_r = t_strdup_printf("open(%s) failed: %s", tmp_path,
-		    strerror(errno));
+		*error_r = t_strdup_printf(
+		    "open(%s) failed: %s", tmp_path, strerror(errno));
 		return -1;
 	}
 	/* Dovecot's umask (0077 by default) would hide the file from the
 	   daemon, which reads it through the spool directory's group. */
 	if (fchmod(fd, 0640) < 0) {
-		*error_r = t_strdup_printf("fchmod(%s) failed: %s", tmp_path,
-		    strerror(errno));
+		*error_r = t_strdup_printf(
+		    "fchmod(%s) failed: %s", tmp_path, strerror(errno));
 		goto fail;
 	}
 	for (q = mailaudit_send.head; q != NULL; q = q->next) {
 		if (mailaudit_write_all(fd, q->data, q->len) < 0) {
-			*error_r = t_strdup_printf("write(%s) failed: %s",
-			    tmp_path, strerror(errno));
+			*error_r = t_strdup_printf(
+			    "write(%s) failed: %s", tmp_path, strerror(errno));
 			goto fail;
 		}
 	}
 	if (fdatasync(fd) < 0) {
-		*error_r = t_strdup_printf("fdatasync(%s) failed: %s",
-		    tmp_path, strerror(errno));
+		*error_r = t_strdup_printf(
+		    "fdatasync(%s) failed: %s", tmp_path, strerror(errno));
 		goto fail;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		*error_r = t_strdup_printf("close(%s) failed: %s", tmp_path,
-		    strerror(errno));
+		*error_r = t_strdup_printf(
+		    "close(%s) failed: %s", tmp_path, strerror(errno));
 		goto fail;
 	}
 	fd = -1;
 	if (rename(tmp_path, path) < 0) {
-		*error_r = t_strdup_printf("rename(%s) failed: %s", path,
-		    strerror(errno));
+		*error_r = t_strdup_printf(
+		    "rename(%s) failed: %s", path, strerror(errno));
 		goto fail;
 	}
 	return 0;
@@ -179,18 +178,19 @@ mailaudit_spool_all(const char *why)
 
 	if (mailaudit_send.head == NULL)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		if (mailaudit_spool_write(&error) < 0) {
 			/* The one place where audit records vanish: loud. */
 			i_error("mailaudit: %u audit records LOST (%s, and "
 				"spooling failed: %s)",
 			    mailaudit_send.count, why, error);
 		} else {
-			mailaudit_send_warn("%s: %u records spooled to %s",
-			    why, mailaudit_send.count,
-			    mailaudit_send.spool_dir);
+			mailaudit_send_warn("%s: %u records spooled to %s", why,
+			    mailaudit_send.count, mailaudit_send.spool_dir);
 		}
-	} T_END;
+	}
+	T_END;
 	mailaudit_queue_free_all();
 }
 
@@ -223,8 +223,8 @@ mailaudit_connect(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (len >= sizeof(sa.sun_path)) {
-		mailaudit_send_warn("socket path too long: %s",
-		    mailaudit_send.socket_path);
+		mailaudit_send_warn(
+		    "socket path too long: %s", mailaudit_send.socket_path);
 		mailaudit_send.last_fail_ms = ma_now_ms();
 		return;
 	}
@@ -267,8 +267,8 @@ mailaudit_ack(const char *frame, size_t len)
 		return;
 	}
 	ma_kvframe_deinit(&kv);
-	while ((q = mailaudit_send.head) != NULL && q->seq != 0 &&
-	    q->seq <= n) {
+	while (
+	    (q = mailaudit_send.head) != NULL && q->seq != 0 && q->seq <= n) {
 		mailaudit_send.head = q->next;
 		if (mailaudit_send.head == NULL)
 			mailaudit_send.tail = NULL;
@@ -293,8 +293,8 @@ mailaudit_read_acks(void)
 		} else if (errno == EAGAIN) {
 			return;
 		} else if (errno != EINTR) {
-			mailaudit_fail(t_strdup_printf("recv() failed: %s",
-			    strerror(errno)));
+			mailaudit_fail(t_strdup_printf(
+			    "recv() failed: %s", strerror(errno)));
 		}
 	}
 }
@@ -317,8 +317,8 @@ mailaudit_send_unsent(void)
 		if (ret < 0) {
 			/* EAGAIN (daemon busy), EMSGSIZE, EPIPE ...: never
 			   wait, the spool takes it. */
-			mailaudit_fail(t_strdup_printf("send() failed: %s",
-			    strerror(errno)));
+			mailaudit_fail(t_strdup_printf(
+			    "send() failed: %s", strerror(errno)));
 			return;
 		}
 		q->seq = ++mailaudit_send.sent;
@@ -343,7 +343,8 @@ mailaudit_pump(void)
 	if (mailaudit_send.bytes > MAILAUDIT_BACKLOG_MAX) {
 		mailaudit_spool_all("daemon slow to acknowledge (backlog)");
 	} else if (mailaudit_send.head != NULL &&
-	    now - mailaudit_send.head->queued_ms > MAILAUDIT_BACKLOG_AGE_MS) {
+		   now - mailaudit_send.head->queued_ms >
+		       MAILAUDIT_BACKLOG_AGE_MS) {
 		mailaudit_spool_all("daemon slow to acknowledge");
 	}
 }
@@ -369,9 +370,11 @@ mailaudit_send_frame(const char *frame, size_t len)
 	mailaudit_send.tail = q;
 	mailaudit_send.count++;
 	mailaudit_send.bytes += len;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_pump();
-	} T_END;
+	}
+	T_END;
 }
 
 void
@@ -381,7 +384,8 @@ mailaudit_send_flush(unsigned int wait_msecs)
 	struct pollfd pfd;
 	int64_t left;
 
-	T_BEGIN {
+	T_BEGIN
+	{
 		if (mailaudit_send.head != NULL)
 			mailaudit_pump();
 		while (mailaudit_send.head != NULL && mailaudit_send.fd >= 0) {
@@ -396,7 +400,8 @@ mailaudit_send_flush(unsigned int wait_msecs)
 			mailaudit_read_acks();
 		}
 		mailaudit_spool_all("daemon did not acknowledge in time");
-	} T_END;
+	}
+	T_END;
 }
 
 void

@@ -38,7 +38,7 @@
 
 #include "mailaudit-plugin.h"
 
-#define MAILAUDIT_MAIL_CONTEXT(obj) \
+#define MAILAUDIT_MAIL_CONTEXT(obj)                                            \
 	MODULE_CONTEXT_REQUIRE(obj, mailaudit_mail_module)
 static MODULE_CONTEXT_DEFINE_INIT(mailaudit_mail_module, &mail_module_register);
 
@@ -59,9 +59,9 @@ struct mailaudit_event {
 
 struct mailaudit_txn {
 	struct mailaudit_user *muser; /* NULL: nothing to audit */
-	pool_t pool;		      /* created with the first event */
+	pool_t pool;                  /* created with the first event */
 	ARRAY(struct mailaudit_event) events;
-	unsigned int save_count;      /* saves and copies so far */
+	unsigned int save_count; /* saves and copies so far */
 };
 
 static struct notify_context *mailaudit_notify_ctx;
@@ -128,10 +128,11 @@ mailaudit_mail_save(void *txn, struct mail *mail)
 	if (ctx->muser == NULL || ctx->muser->delivery ||
 	    (mail->box->flags & MAILBOX_FLAG_POST_SESSION) != 0)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(ctx->muser, mail->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser,
-			    info.mbox, info.logon, &subjects),
+		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
+					info.logon, &subjects),
 			MA_ACTION_CREATE)) {
 			ev = mailaudit_txn_add(ctx, MA_ACTION_CREATE, &info, 0);
 			ev->save_idx = (int)idx;
@@ -140,7 +141,8 @@ mailaudit_mail_save(void *txn, struct mail *mail)
 			mail->transaction->flags |=
 			    MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS;
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 static enum ma_action
@@ -171,10 +173,12 @@ mailaudit_mail_copy(void *txn, struct mail *src, struct mail *dst)
 		ctx->muser->move_src_uid = src->uid;
 	}
 	action = mailaudit_copy_action(dst, moving);
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(ctx->muser, src->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser,
-			    info.mbox, info.logon, &subjects), action)) {
+		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
+					info.logon, &subjects),
+			action)) {
 			mailaudit_box_info_get(ctx->muser, dst->box, &dinfo);
 			ev = mailaudit_txn_add(ctx, action, &info, src->uid);
 			ev->dest_folder = p_strdup(ctx->pool, dinfo.folder);
@@ -182,7 +186,8 @@ mailaudit_mail_copy(void *txn, struct mail *src, struct mail *dst)
 				ev->dest_mbox = p_strdup(ctx->pool, dinfo.mbox);
 			mailaudit_txn_headers(ctx, ev, src, subjects);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 static void
@@ -204,28 +209,31 @@ mailaudit_mail_expunge(void *txn, struct mail *mail)
 	}
 	if (muser->delivery && !autoexpunged)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(muser, mail->box, &info);
 		if (autoexpunged)
 			info.logon = MA_LOGON_SYSTEM;
 		if (mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-			    info.logon, &subjects), MA_ACTION_HARD_DELETE)) {
-			ev = mailaudit_txn_add(ctx, MA_ACTION_HARD_DELETE,
-			    &info, mail->uid);
+					info.logon, &subjects),
+			MA_ACTION_HARD_DELETE)) {
+			ev = mailaudit_txn_add(
+			    ctx, MA_ACTION_HARD_DELETE, &info, mail->uid);
 			mailaudit_txn_headers(ctx, ev, mail, subjects);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 /* mailaudit_flags_str - "\Seen \Flagged", NULL when empty. */
 static const char *
-mailaudit_flags_str(pool_t pool, enum mail_flags flags,
-    const char *const *keywords)
+mailaudit_flags_str(
+    pool_t pool, enum mail_flags flags, const char *const *keywords)
 {
 	string_t *str = t_str_new(64);
 
-	imap_write_flags(str, (enum mail_flags)(flags & ~(unsigned int)MAIL_RECENT),
-	    keywords);
+	imap_write_flags(str,
+	    (enum mail_flags)(flags & ~(unsigned int)MAIL_RECENT), keywords);
 	return str_len(str) == 0 ? NULL : p_strdup(pool, str_c(str));
 }
 
@@ -240,38 +248,41 @@ mailaudit_flags_event(struct mailaudit_txn *ctx, struct mail *mail,
 	bool subjects;
 
 	mailaudit_box_info_get(ctx->muser, mail->box, &info);
-	mask = mailaudit_policy_mask(ctx->muser, info.mbox, info.logon,
-	    &subjects);
-	if ((old_flags & MAIL_DELETED) == 0 && (new_flags & MAIL_DELETED) != 0 &&
+	mask =
+	    mailaudit_policy_mask(ctx->muser, info.mbox, info.logon, &subjects);
+	if ((old_flags & MAIL_DELETED) == 0 &&
+	    (new_flags & MAIL_DELETED) != 0 &&
 	    mailaudit_wants(mask, MA_ACTION_SOFT_DELETE)) {
-		ev = mailaudit_txn_add(ctx, MA_ACTION_SOFT_DELETE, &info,
-		    mail->uid);
+		ev = mailaudit_txn_add(
+		    ctx, MA_ACTION_SOFT_DELETE, &info, mail->uid);
 		mailaudit_txn_headers(ctx, ev, mail, subjects);
 	}
 	if (((old_flags ^ new_flags) & keep) != 0 &&
 	    mailaudit_wants(mask, MA_ACTION_UPDATE)) {
 		ev = mailaudit_txn_add(ctx, MA_ACTION_UPDATE, &info, mail->uid);
 		ev->prop = "Flags";
-		ev->old_value = mailaudit_flags_str(ctx->pool,
-		    (enum mail_flags)(old_flags & keep), NULL);
-		ev->new_value = mailaudit_flags_str(ctx->pool,
-		    (enum mail_flags)(new_flags & keep), NULL);
+		ev->old_value = mailaudit_flags_str(
+		    ctx->pool, (enum mail_flags)(old_flags & keep), NULL);
+		ev->new_value = mailaudit_flags_str(
+		    ctx->pool, (enum mail_flags)(new_flags & keep), NULL);
 		mailaudit_txn_headers(ctx, ev, mail, subjects);
 	}
 }
 
 static void
-mailaudit_mail_update_flags(void *txn, struct mail *mail,
-    enum mail_flags old_flags)
+mailaudit_mail_update_flags(
+    void *txn, struct mail *mail, enum mail_flags old_flags)
 {
 	struct mailaudit_txn *ctx = txn;
 
 	if (ctx->muser == NULL || ctx->muser->delivery)
 		return;
-	T_BEGIN {
-		mailaudit_flags_event(ctx, mail, old_flags,
-		    mail_get_flags(mail));
-	} T_END;
+	T_BEGIN
+	{
+		mailaudit_flags_event(
+		    ctx, mail, old_flags, mail_get_flags(mail));
+	}
+	T_END;
 }
 
 static const char *
@@ -283,8 +294,8 @@ mailaudit_keywords_str(pool_t pool, const char *const *keywords)
 }
 
 static void
-mailaudit_mail_update_keywords(void *txn, struct mail *mail,
-    const char *const *old_keywords)
+mailaudit_mail_update_keywords(
+    void *txn, struct mail *mail, const char *const *old_keywords)
 {
 	struct mailaudit_txn *ctx = txn;
 	struct mailaudit_box_info info;
@@ -293,36 +304,38 @@ mailaudit_mail_update_keywords(void *txn, struct mail *mail,
 
 	if (ctx->muser == NULL || ctx->muser->delivery)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(ctx->muser, mail->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser,
-			    info.mbox, info.logon, &subjects),
+		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
+					info.logon, &subjects),
 			MA_ACTION_UPDATE)) {
-			ev = mailaudit_txn_add(ctx, MA_ACTION_UPDATE, &info,
-			    mail->uid);
+			ev = mailaudit_txn_add(
+			    ctx, MA_ACTION_UPDATE, &info, mail->uid);
 			ev->prop = "Keywords";
-			ev->old_value = mailaudit_keywords_str(ctx->pool,
-			    old_keywords);
-			ev->new_value = mailaudit_keywords_str(ctx->pool,
-			    mail_get_keywords(mail));
+			ev->old_value =
+			    mailaudit_keywords_str(ctx->pool, old_keywords);
+			ev->new_value = mailaudit_keywords_str(
+			    ctx->pool, mail_get_keywords(mail));
 			mailaudit_txn_headers(ctx, ev, mail, subjects);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 /* mailaudit_event_same - may ev share the record started for prev? */
 static bool
-mailaudit_event_same(const struct mailaudit_event *a,
-    const struct mailaudit_event *b)
+mailaudit_event_same(
+    const struct mailaudit_event *a, const struct mailaudit_event *b)
 {
 	return a->action == b->action && a->logon == b->logon &&
-	    mailaudit_str_eq(a->mbox, b->mbox) &&
-	    mailaudit_str_eq(a->folder, b->folder) &&
-	    mailaudit_str_eq(a->dest_mbox, b->dest_mbox) &&
-	    mailaudit_str_eq(a->dest_folder, b->dest_folder) &&
-	    mailaudit_str_eq(a->prop, b->prop) &&
-	    mailaudit_str_eq(a->old_value, b->old_value) &&
-	    mailaudit_str_eq(a->new_value, b->new_value);
+	       mailaudit_str_eq(a->mbox, b->mbox) &&
+	       mailaudit_str_eq(a->folder, b->folder) &&
+	       mailaudit_str_eq(a->dest_mbox, b->dest_mbox) &&
+	       mailaudit_str_eq(a->dest_folder, b->dest_folder) &&
+	       mailaudit_str_eq(a->prop, b->prop) &&
+	       mailaudit_str_eq(a->old_value, b->old_value) &&
+	       mailaudit_str_eq(a->new_value, b->new_value);
 }
 
 static void
@@ -338,14 +351,14 @@ mailaudit_event_record(struct mailaudit_user *muser,
 	ma_record_set(rec, &rec->dest_folder, ev->dest_folder);
 	ma_record_set(rec, &rec->dest_mailbox, ev->dest_mbox);
 	if (ev->prop != NULL) {
-		(void)ma_record_add_prop(rec, ev->prop, ev->old_value,
-		    ev->new_value);
+		(void)ma_record_add_prop(
+		    rec, ev->prop, ev->old_value, ev->new_value);
 	}
 }
 
 static void
-mailaudit_txn_emit(struct mailaudit_txn *ctx,
-    struct mail_transaction_commit_changes *changes)
+mailaudit_txn_emit(
+    struct mailaudit_txn *ctx, struct mail_transaction_commit_changes *changes)
 {
 	const struct mailaudit_event *ev, *prev = NULL;
 	struct seq_range_iter iter;
@@ -355,18 +368,19 @@ mailaudit_txn_emit(struct mailaudit_txn *ctx,
 	seq_range_array_iter_init(&iter, &changes->saved_uids);
 	ma_record_init(&rec);
 	array_foreach(&ctx->events, ev) {
-		if (prev != NULL && (!mailaudit_event_same(prev, ev) ||
-					rec.item_count >= MA_RECORD_MAX_ITEMS)) {
+		if (prev != NULL &&
+		    (!mailaudit_event_same(prev, ev) ||
+			rec.item_count >= MA_RECORD_MAX_ITEMS)) {
 			mailaudit_record_emit(ctx->muser, &rec);
 			prev = NULL;
 		}
 		if (prev == NULL)
 			mailaudit_event_record(ctx->muser, ev, &rec);
 		uid = ev->uid;
-		if (ev->save_idx >= 0 && (changes->no_read_perm ||
-					     !seq_range_array_iter_nth(&iter,
-						 (unsigned int)ev->save_idx,
-						 &uid)))
+		if (ev->save_idx >= 0 &&
+		    (changes->no_read_perm ||
+			!seq_range_array_iter_nth(
+			    &iter, (unsigned int)ev->save_idx, &uid)))
 			uid = 0;
 		(void)ma_record_add_item(&rec, uid, ev->msgid, ev->subject, 0);
 		prev = ev;
@@ -392,9 +406,11 @@ mailaudit_txn_commit(void *txn, struct mail_transaction_commit_changes *changes)
 		/* Reads done inside this transaction end with it. */
 		mailaudit_access_flush(ctx->muser);
 		if (ctx->pool != NULL) {
-			T_BEGIN {
+			T_BEGIN
+			{
 				mailaudit_txn_emit(ctx, changes);
-			} T_END;
+			}
+			T_END;
 		}
 	}
 	mailaudit_txn_free(ctx);
@@ -422,18 +438,20 @@ mailaudit_folder_emit(struct mailbox *box, enum ma_action action,
 
 	if (muser == NULL || muser->delivery)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(muser, box, &info);
 		if (system)
 			info.logon = MA_LOGON_SYSTEM;
-		if (mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-			    info.logon, NULL), action)) {
+		if (mailaudit_wants(mailaudit_policy_mask(
+					muser, info.mbox, info.logon, NULL),
+			action)) {
 			ma_record_init(&rec);
 			mailaudit_record_begin(muser, &rec, action, &info);
 			if (dest != NULL) {
 				mailaudit_box_info_get(muser, dest, &dinfo);
-				ma_record_set(&rec, &rec.dest_folder,
-				    dinfo.folder);
+				ma_record_set(
+				    &rec, &rec.dest_folder, dinfo.folder);
 				if (strcmp(dinfo.mbox, info.mbox) != 0) {
 					ma_record_set(&rec, &rec.dest_mailbox,
 					    dinfo.mbox);
@@ -442,7 +460,8 @@ mailaudit_folder_emit(struct mailbox *box, enum ma_action action,
 			mailaudit_record_emit(muser, &rec);
 			ma_record_deinit(&rec);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 static const char *
@@ -450,8 +469,8 @@ mailaudit_global_cmd(void)
 {
 	struct event *ev = event_get_global();
 
-	return ev == NULL ? NULL : event_find_field_recursive_str(ev,
-	    "cmd_name");
+	return ev == NULL ? NULL
+			  : event_find_field_recursive_str(ev, "cmd_name");
 }
 
 static void
@@ -460,7 +479,7 @@ mailaudit_mailbox_create(struct mailbox *box)
 	const char *cmd = mailaudit_global_cmd();
 	/* Folders created by auto=create are the server's doing. */
 	bool system = mailbox_is_autocreated(box) &&
-	    (cmd == NULL || strcasecmp(cmd, "CREATE") != 0);
+		      (cmd == NULL || strcasecmp(cmd, "CREATE") != 0);
 
 	mailaudit_folder_emit(box, MA_ACTION_FOLDER_CREATE, NULL, system);
 }
@@ -489,27 +508,27 @@ mailaudit_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 }
 
 static const struct notify_vfuncs mailaudit_notify_vfuncs = {
-	.mail_transaction_begin = mailaudit_txn_begin,
-	.mail_save = mailaudit_mail_save,
-	.mail_copy = mailaudit_mail_copy,
-	.mail_expunge = mailaudit_mail_expunge,
-	.mail_update_flags = mailaudit_mail_update_flags,
-	.mail_update_keywords = mailaudit_mail_update_keywords,
-	.mail_transaction_commit = mailaudit_txn_commit,
-	.mail_transaction_rollback = mailaudit_txn_rollback,
-	.mailbox_create = mailaudit_mailbox_create,
-	.mailbox_delete_begin = mailaudit_mailbox_delete_begin,
-	.mailbox_delete_commit = mailaudit_mailbox_delete_commit,
-	.mailbox_delete_rollback = mailaudit_mailbox_delete_rollback,
-	.mailbox_rename = mailaudit_mailbox_rename,
+    .mail_transaction_begin = mailaudit_txn_begin,
+    .mail_save = mailaudit_mail_save,
+    .mail_copy = mailaudit_mail_copy,
+    .mail_expunge = mailaudit_mail_expunge,
+    .mail_update_flags = mailaudit_mail_update_flags,
+    .mail_update_keywords = mailaudit_mail_update_keywords,
+    .mail_transaction_commit = mailaudit_txn_commit,
+    .mail_transaction_rollback = mailaudit_txn_rollback,
+    .mailbox_create = mailaudit_mailbox_create,
+    .mailbox_delete_begin = mailaudit_mailbox_delete_begin,
+    .mailbox_delete_commit = mailaudit_mailbox_delete_commit,
+    .mailbox_delete_rollback = mailaudit_mailbox_delete_rollback,
+    .mailbox_rename = mailaudit_mailbox_rename,
 };
 
 /* FolderBind -------------------------------------------------------------*/
 
 /* mailaudit_bound_before - remember the folder; TRUE if it already was. */
 static bool
-mailaudit_bound_before(struct mailaudit_user *muser,
-    const struct mailaudit_box_info *info)
+mailaudit_bound_before(
+    struct mailaudit_user *muser, const struct mailaudit_box_info *info)
 {
 	const char *key = t_strconcat(info->mbox, "\t", info->folder, NULL);
 	const char *const *k;
@@ -544,18 +563,21 @@ mailaudit_mailbox_opened(struct mailbox *box)
 				       strcasecmp(cmd, "EXAMINE") != 0))
 			return;
 	}
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_box_info_get(muser, box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(muser, info.mbox,
-			    info.logon, NULL), MA_ACTION_FOLDER_BIND) &&
+		if (mailaudit_wants(mailaudit_policy_mask(
+					muser, info.mbox, info.logon, NULL),
+			MA_ACTION_FOLDER_BIND) &&
 		    !mailaudit_bound_before(muser, &info)) {
 			ma_record_init(&rec);
-			mailaudit_record_begin(muser, &rec,
-			    MA_ACTION_FOLDER_BIND, &info);
+			mailaudit_record_begin(
+			    muser, &rec, MA_ACTION_FOLDER_BIND, &info);
 			mailaudit_record_emit(muser, &rec);
 			ma_record_deinit(&rec);
 		}
-	} T_END;
+	}
+	T_END;
 }
 
 /* MailItemsAccessed ------------------------------------------------------*/
@@ -594,7 +616,8 @@ mailaudit_dedup_purge(struct mailaudit_user *muser, int64_t now)
 	struct mailaudit_dedup_slot *old = muser->dedup, *slot;
 	unsigned int i;
 
-	muser->dedup = i_new(struct mailaudit_dedup_slot, MAILAUDIT_DEDUP_SLOTS);
+	muser->dedup =
+	    i_new(struct mailaudit_dedup_slot, MAILAUDIT_DEDUP_SLOTS);
 	muser->dedup_used = 0;
 	for (i = 0; i < MAILAUDIT_DEDUP_SLOTS; i++) {
 		if (old[i].key == 0 || now - old[i].ms >= MAILAUDIT_DEDUP_MS)
@@ -619,8 +642,8 @@ mailaudit_dedup_seen(struct mailaudit_user *muser, uint64_t key, int64_t now)
 	struct mailaudit_dedup_slot *slot;
 
 	if (muser->dedup == NULL) {
-		muser->dedup = i_new(struct mailaudit_dedup_slot,
-		    MAILAUDIT_DEDUP_SLOTS);
+		muser->dedup =
+		    i_new(struct mailaudit_dedup_slot, MAILAUDIT_DEDUP_SLOTS);
 	}
 	if (muser->dedup_used >= MAILAUDIT_DEDUP_SLOTS * 3 / 4)
 		mailaudit_dedup_purge(muser, now);
@@ -639,9 +662,11 @@ mailaudit_access_flush(struct mailaudit_user *muser)
 {
 	if (!muser->agg_active)
 		return;
-	T_BEGIN {
+	T_BEGIN
+	{
 		mailaudit_record_emit(muser, &muser->agg);
-	} T_END;
+	}
+	T_END;
 	ma_record_reset(&muser->agg);
 	muser->agg_active = FALSE;
 }
@@ -653,11 +678,11 @@ mailaudit_agg_matches(struct mailaudit_user *muser,
 	const struct ma_record *agg = &muser->agg;
 
 	return agg->logon_type == info->logon &&
-	    mailaudit_str_eq(agg->mailbox, info->mbox) &&
-	    mailaudit_str_eq(agg->folder, info->folder) &&
-	    mailaudit_str_eq(agg->client_info, muser->client_info) &&
-	    agg->item_count < MA_RECORD_MAX_ITEMS &&
-	    now - muser->agg_start_ms < MAILAUDIT_AGG_WINDOW_MS;
+	       mailaudit_str_eq(agg->mailbox, info->mbox) &&
+	       mailaudit_str_eq(agg->folder, info->folder) &&
+	       mailaudit_str_eq(agg->client_info, muser->client_info) &&
+	       agg->item_count < MA_RECORD_MAX_ITEMS &&
+	       now - muser->agg_start_ms < MAILAUDIT_AGG_WINDOW_MS;
 }
 
 static void
@@ -670,10 +695,10 @@ mailaudit_access_add(struct mailaudit_user *muser,
 	if (muser->agg_active && !mailaudit_agg_matches(muser, info, now))
 		mailaudit_access_flush(muser);
 	if (!muser->agg_active) {
-		mailaudit_record_begin(muser, &muser->agg,
-		    MA_ACTION_MAIL_ITEMS_ACCESSED, info);
-		(void)ma_record_add_prop(&muser->agg, "MailAccessType", NULL,
-		    "Bind");
+		mailaudit_record_begin(
+		    muser, &muser->agg, MA_ACTION_MAIL_ITEMS_ACCESSED, info);
+		(void)ma_record_add_prop(
+		    &muser->agg, "MailAccessType", NULL, "Bind");
 		muser->agg_active = TRUE;
 		muser->agg_start_ms = now;
 	}
@@ -700,8 +725,7 @@ static bool
 mailaudit_internal_read(const char *reason)
 {
 	static const char *const internal[] = {
-		"search", "copying", "fts indexing", "pop3-migration", NULL
-	};
+	    "search", "copying", "fts indexing", "pop3-migration", NULL};
 	unsigned int i;
 
 	if (reason == NULL)
@@ -726,8 +750,8 @@ mailaudit_access_note(struct mailaudit_user *muser, struct mail *mail)
 	if (!mailaudit_wants(mask, MA_ACTION_MAIL_ITEMS_ACCESSED) &&
 	    !mailaudit_wants(mask, MA_ACTION_MESSAGE_BIND))
 		return;
-	if (mailaudit_dedup_seen(muser, mailaudit_dedup_key(&info, mail->uid),
-		ma_now_ms()))
+	if (mailaudit_dedup_seen(
+		muser, mailaudit_dedup_key(&info, mail->uid), ma_now_ms()))
 		return;
 	mailaudit_mail_headers(muser, mail, subjects, &msgid, &subject);
 	if (mailaudit_wants(mask, MA_ACTION_MESSAGE_BIND))
@@ -751,9 +775,11 @@ mailaudit_istream_opened(struct mail *_mail, struct istream **stream)
 		return ret;
 	muser = mailaudit_user_get(_mail->box->storage->user);
 	if (muser != NULL) {
-		T_BEGIN {
+		T_BEGIN
+		{
 			mailaudit_access_note(muser, _mail);
-		} T_END;
+		}
+		T_END;
 	}
 	return ret;
 }
