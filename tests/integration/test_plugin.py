@@ -232,10 +232,11 @@ class PluginTestCase(unittest.TestCase):
     """One Dovecot and one receiver per class; tests use unique names."""
 
     policy_kwargs = {}
+    extra_conf = ""
 
     @classmethod
     def setUpClass(cls):
-        cls.dovecot = DovecotFixture()
+        cls.dovecot = DovecotFixture(extra_conf=cls.extra_conf)
         write_policy(cls.dovecot.policy_path, **cls.policy_kwargs)
         cls.receiver = WireReceiver(cls.dovecot.socket_path)
         try:
@@ -596,6 +597,44 @@ class PolicyTests(PluginTestCase):
         self.assertTrue(recs)
         self.assertIsNone(recs[0]["items"][0]["subject"])
         self.assertEqual(recs[0]["items"][0]["msgid"], bmsg)
+
+
+
+class SystemActionTests(PluginTestCase):
+    """autoexpunge and auto=create are SystemService; doveadm move is a move."""
+
+    extra_conf = ("namespace inbox {\n  mailbox Junk {\n    auto = create\n"
+                  "    autoexpunge = 1s\n  }\n}\n")
+
+    def test_autoexpunge_and_autocreate(self):
+        msgid = new_msgid("junk")
+        alice = self.dovecot.imap("alice")
+        alice.append("Junk", None, None, message(msgid, "Junk"))
+        alice.logout()
+        rec = self.wait_op(op="FolderCreate", folder="Junk")[0]
+        self.assertSession(rec, "alice", "alice", "SystemService")
+        time.sleep(1.5)
+        alice = self.dovecot.imap("alice")
+        alice.select("Junk")
+        alice.logout()
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="HardDelete"), msgid))
+        self.assertTrue(recs, "autoexpunge not reported")
+        self.assertSession(recs[0], "alice", "alice", "SystemService")
+        self.assertEqual(recs[0]["folder"], "Junk")
+
+    def test_doveadm_move_is_not_hard_delete(self):
+        msgid = new_msgid("dmove")
+        bob = self.dovecot.imap("bob")
+        bob.append("INBOX", None, None, message(msgid, "Move me"))
+        bob.logout()
+        self.dovecot.doveadm("move", "-u", "bob", "Trash", "mailbox", "INBOX",
+                             "HEADER", "Message-ID", msgid)
+        recs = self.receiver.wait_for(lambda rs: with_msgid(find(rs, op="MoveToDeletedItems"), msgid))
+        self.assertTrue(recs)
+        self.assertSession(recs[0], "doveadm", "bob", "Admin", proto="doveadm")
+        self.assertEqual((recs[0]["folder"], recs[0]["dfolder"]), ("INBOX", "Trash"))
+        time.sleep(0.3)
+        self.assertEqual(with_msgid(find(self.receiver.snapshot(), op="HardDelete"), msgid), [])
 
 
 if __name__ == "__main__":
