@@ -218,7 +218,7 @@ mkdir_parent(const char *path, mode_t mode)
 }
 
 static void
-drop_privileges(struct daemon *d)
+drop_privileges(struct daemon *d, bool spool_created)
 {
 	struct passwd *pw;
 
@@ -237,6 +237,9 @@ drop_privileges(struct daemon *d)
 	if (chown(d->conf.socket_path, pw->pw_uid, pw->pw_gid) < 0 ||
 	    chown(d->conf.control_socket_path, pw->pw_uid, pw->pw_gid) < 0)
 		ma_fatal("chown sockets to %s", d->conf.user);
+	if (spool_created &&
+	    chown(d->conf.spool_dir, pw->pw_uid, pw->pw_gid) < 0)
+		ma_fatal("chown %s to %s", d->conf.spool_dir, d->conf.user);
 	if (setgroups(1, &pw->pw_gid) < 0 ||
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
@@ -264,6 +267,7 @@ setup(struct daemon *d)
 		.cache_kib = d->conf.cache_size_kib,
 	};
 	struct ma_error err = {0};
+	bool spool_created = false;
 	sigset_t mask;
 
 	mkdir_parent(d->conf.socket_path, 0755);
@@ -271,9 +275,13 @@ setup(struct daemon *d)
 	/* Audit data is for the daemon's user alone: the store and its WAL
 	   are created 0600.  What sensors must reach gets explicit modes. */
 	umask(077);
-	if (mkdir(d->conf.spool_dir, 01733) == 0) {
-		if (chmod(d->conf.spool_dir, 01733) < 0)
+	/* Spool: every mail uid may create files (-wx), nobody may list or
+	   remove another's (sticky), and new files take the directory's
+	   group (setgid), through which the daemon reads their 0640. */
+	if (mkdir(d->conf.spool_dir, 03733) == 0) {
+		if (chmod(d->conf.spool_dir, 03733) < 0)
 			ma_fatal("chmod %s", d->conf.spool_dir);
+		spool_created = true;
 	} else if (errno != EEXIST) {
 		ma_fatal("mkdir %s", d->conf.spool_dir);
 	}
@@ -281,7 +289,7 @@ setup(struct daemon *d)
 	    (mode_t)d->conf.socket_mode, "ingest");
 	d->control_fd = listen_unix(d->conf.control_socket_path, 0600,
 	    "control");
-	drop_privileges(d);
+	drop_privileges(d, spool_created);
 
 	d->store = ma_store_open(d->conf.store_path, &so, &err);
 	if (d->store == NULL)

@@ -332,6 +332,31 @@ class TestRetention(DaemonTestCase):
         self.assertEqual(len(left), 2)
 
 
+class TestPrivileges(unittest.TestCase):
+    def test_drops_to_user_and_keeps_the_store_private(self):
+        d = MailauditDaemon("user = nobody\n")
+        self.addCleanup(d.cleanup)
+        os.chown(d.dir, 65534, 65534)
+        d.start()
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
+        self.assertEqual(set(uids), {"65534"})
+        st = os.stat(d.store)
+        self.assertEqual(st.st_uid, 65534)
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        sp = os.stat(d.spool)
+        self.assertEqual(sp.st_mode & 0o7777, 0o3733)
+        self.assertEqual(sp.st_uid, 65534)
+        self.assertEqual(os.stat(d.socket).st_mode & 0o777, 0o666)
+        self.assertEqual(os.stat(d.control).st_mode & 0o777, 0o600)
+        s = d.sensor()
+        self.addCleanup(s.close)
+        s.send(frame("Update"))
+        self.assertEqual(s.wait_ack(1), 1)
+        d.ctl("mailbox", "add", "alice")   # root may use the control socket
+        self.assertEqual(len(d.records()), 2)
+
+
 class TestConfig(unittest.TestCase):
     def test_bad_config_names_file_line_and_key(self):
         d = MailauditDaemon("batch_max_records = lots\n")
