@@ -89,8 +89,8 @@ control(struct ma_buf *req, struct ma_kvframe *reply)
 	if (fd < 0)
 		ma_fatal("socket");
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		ma_fatal("cannot reach mailauditd at %s",
-		    conf.control_socket_path);
+		ma_fatal(
+		    "cannot reach mailauditd at %s", conf.control_socket_path);
 	if (send(fd, req->data, req->len, MSG_NOSIGNAL) < 0)
 		ma_fatal("send to mailauditd");
 	n = recv(fd, buf, MA_PROTO_MAX_FRAME, 0);
@@ -102,8 +102,8 @@ control(struct ma_buf *req, struct ma_kvframe *reply)
 		ma_fatalx("bad reply from mailauditd: %s", err.msg);
 	free(buf);
 	if (strcmp(ma_kvframe_get(reply, "status") != NULL
-			? ma_kvframe_get(reply, "status")
-			: "",
+		       ? ma_kvframe_get(reply, "status")
+		       : "",
 		"ok") != 0) {
 		const char *e = ma_kvframe_get(reply, "error");
 
@@ -146,8 +146,7 @@ struct search_opts {
 };
 
 static void
-add_list(const char **list, unsigned int *count, char *value,
-    const char *what)
+add_list(const char **list, unsigned int *count, char *value, const char *what)
 {
 	char *save, *t;
 
@@ -195,8 +194,8 @@ check_operations(struct search_opts *so)
 		for (int j = 0; !ok && admin_ops[j] != NULL; j++)
 			ok = strcasecmp(so->ops[i], admin_ops[j]) == 0;
 		if (!ok)
-			ma_fatalx("--operations: unknown operation '%s'",
-			    so->ops[i]);
+			ma_fatalx(
+			    "--operations: unknown operation '%s'", so->ops[i]);
 	}
 }
 
@@ -225,32 +224,44 @@ print_row(void *ctx, const struct ma_record *rec)
 }
 
 enum {
-	OPT_FORMAT = 256, OPT_MAILBOXES, OPT_USERS, OPT_LOGON, OPT_OPS,
-	OPT_START, OPT_END, OPT_IP, OPT_SESSION, OPT_TEXT, OPT_SIZE,
-	OPT_AFTER, OPT_BEFORE, OPT_OLDEST, OPT_RESULT,
+	OPT_FORMAT = 256,
+	OPT_MAILBOXES,
+	OPT_USERS,
+	OPT_LOGON,
+	OPT_OPS,
+	OPT_START,
+	OPT_END,
+	OPT_IP,
+	OPT_SESSION,
+	OPT_TEXT,
+	OPT_SIZE,
+	OPT_AFTER,
+	OPT_BEFORE,
+	OPT_OLDEST,
+	OPT_RESULT,
 };
 
 static const struct option search_longopts[] = {
-	{"format", required_argument, NULL, OPT_FORMAT},
-	{"mailboxes", required_argument, NULL, OPT_MAILBOXES},
-	{"mailbox", required_argument, NULL, OPT_MAILBOXES},
-	{"identity", required_argument, NULL, OPT_MAILBOXES},
-	{"user-ids", required_argument, NULL, OPT_USERS},
-	{"user", required_argument, NULL, OPT_USERS},
-	{"logon-types", required_argument, NULL, OPT_LOGON},
-	{"operations", required_argument, NULL, OPT_OPS},
-	{"start", required_argument, NULL, OPT_START},
-	{"end", required_argument, NULL, OPT_END},
-	{"ip", required_argument, NULL, OPT_IP},
-	{"session", required_argument, NULL, OPT_SESSION},
-	{"free-text", required_argument, NULL, OPT_TEXT},
-	{"text", required_argument, NULL, OPT_TEXT},
-	{"result-size", required_argument, NULL, OPT_SIZE},
-	{"after", required_argument, NULL, OPT_AFTER},
-	{"before", required_argument, NULL, OPT_BEFORE},
-	{"oldest-first", no_argument, NULL, OPT_OLDEST},
-	{"result", required_argument, NULL, OPT_RESULT},
-	{NULL, 0, NULL, 0},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"mailboxes", required_argument, NULL, OPT_MAILBOXES},
+    {"mailbox", required_argument, NULL, OPT_MAILBOXES},
+    {"identity", required_argument, NULL, OPT_MAILBOXES},
+    {"user-ids", required_argument, NULL, OPT_USERS},
+    {"user", required_argument, NULL, OPT_USERS},
+    {"logon-types", required_argument, NULL, OPT_LOGON},
+    {"operations", required_argument, NULL, OPT_OPS},
+    {"start", required_argument, NULL, OPT_START},
+    {"end", required_argument, NULL, OPT_END},
+    {"ip", required_argument, NULL, OPT_IP},
+    {"session", required_argument, NULL, OPT_SESSION},
+    {"free-text", required_argument, NULL, OPT_TEXT},
+    {"text", required_argument, NULL, OPT_TEXT},
+    {"result-size", required_argument, NULL, OPT_SIZE},
+    {"after", required_argument, NULL, OPT_AFTER},
+    {"before", required_argument, NULL, OPT_BEFORE},
+    {"oldest-first", no_argument, NULL, OPT_OLDEST},
+    {"result", required_argument, NULL, OPT_RESULT},
+    {NULL, 0, NULL, 0},
 };
 
 static void
@@ -352,8 +363,8 @@ cmd_search(int argc, char **argv)
 
 	store = open_store();
 	if (ma_store_search(store, &so.q, print_row, &so, &matched, &err) != 0)
-		ma_fatalx("search: %s", err.msg[0] != '\0' ? err.msg
-							   : "write error");
+		ma_fatalx(
+		    "search: %s", err.msg[0] != '\0' ? err.msg : "write error");
 	ma_store_destroy(&store);
 	if (fflush(stdout) != 0)
 		ma_fatal("stdout");
@@ -402,14 +413,14 @@ print_mailbox(const char *name, const struct ma_mailbox_policy *mp)
 	print_set("AuditAdmin", mp->sets[MA_SET_ADMIN]);
 	print_set("AuditDelegate", mp->sets[MA_SET_DELEGATE]);
 	print_set("AuditOwner", mp->sets[MA_SET_OWNER]);
-	printf("  %-18s %s\n", "DefaultAuditSet",
-	    dflt.len > 0 ? dflt.data : "");
+	printf(
+	    "  %-18s %s\n", "DefaultAuditSet", dflt.len > 0 ? dflt.data : "");
 	ma_buf_deinit(&dflt);
 }
 
 static int
-print_mailbox_cb(void *ctx, const char *name,
-    const struct ma_mailbox_policy *mp)
+print_mailbox_cb(
+    void *ctx, const char *name, const struct ma_mailbox_policy *mp)
 {
 	(void)ctx;
 	print_mailbox(name, mp);
@@ -425,8 +436,8 @@ cmd_get_mailbox(int count, const char *const *names)
 	int ret = 0;
 
 	if (count == 0) {
-		if (ma_store_mailbox_foreach(store, print_mailbox_cb, NULL,
-			&err) != 0)
+		if (ma_store_mailbox_foreach(
+			store, print_mailbox_cb, NULL, &err) != 0)
 			ma_fatalx("%s", err.msg);
 	}
 	for (int i = 0; i < count; i++) {
@@ -447,20 +458,20 @@ cmd_get_mailbox(int count, const char *const *names)
 }
 
 static const struct option set_mailbox_longopts[] = {
-	{"audit-enabled", required_argument, NULL, 'e'},
-	{"audit-owner", required_argument, NULL, 'o'},
-	{"audit-delegate", required_argument, NULL, 'd'},
-	{"audit-admin", required_argument, NULL, 'a'},
-	{"audit-owner-add", required_argument, NULL, 'O'},
-	{"audit-delegate-add", required_argument, NULL, 'D'},
-	{"audit-admin-add", required_argument, NULL, 'A'},
-	{"audit-owner-remove", required_argument, NULL, 1},
-	{"audit-delegate-remove", required_argument, NULL, 2},
-	{"audit-admin-remove", required_argument, NULL, 3},
-	{"audit-log-age-limit", required_argument, NULL, 'l'},
-	{"default-audit-set", required_argument, NULL, 's'},
-	{"type", required_argument, NULL, 't'},
-	{NULL, 0, NULL, 0},
+    {"audit-enabled", required_argument, NULL, 'e'},
+    {"audit-owner", required_argument, NULL, 'o'},
+    {"audit-delegate", required_argument, NULL, 'd'},
+    {"audit-admin", required_argument, NULL, 'a'},
+    {"audit-owner-add", required_argument, NULL, 'O'},
+    {"audit-delegate-add", required_argument, NULL, 'D'},
+    {"audit-admin-add", required_argument, NULL, 'A'},
+    {"audit-owner-remove", required_argument, NULL, 1},
+    {"audit-delegate-remove", required_argument, NULL, 2},
+    {"audit-admin-remove", required_argument, NULL, 3},
+    {"audit-log-age-limit", required_argument, NULL, 'l'},
+    {"default-audit-set", required_argument, NULL, 's'},
+    {"type", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
 };
 
 static const char *
@@ -523,8 +534,8 @@ cmd_set_mailbox(int argc, char **argv)
 	ma_kvframe_init(&reply);
 	ma_proto_put(&req, "cmd", "set-mailbox");
 	optind = 0; /* glibc: reinitialise (main used "+c:") */
-	while ((ch = getopt_long(argc, argv, "", set_mailbox_longopts,
-		    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "", set_mailbox_longopts, NULL)) !=
+	       -1) {
 		const char *key = set_mailbox_key(ch), *v = optarg;
 
 		if (ch == 'e')
@@ -555,8 +566,8 @@ cmd_mailbox(int argc, char **argv)
 		else if (argc != 3)
 			usage();
 		simple_command("mailbox-add",
-		    (const char *const[]){"mailbox", argv[2], type != NULL
-			? "type" : NULL, type, NULL},
+		    (const char *const[]){"mailbox", argv[2],
+			type != NULL ? "type" : NULL, type, NULL},
 		    false);
 		return cmd_get_mailbox(1, (const char *const *)&argv[2]);
 	}
@@ -588,7 +599,8 @@ cmd_get_org(void)
 		ma_fatalx("%s", err.msg);
 	printf("AuditDisabled:   %s\n", org.audit_disabled ? "True" : "False");
 	printf("AuditPreset:     %s\n", ma_preset_name(org.preset));
-	printf("RecordSubjects:  %s\n", conf.record_subjects ? "True" : "False");
+	printf(
+	    "RecordSubjects:  %s\n", conf.record_subjects ? "True" : "False");
 	printf("BypassedAccounts:\n");
 	if (ma_store_bypass_foreach(store, print_bypass_cb, NULL, &err) != 0)
 		ma_fatalx("%s", err.msg);
@@ -651,10 +663,12 @@ cmd_presets(void)
 		for (int t = 0; t < MA_MAILBOX_TYPE_COUNT; t++) {
 			printf("%s preset, %s mailboxes:\n", ma_preset_name(p),
 			    ma_mailbox_type_name(t));
-			print_set("AuditAdmin", ma_preset_actions(p, t, MA_SET_ADMIN));
+			print_set("AuditAdmin",
+			    ma_preset_actions(p, t, MA_SET_ADMIN));
 			print_set("AuditDelegate",
 			    ma_preset_actions(p, t, MA_SET_DELEGATE));
-			print_set("AuditOwner", ma_preset_actions(p, t, MA_SET_OWNER));
+			print_set("AuditOwner",
+			    ma_preset_actions(p, t, MA_SET_OWNER));
 		}
 	}
 	return 0;
@@ -708,8 +722,8 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "flush") == 0 && argc == 1)
 		return simple_command("flush", NULL, false);
 	if (strcmp(argv[0], "config") == 0 && argc <= 2) {
-		ma_conf_print(&conf, stdout,
-		    argc == 2 && strcmp(argv[1], "-n") == 0);
+		ma_conf_print(
+		    &conf, stdout, argc == 2 && strcmp(argv[1], "-n") == 0);
 		return 0;
 	}
 	usage();

@@ -62,8 +62,8 @@ control_write_snapshot(struct daemon *d)
 
 	ma_buf_init(&buf, 256 * 1024 * 1024);
 	if (ma_store_org_get(d->store, &org, &err) < 0 ||
-	    ma_policy_snapshot_header(&buf, org.audit_disabled,
-		d->conf.record_subjects) < 0 ||
+	    ma_policy_snapshot_header(
+		&buf, org.audit_disabled, d->conf.record_subjects) < 0 ||
 	    ma_store_bypass_foreach(d->store, snap_bypass, &buf, &err) != 0)
 		goto out;
 	for (int t = 0; t < MA_MAILBOX_TYPE_COUNT; t++) {
@@ -71,8 +71,8 @@ control_write_snapshot(struct daemon *d)
 			goto out;
 	}
 	if (ma_store_mailbox_foreach(d->store, snap_mailbox, &buf, &err) != 0 ||
-	    ma_policy_snapshot_commit(d->conf.policy_snapshot_path, &buf,
-		&err) < 0)
+	    ma_policy_snapshot_commit(
+		d->conf.policy_snapshot_path, &buf, &err) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -86,8 +86,7 @@ out:
 /* Admin records. */
 
 static void
-admin_record_begin(struct request *r, const char *operation,
-    const char *object)
+admin_record_begin(struct request *r, const char *operation, const char *object)
 {
 	struct passwd *pw = getpwuid(r->c->uid);
 	int64_t now = ma_now_ms();
@@ -98,8 +97,8 @@ admin_record_begin(struct request *r, const char *operation,
 	r->rec.operation = operation;
 	r->rec.result = MA_RESULT_SUCCEEDED;
 	r->rec.logon_type = MA_LOGON_ADMIN;
-	ma_record_set(&r->rec, &r->rec.user,
-	    pw != NULL ? pw->pw_name : "unknown");
+	ma_record_set(
+	    &r->rec, &r->rec.user, pw != NULL ? pw->pw_name : "unknown");
 	ma_record_set(&r->rec, &r->rec.mailbox, object);
 	r->rec.client_info = "Client=mailauditctl";
 	r->rec.protocol = "control";
@@ -183,9 +182,9 @@ need_mailbox(struct request *r, struct ma_mailbox_policy *mp)
 /* Mailbox commands. */
 
 static const char *const set_keys[MA_SET_COUNT] = {
-	"audit_owner", "audit_delegate", "audit_admin"};
+    "audit_owner", "audit_delegate", "audit_admin"};
 static const char *const set_props[MA_SET_COUNT] = {
-	"AuditOwner", "AuditDelegate", "AuditAdmin"};
+    "AuditOwner", "AuditDelegate", "AuditAdmin"};
 
 static int
 set_to_text(ma_action_set set, char *out, size_t size)
@@ -204,8 +203,7 @@ set_to_text(ma_action_set set, char *out, size_t size)
 
 /* edit_set - replace (key=), add (key_add=) or remove (key_remove=) */
 static int
-edit_set(struct request *r, struct ma_mailbox_policy *mp,
-    enum ma_policy_set s)
+edit_set(struct request *r, struct ma_mailbox_policy *mp, enum ma_policy_set s)
 {
 	char key[64];
 	const char *v;
@@ -213,7 +211,9 @@ edit_set(struct request *r, struct ma_mailbox_policy *mp,
 
 	for (int op = 0; op < 3; op++) {
 		snprintf(key, sizeof(key), "%s%s", set_keys[s],
-		    op == 0 ? "" : op == 1 ? "_add" : "_remove");
+		    op == 0   ? ""
+		    : op == 1 ? "_add"
+			      : "_remove");
 		v = arg(r, key);
 		if (v == NULL)
 			continue;
@@ -221,7 +221,8 @@ edit_set(struct request *r, struct ma_mailbox_policy *mp,
 			char why[sizeof(r->err.msg)];
 
 			memcpy(why, r->err.msg, sizeof(why));
-			return ma_error_set(&r->err, "%s: %s", set_props[s], why);
+			return ma_error_set(
+			    &r->err, "%s: %s", set_props[s], why);
 		}
 		if (op == 0)
 			mp->sets[s] = parsed;
@@ -237,8 +238,8 @@ edit_set(struct request *r, struct ma_mailbox_policy *mp,
 
 /* restore_defaults - DefaultAuditSet=Owner,Admin puts sets back */
 static int
-restore_defaults(struct request *r, struct ma_mailbox_policy *mp,
-    enum ma_preset preset)
+restore_defaults(
+    struct request *r, struct ma_mailbox_policy *mp, enum ma_preset preset)
 {
 	const char *v = arg(r, "default_audit_set");
 	char word[32];
@@ -319,7 +320,8 @@ record_mailbox_changes(struct request *r, const struct ma_mailbox_policy *a,
 	char o[1024], n[1024];
 
 	if (a->audit_enabled != b->audit_enabled)
-		admin_change(r, "AuditEnabled", a->audit_enabled ? "True" : "False",
+		admin_change(r, "AuditEnabled",
+		    a->audit_enabled ? "True" : "False",
 		    b->audit_enabled ? "True" : "False");
 	if (a->age_limit_days != b->age_limit_days) {
 		snprintf(o, sizeof(o), "%u.00:00:00", a->age_limit_days);
@@ -355,15 +357,16 @@ do_set_mailbox(struct request *r)
 		return -1;
 	mp = old;
 	if (type != NULL && ma_mailbox_type_lookup(type, &mp.type) != 1)
-		return ma_error_set(&r->err, "unknown mailbox type '%.64s' "
-					     "(use user, shared, group)",
+		return ma_error_set(&r->err,
+		    "unknown mailbox type '%.64s' "
+		    "(use user, shared, group)",
 		    type);
 	if (mp.type != old.type) {
 		/* Sets still on the managed default follow the new type. */
 		for (int s = 0; s < MA_SET_COUNT; s++) {
 			if (mp.set_is_default[s])
-				mp.sets[s] = ma_preset_actions(org.preset,
-				    mp.type, s);
+				mp.sets[s] =
+				    ma_preset_actions(org.preset, mp.type, s);
 		}
 	}
 	if (parse_scalars(r, &mp) < 0)
@@ -376,8 +379,8 @@ do_set_mailbox(struct request *r)
 		return -1;
 	admin_record_begin(r, "Set-Mailbox", arg(r, "mailbox"));
 	record_mailbox_changes(r, &old, &mp);
-	return ma_store_mailbox_put(r->d->store, arg(r, "mailbox"), &mp,
-	    &r->err);
+	return ma_store_mailbox_put(
+	    r->d->store, arg(r, "mailbox"), &mp, &r->err);
 }
 
 static int
@@ -392,15 +395,16 @@ do_mailbox_add(struct request *r)
 	if (name == NULL || name[0] == '\0' || strlen(name) > 320)
 		return ma_error_set(&r->err, "missing or overlong mailbox");
 	if (type != NULL && ma_mailbox_type_lookup(type, &t) != 1)
-		return ma_error_set(&r->err, "unknown mailbox type '%.64s' "
-					     "(use user, shared, group)",
+		return ma_error_set(&r->err,
+		    "unknown mailbox type '%.64s' "
+		    "(use user, shared, group)",
 		    type);
 	ret = ma_store_mailbox_get(r->d->store, name, &mp, &r->err);
 	if (ret < 0)
 		return -1;
 	if (ret == 1)
-		return ma_error_set(&r->err, "mailbox '%.200s' already exists",
-		    name);
+		return ma_error_set(
+		    &r->err, "mailbox '%.200s' already exists", name);
 	if (ma_store_org_get(r->d->store, &org, &r->err) < 0)
 		return -1;
 	ma_mailbox_policy_default(&mp, org.preset, t);
@@ -439,8 +443,9 @@ do_set_org(struct request *r)
 	}
 	v = arg(r, "preset");
 	if (v != NULL && ma_preset_lookup(v, &org.preset) != 1)
-		return ma_error_set(&r->err, "unknown preset '%.64s' (use "
-					     "default, exchange, strict)",
+		return ma_error_set(&r->err,
+		    "unknown preset '%.64s' (use "
+		    "default, exchange, strict)",
 		    v);
 	admin_record_begin(r, "Set-OrganizationConfig", ORG_OBJECT);
 	if (old.audit_disabled != org.audit_disabled)
@@ -462,8 +467,8 @@ do_bypass(struct request *r)
 	if (name == NULL || name[0] == '\0' || strlen(name) > 320)
 		return ma_error_set(&r->err, "missing or overlong account");
 	if (v == NULL || (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0))
-		return ma_error_set(&r->err,
-		    "AuditBypassEnabled: give yes or no");
+		return ma_error_set(
+		    &r->err, "AuditBypassEnabled: give yes or no");
 	on = strcmp(v, "yes") == 0;
 	had = ma_store_bypass_has(r->d->store, name, &r->err);
 	if (had < 0)
@@ -505,8 +510,7 @@ do_purge(struct request *r)
 
 	if (daemon_batch_commit(r->d) < 0 ||
 	    ma_store_purge(r->d->store, ma_now_ms(),
-		(uint32_t)r->d->conf.retention_min_days, &deleted,
-		&r->err) < 0)
+		(uint32_t)r->d->conf.retention_min_days, &deleted, &r->err) < 0)
 		return -1;
 	ma_buf_printf(r->reply, "purged=%llu\n", (unsigned long long)deleted);
 	return 0;
@@ -517,8 +521,8 @@ do_flush(struct request *r)
 {
 	spool_scan(r->d);
 	return daemon_batch_commit(r->d) < 0
-	    ? ma_error_set(&r->err, "commit failed")
-	    : 0;
+		   ? ma_error_set(&r->err, "commit failed")
+		   : 0;
 }
 
 static const struct {
@@ -526,25 +530,25 @@ static const struct {
 	int (*fn)(struct request *);
 	bool change;
 } commands[] = {
-	{"set-mailbox", do_set_mailbox, true},
-	{"mailbox-add", do_mailbox_add, true},
-	{"mailbox-remove", do_mailbox_remove, true},
-	{"set-org", do_set_org, true},
-	{"bypass", do_bypass, true},
-	{"status", do_status, false},
-	{"purge", do_purge, false},
-	{"flush", do_flush, false},
+    {"set-mailbox", do_set_mailbox, true},
+    {"mailbox-add", do_mailbox_add, true},
+    {"mailbox-remove", do_mailbox_remove, true},
+    {"set-org", do_set_org, true},
+    {"bypass", do_bypass, true},
+    {"status", do_status, false},
+    {"purge", do_purge, false},
+    {"flush", do_flush, false},
 };
 
 static void
 handle(struct request *r)
 {
 	const char *cmd = arg(r, "cmd");
-	int ret = ma_error_set(&r->err, "unknown command '%.64s'",
-	    cmd != NULL ? cmd : "");
+	int ret = ma_error_set(
+	    &r->err, "unknown command '%.64s'", cmd != NULL ? cmd : "");
 
-	for (size_t i = 0; cmd != NULL && i < sizeof(commands) /
-			sizeof(commands[0]); i++) {
+	for (size_t i = 0;
+	     cmd != NULL && i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(cmd, commands[i].name) != 0)
 			continue;
 		memset(&r->err, 0, sizeof(r->err));

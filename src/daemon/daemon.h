@@ -25,9 +25,10 @@ struct conn {
 	enum conn_kind kind;
 	pid_t pid;
 	uid_t uid;
-	uint64_t received;	/* record frames stored in the open batch or earlier */
-	uint64_t acked;		/* last count acknowledged */
-	bool in_batch;		/* has records in the open batch */
+	uint64_t
+	    received;   /* record frames stored in the open batch or earlier */
+	uint64_t acked; /* last count acknowledged */
+	bool in_batch;  /* has records in the open batch */
 	bool closing;
 	struct conn *next_dirty;
 	struct conn *prev, *next;
@@ -69,8 +70,8 @@ struct daemon {
 int daemon_batch_begin(struct daemon *d);
 /* daemon_batch_abort - roll back the open batch (no-op when none). */
 void daemon_batch_abort(struct daemon *d);
-int daemon_batch_add(struct daemon *d, struct ma_record *rec,
-    struct conn *from);
+int daemon_batch_add(
+    struct daemon *d, struct ma_record *rec, struct conn *from);
 int daemon_batch_commit(struct daemon *d);
 void daemon_conn_close(struct daemon *d, struct conn *c, const char *why);
 

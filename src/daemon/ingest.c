@@ -44,8 +44,8 @@ ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind)
 	int fd;
 
 	for (;;) {
-		fd = accept4(listen_fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(
+		    listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
@@ -128,8 +128,8 @@ ingest_readable(struct daemon *d, struct conn *c)
 		ma_record_reset(&rec);
 		memset(&err, 0, sizeof(err));
 		if (ma_proto_frame_len(d->recvbuf, (size_t)n) != n ||
-		    ma_proto_decode_record(d->recvbuf, (size_t)n, &rec,
-			&err) < 0) {
+		    ma_proto_decode_record(d->recvbuf, (size_t)n, &rec, &err) <
+			0) {
 			char why[sizeof(err.msg) + 32];
 
 			snprintf(why, sizeof(why), "bad frame: %s",
@@ -164,8 +164,8 @@ ingest_send_acks(struct daemon *d)
 		    (unsigned long long)c->received);
 		/* A full socket buffer only delays this ack: the next one is
 		   cumulative and covers it. */
-		if (send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) ==
-		    len)
+		if (send(c->fd, buf, (size_t)len,
+			MSG_DONTWAIT | MSG_NOSIGNAL) == len)
 			c->acked = c->received;
 	}
 	d->dirty = NULL;
@@ -179,7 +179,7 @@ is_spool_name(const char *name)
 	size_t len = strlen(name);
 
 	return name[0] != '.' && len > 6 &&
-	    strcmp(name + len - 6, ".spool") == 0;
+	       strcmp(name + len - 6, ".spool") == 0;
 }
 
 static void
@@ -188,8 +188,8 @@ quarantine(const char *path, const char *why)
 	char bad[4096];
 
 	snprintf(bad, sizeof(bad), "%s.bad", path);
-	ma_log_warnx("spool: %s: %s; kept as %s for inspection", path, why,
-	    bad);
+	ma_log_warnx(
+	    "spool: %s: %s; kept as %s for inspection", path, why, bad);
 	if (rename(path, bad) < 0)
 		ma_log_warn("spool: rename %s", path);
 }
@@ -244,12 +244,12 @@ spool_load(struct daemon *d, const char *path, struct ma_buf *data)
 		}
 		ma_record_reset(&rec);
 		memset(&err, 0, sizeof(err));
-		if (ma_proto_decode_record(data->data + off, (size_t)len, &rec,
-			&err) < 0) {
+		if (ma_proto_decode_record(
+			data->data + off, (size_t)len, &rec, &err) < 0) {
 			char clean[200];
 
-			ma_sanitize(err.msg, strlen(err.msg), clean,
-			    sizeof(clean));
+			ma_sanitize(
+			    err.msg, strlen(err.msg), clean, sizeof(clean));
 			ma_log_warnx("spool: %s: frame %u rejected: %s", path,
 			    frames + bad + 1, clean);
 			bad++;
@@ -288,8 +288,8 @@ spool_scan(struct daemon *d)
 
 		if (!is_spool_name(de->d_name))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", d->conf.spool_dir,
-		    de->d_name);
+		snprintf(
+		    path, sizeof(path), "%s/%s", d->conf.spool_dir, de->d_name);
 		if (spool_load(d, path, &data) < 0)
 			continue;
 		sp = ma_xcalloc(1, sizeof(*sp));

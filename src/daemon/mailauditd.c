@@ -60,7 +60,8 @@ daemon_batch_begin(struct daemon *d)
 	}
 	d->batch_open = true;
 	d->batch_records = 0;
-	d->batch_deadline_ms = ma_now_ms() + (int64_t)d->conf.batch_max_delay_ms;
+	d->batch_deadline_ms =
+	    ma_now_ms() + (int64_t)d->conf.batch_max_delay_ms;
 	return 0;
 }
 
@@ -100,8 +101,8 @@ daemon_batch_add(struct daemon *d, struct ma_record *rec, struct conn *from)
 	if (daemon_batch_begin(d) < 0)
 		return -1;
 	if (ma_store_insert(d->store, rec, ma_now_ms(), &dup, &err) < 0) {
-		ma_log_warnx("insert: %s (batch rolled back; sensors resend)",
-		    err.msg);
+		ma_log_warnx(
+		    "insert: %s (batch rolled back; sensors resend)", err.msg);
 		batch_fail(d);
 		return -1;
 	}
@@ -226,8 +227,8 @@ drop_privileges(struct daemon *d, bool spool_created)
 		return;
 	pw = getpwnam(d->conf.user);
 	if (pw == NULL)
-		ma_fatalx("user '%s' (config key user) does not exist",
-		    d->conf.user);
+		ma_fatalx(
+		    "user '%s' (config key user) does not exist", d->conf.user);
 	if (geteuid() != 0) {
 		if (geteuid() != pw->pw_uid)
 			ma_fatalx("running as uid %ld, cannot switch to %s",
@@ -262,9 +263,9 @@ static void
 setup(struct daemon *d)
 {
 	struct ma_store_options so = {
-		.readonly = false,
-		.sync_full = d->conf.sync_full,
-		.cache_kib = d->conf.cache_size_kib,
+	    .readonly = false,
+	    .sync_full = d->conf.sync_full,
+	    .cache_kib = d->conf.cache_size_kib,
 	};
 	struct ma_error err = {0};
 	bool spool_created = false;
@@ -285,10 +286,10 @@ setup(struct daemon *d)
 	} else if (errno != EEXIST) {
 		ma_fatal("mkdir %s", d->conf.spool_dir);
 	}
-	d->ingest_fd = listen_unix(d->conf.socket_path,
-	    (mode_t)d->conf.socket_mode, "ingest");
-	d->control_fd = listen_unix(d->conf.control_socket_path, 0600,
-	    "control");
+	d->ingest_fd = listen_unix(
+	    d->conf.socket_path, (mode_t)d->conf.socket_mode, "ingest");
+	d->control_fd =
+	    listen_unix(d->conf.control_socket_path, 0600, "control");
 	drop_privileges(d, spool_created);
 
 	d->store = ma_store_open(d->conf.store_path, &so, &err);
@@ -362,11 +363,13 @@ run_timers(struct daemon *d)
 		daemon_batch_commit(d);
 	if (now >= d->next_spool_scan_ms) {
 		spool_scan(d);
-		d->next_spool_scan_ms = now + (int64_t)d->conf.spool_scan_interval_ms;
+		d->next_spool_scan_ms =
+		    now + (int64_t)d->conf.spool_scan_interval_ms;
 	}
 	if (now >= d->next_purge_ms) {
 		run_purge(d, now);
-		d->next_purge_ms = now + (int64_t)d->conf.purge_interval_s * 1000;
+		d->next_purge_ms =
+		    now + (int64_t)d->conf.purge_interval_s * 1000;
 	}
 }
 
@@ -395,7 +398,8 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 		return;
 	}
 	if (p == &mark_ingest || p == &mark_control) {
-		ingest_accept(d, p == &mark_ingest ? d->ingest_fd : d->control_fd,
+		ingest_accept(d,
+		    p == &mark_ingest ? d->ingest_fd : d->control_fd,
 		    p == &mark_ingest ? CONN_INGEST : CONN_CONTROL);
 		return;
 	}

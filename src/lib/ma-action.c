@@ -19,46 +19,46 @@ static const struct {
 	int record_type;
 	bool never_emitted;
 } actions[MA_ACTION_COUNT] = {
-	[MA_ACTION_APPLY_RECORD] = {"ApplyRecord", 2, true},
-	[MA_ACTION_COPY] = {"Copy", 3, false},
-	[MA_ACTION_CREATE] = {"Create", 2, false},
-	[MA_ACTION_FOLDER_BIND] = {"FolderBind", 2, false},
-	[MA_ACTION_HARD_DELETE] = {"HardDelete", 3, false},
-	[MA_ACTION_MAILBOX_LOGIN] = {"MailboxLogin", 2, false},
-	[MA_ACTION_MAIL_ITEMS_ACCESSED] = {"MailItemsAccessed", 50, false},
-	[MA_ACTION_MESSAGE_BIND] = {"MessageBind", 2, false},
-	[MA_ACTION_MOVE] = {"Move", 3, false},
-	[MA_ACTION_MOVE_TO_DELETED_ITEMS] = {"MoveToDeletedItems", 3, false},
-	[MA_ACTION_RECORD_DELETE] = {"RecordDelete", 3, true},
-	[MA_ACTION_SEARCH_QUERY_INITIATED] = {"SearchQueryInitiated", 2, false},
-	[MA_ACTION_SEND] = {"Send", 2, false},
-	[MA_ACTION_SEND_AS] = {"SendAs", 2, false},
-	[MA_ACTION_SEND_ON_BEHALF] = {"SendOnBehalf", 2, false},
-	[MA_ACTION_SOFT_DELETE] = {"SoftDelete", 3, false},
-	[MA_ACTION_UPDATE] = {"Update", 2, false},
-	[MA_ACTION_UPDATE_CALENDAR_DELEGATION] = {"UpdateCalendarDelegation",
-	    2, true},
-	[MA_ACTION_UPDATE_COMPLIANCE_TAG] = {"UpdateComplianceTag", 2, true},
-	[MA_ACTION_UPDATE_FOLDER_PERMISSIONS] = {"UpdateFolderPermissions", 2,
-	    false},
-	[MA_ACTION_UPDATE_INBOX_RULES] = {"UpdateInboxRules", 2, false},
-	[MA_ACTION_FOLDER_CREATE] = {"FolderCreate", 2, false},
-	[MA_ACTION_FOLDER_DELETE] = {"FolderDelete", 2, false},
-	[MA_ACTION_FOLDER_RENAME] = {"FolderRename", 2, false},
+    [MA_ACTION_APPLY_RECORD] = {"ApplyRecord", 2, true},
+    [MA_ACTION_COPY] = {"Copy", 3, false},
+    [MA_ACTION_CREATE] = {"Create", 2, false},
+    [MA_ACTION_FOLDER_BIND] = {"FolderBind", 2, false},
+    [MA_ACTION_HARD_DELETE] = {"HardDelete", 3, false},
+    [MA_ACTION_MAILBOX_LOGIN] = {"MailboxLogin", 2, false},
+    [MA_ACTION_MAIL_ITEMS_ACCESSED] = {"MailItemsAccessed", 50, false},
+    [MA_ACTION_MESSAGE_BIND] = {"MessageBind", 2, false},
+    [MA_ACTION_MOVE] = {"Move", 3, false},
+    [MA_ACTION_MOVE_TO_DELETED_ITEMS] = {"MoveToDeletedItems", 3, false},
+    [MA_ACTION_RECORD_DELETE] = {"RecordDelete", 3, true},
+    [MA_ACTION_SEARCH_QUERY_INITIATED] = {"SearchQueryInitiated", 2, false},
+    [MA_ACTION_SEND] = {"Send", 2, false},
+    [MA_ACTION_SEND_AS] = {"SendAs", 2, false},
+    [MA_ACTION_SEND_ON_BEHALF] = {"SendOnBehalf", 2, false},
+    [MA_ACTION_SOFT_DELETE] = {"SoftDelete", 3, false},
+    [MA_ACTION_UPDATE] = {"Update", 2, false},
+    [MA_ACTION_UPDATE_CALENDAR_DELEGATION] = {"UpdateCalendarDelegation", 2,
+	true},
+    [MA_ACTION_UPDATE_COMPLIANCE_TAG] = {"UpdateComplianceTag", 2, true},
+    [MA_ACTION_UPDATE_FOLDER_PERMISSIONS] = {"UpdateFolderPermissions", 2,
+	false},
+    [MA_ACTION_UPDATE_INBOX_RULES] = {"UpdateInboxRules", 2, false},
+    [MA_ACTION_FOLDER_CREATE] = {"FolderCreate", 2, false},
+    [MA_ACTION_FOLDER_DELETE] = {"FolderDelete", 2, false},
+    [MA_ACTION_FOLDER_RENAME] = {"FolderRename", 2, false},
 };
 
 static const char *const logon_names[] = {
-	[MA_LOGON_OWNER] = "Owner",
-	[MA_LOGON_ADMIN] = "Admin",
-	[MA_LOGON_DELEGATE] = "Delegate",
-	[MA_LOGON_TRANSPORT] = "Transport",
-	[MA_LOGON_SYSTEM] = "SystemService",
+    [MA_LOGON_OWNER] = "Owner",
+    [MA_LOGON_ADMIN] = "Admin",
+    [MA_LOGON_DELEGATE] = "Delegate",
+    [MA_LOGON_TRANSPORT] = "Transport",
+    [MA_LOGON_SYSTEM] = "SystemService",
 };
 
 static const char *const result_names[] = {
-	[MA_RESULT_SUCCEEDED] = "Succeeded",
-	[MA_RESULT_PARTIAL] = "PartiallySucceeded",
-	[MA_RESULT_FAILED] = "Failed",
+    [MA_RESULT_SUCCEEDED] = "Succeeded",
+    [MA_RESULT_PARTIAL] = "PartiallySucceeded",
+    [MA_RESULT_FAILED] = "Failed",
 };
 
 const char *
@@ -85,7 +85,7 @@ bool
 ma_action_never_emitted(enum ma_action action)
 {
 	return (unsigned int)action < MA_ACTION_COUNT &&
-	    actions[action].never_emitted;
+	       actions[action].never_emitted;
 }
 
 int
@@ -143,8 +143,8 @@ ma_result_lookup(const char *name, enum ma_result *result_r)
 }
 
 int
-ma_action_set_parse(const char *list, ma_action_set *set_r,
-    struct ma_error *err)
+ma_action_set_parse(
+    const char *list, ma_action_set *set_r, struct ma_error *err)
 {
 	ma_action_set set = 0;
 	const char *p = list, *end;
@@ -159,8 +159,8 @@ ma_action_set_parse(const char *list, ma_action_set *set_r,
 			break;
 		end = p + strcspn(p, ", \t");
 		if ((size_t)(end - p) >= sizeof(word))
-			return ma_error_set(err, "unknown action '%.*s...'",
-			    40, p);
+			return ma_error_set(
+			    err, "unknown action '%.*s...'", 40, p);
 		memcpy(word, p, (size_t)(end - p));
 		word[end - p] = '\0';
 		if (strcasecmp(word, "None") == 0)

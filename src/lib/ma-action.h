@@ -88,8 +88,8 @@ int ma_result_lookup(const char *name, enum ma_result *result_r);
  * it in err.
  */
 struct ma_error;
-int ma_action_set_parse(const char *list, ma_action_set *set_r,
-    struct ma_error *err);
+int ma_action_set_parse(
+    const char *list, ma_action_set *set_r, struct ma_error *err);
 /* ma_action_set_format - "Copy,Create,..." (alphabetical) or "None". */
 struct ma_buf;
 int ma_action_set_format(ma_action_set set, struct ma_buf *out);

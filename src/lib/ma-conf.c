@@ -34,35 +34,30 @@ struct opt {
 #define O(f) offsetof(struct ma_conf, f)
 
 static const struct opt opts[] = {
-	{"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path),
-	    0, 0},
-	{"socket_path", OPT_PATH, "/run/mailaudit/ingest.sock",
-	    O(socket_path), 0, 0},
-	{"control_socket_path", OPT_PATH, "/run/mailaudit/control.sock",
-	    O(control_socket_path), 0, 0},
-	{"spool_dir", OPT_PATH, "/var/spool/mailaudit", O(spool_dir), 0, 0},
-	{"policy_snapshot_path", OPT_PATH,
-	    "/var/lib/mailaudit/policy.snapshot", O(policy_snapshot_path), 0,
-	    0},
-	{"user", OPT_STR, "", O(user), 0, 0},
-	{"organization_name", OPT_STR, "", O(organization_name), 0, 0},
-	{"organization_id", OPT_STR, "", O(organization_id), 0, 0},
-	{"server_name", OPT_STR, "", O(server_name), 0, 0},
-	{"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777},
-	{"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1,
-	    1000000},
-	{"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900},
-	{"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0,
-	    36500},
-	{"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1,
-	    604800},
-	{"spool_scan_interval_ms", OPT_UINT, "1000",
-	    O(spool_scan_interval_ms), 10, 3600000},
-	{"max_connections", OPT_UINT, "4096", O(max_connections), 1, 65536},
-	{"cache_size_kib", OPT_UINT, "16384", O(cache_size_kib), 256,
-	    4194304},
-	{"record_subjects", OPT_BOOL, "yes", O(record_subjects), 0, 0},
-	{"sync_full", OPT_BOOL, "yes", O(sync_full), 0, 0},
+    {"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path), 0,
+	0},
+    {"socket_path", OPT_PATH, "/run/mailaudit/ingest.sock", O(socket_path), 0,
+	0},
+    {"control_socket_path", OPT_PATH, "/run/mailaudit/control.sock",
+	O(control_socket_path), 0, 0},
+    {"spool_dir", OPT_PATH, "/var/spool/mailaudit", O(spool_dir), 0, 0},
+    {"policy_snapshot_path", OPT_PATH, "/var/lib/mailaudit/policy.snapshot",
+	O(policy_snapshot_path), 0, 0},
+    {"user", OPT_STR, "", O(user), 0, 0},
+    {"organization_name", OPT_STR, "", O(organization_name), 0, 0},
+    {"organization_id", OPT_STR, "", O(organization_id), 0, 0},
+    {"server_name", OPT_STR, "", O(server_name), 0, 0},
+    {"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777},
+    {"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1, 1000000},
+    {"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900},
+    {"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0, 36500},
+    {"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1, 604800},
+    {"spool_scan_interval_ms", OPT_UINT, "1000", O(spool_scan_interval_ms), 10,
+	3600000},
+    {"max_connections", OPT_UINT, "4096", O(max_connections), 1, 65536},
+    {"cache_size_kib", OPT_UINT, "16384", O(cache_size_kib), 256, 4194304},
+    {"record_subjects", OPT_BOOL, "yes", O(record_subjects), 0, 0},
+    {"sync_full", OPT_BOOL, "yes", O(sync_full), 0, 0},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
 
@@ -87,16 +82,15 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 		if (ma_parse_u64(value, UINT64_MAX, &v) < 0 || v < o->min ||
 		    v > o->max)
 			return ma_error_set(err,
-			    "'%.64s' is not a number from %llu to %llu",
-			    value, (unsigned long long)o->min,
+			    "'%.64s' is not a number from %llu to %llu", value,
+			    (unsigned long long)o->min,
 			    (unsigned long long)o->max);
 		*(uint64_t *)field = v;
 		return 0;
 	case OPT_MODE:
 		errno = 0;
 		v = strtoull(value, &end, 8);
-		if (value[0] != '0' || errno != 0 || *end != '\0' ||
-		    v > o->max)
+		if (value[0] != '0' || errno != 0 || *end != '\0' || v > o->max)
 			return ma_error_set(err,
 			    "'%.64s' is not an octal mode like 0660", value);
 		*(uint64_t *)field = v;
@@ -107,8 +101,8 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 		else if (strcmp(value, "no") == 0)
 			*(bool *)field = false;
 		else
-			return ma_error_set(err, "'%.64s' is not yes or no",
-			    value);
+			return ma_error_set(
+			    err, "'%.64s' is not yes or no", value);
 		return 0;
 	}
 	return ma_error_set(err, "bad option type");
@@ -186,8 +180,8 @@ ma_conf_parse(struct ma_conf *conf, const char *name, const char *text,
 		if (ret < 0) {
 			ma_conf_free(conf);
 			set_defaults(conf);
-			return ma_error_set(err, "%s:%u: %s", name, lineno,
-			    lerr.msg);
+			return ma_error_set(
+			    err, "%s:%u: %s", name, lineno, lerr.msg);
 		}
 		p += len;
 		if (*p == '\n')
@@ -234,8 +228,8 @@ ma_conf_load(struct ma_conf *conf, const char *path, struct ma_error *err)
 		set_defaults(conf);
 		return ma_error_set(err, "%s:%u: NUL byte", path, line);
 	}
-	ret = ma_conf_parse(conf, path, text.data != NULL ? text.data : "",
-	    err);
+	ret =
+	    ma_conf_parse(conf, path, text.data != NULL ? text.data : "", err);
 	ma_buf_deinit(&text);
 	return ret;
 }
@@ -254,8 +248,8 @@ ma_conf_free(struct ma_conf *conf)
 }
 
 static void
-format_value(const struct ma_conf *conf, const struct opt *o, char *out,
-    size_t size)
+format_value(
+    const struct ma_conf *conf, const struct opt *o, char *out, size_t size)
 {
 	const void *field = (const char *)conf + o->offset;
 

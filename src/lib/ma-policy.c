@@ -79,21 +79,24 @@
 	    B(FOLDER_RENAME))
 
 /* [preset][mailbox type][set] */
-static const ma_action_set presets[MA_PRESET_COUNT][MA_MAILBOX_TYPE_COUNT]
-				   [MA_SET_COUNT] = {
-	[MA_PRESET_DEFAULT] = {
+static const ma_action_set
+    presets[MA_PRESET_COUNT][MA_MAILBOX_TYPE_COUNT][MA_SET_COUNT] = {
+	[MA_PRESET_DEFAULT] =
+	    {
 		[MA_MAILBOX_USER] = {SEED_OWNER, SEED_DELEGATE, SEED_ADMIN},
 		[MA_MAILBOX_SHARED] = {SEED_OWNER, SEED_DELEGATE, SEED_ADMIN},
 		[MA_MAILBOX_GROUP] = {SEED_GROUP_OWNER, SEED_GROUP_DELEGATE,
 		    SEED_GROUP_ADMIN},
-	},
-	[MA_PRESET_EXCHANGE] = {
+	    },
+	[MA_PRESET_EXCHANGE] =
+	    {
 		[MA_MAILBOX_USER] = {EXO_OWNER, EXO_DELEGATE, EXO_ADMIN},
 		[MA_MAILBOX_SHARED] = {EXO_OWNER, EXO_DELEGATE, EXO_ADMIN},
 		[MA_MAILBOX_GROUP] = {SEED_GROUP_OWNER, SEED_GROUP_DELEGATE,
 		    SEED_GROUP_ADMIN},
-	},
-	[MA_PRESET_STRICT] = {
+	    },
+	[MA_PRESET_STRICT] =
+	    {
 		[MA_MAILBOX_USER] = {SEED_OWNER | STRICT_EXTRA,
 		    SEED_DELEGATE | STRICT_EXTRA, SEED_ADMIN | STRICT_EXTRA},
 		[MA_MAILBOX_SHARED] = {SEED_OWNER | STRICT_EXTRA,
@@ -101,7 +104,7 @@ static const ma_action_set presets[MA_PRESET_COUNT][MA_MAILBOX_TYPE_COUNT]
 		[MA_MAILBOX_GROUP] = {SEED_GROUP_OWNER | STRICT_EXTRA,
 		    SEED_GROUP_DELEGATE | STRICT_EXTRA,
 		    SEED_GROUP_ADMIN | STRICT_EXTRA},
-	},
+	    },
 };
 
 static const char *const type_names[] = {"user", "shared", "group"};
@@ -172,8 +175,8 @@ ma_policy_set_lookup(const char *name, enum ma_policy_set *set_r)
 }
 
 ma_action_set
-ma_preset_actions(enum ma_preset preset, enum ma_mailbox_type type,
-    enum ma_policy_set set)
+ma_preset_actions(
+    enum ma_preset preset, enum ma_mailbox_type type, enum ma_policy_set set)
 {
 	MA_ASSERT((unsigned int)preset < MA_PRESET_COUNT);
 	MA_ASSERT((unsigned int)type < MA_MAILBOX_TYPE_COUNT);
@@ -182,8 +185,8 @@ ma_preset_actions(enum ma_preset preset, enum ma_mailbox_type type,
 }
 
 void
-ma_mailbox_policy_default(struct ma_mailbox_policy *mp,
-    enum ma_preset preset, enum ma_mailbox_type type)
+ma_mailbox_policy_default(struct ma_mailbox_policy *mp, enum ma_preset preset,
+    enum ma_mailbox_type type)
 {
 	memset(mp, 0, sizeof(*mp));
 	mp->type = type;
@@ -212,8 +215,7 @@ ma_logon_policy_set(enum ma_logon logon)
 }
 
 ma_action_set
-ma_policy_answer_actions(const struct ma_policy_answer *a,
-    enum ma_logon logon)
+ma_policy_answer_actions(const struct ma_policy_answer *a, enum ma_logon logon)
 {
 	if (a->audit_disabled || a->bypassed || !a->mailbox_enabled)
 		return 0;
@@ -234,8 +236,8 @@ put_sets(struct ma_buf *buf, const ma_action_set sets[MA_SET_COUNT])
 }
 
 int
-ma_policy_snapshot_header(struct ma_buf *buf, bool audit_disabled,
-    bool subjects)
+ma_policy_snapshot_header(
+    struct ma_buf *buf, bool audit_disabled, bool subjects)
 {
 	return ma_buf_printf(buf,
 	    "mailaudit-policy 1\n"
@@ -270,8 +272,8 @@ ma_policy_snapshot_bypass(struct ma_buf *buf, const char *user)
 }
 
 int
-ma_policy_snapshot_default(struct ma_buf *buf, enum ma_preset preset,
-    enum ma_mailbox_type type)
+ma_policy_snapshot_default(
+    struct ma_buf *buf, enum ma_preset preset, enum ma_mailbox_type type)
 {
 	ma_action_set sets[MA_SET_COUNT];
 
@@ -283,8 +285,8 @@ ma_policy_snapshot_default(struct ma_buf *buf, enum ma_preset preset,
 }
 
 int
-ma_policy_snapshot_mailbox(struct ma_buf *buf, const char *name,
-    const struct ma_mailbox_policy *mp)
+ma_policy_snapshot_mailbox(
+    struct ma_buf *buf, const char *name, const struct ma_mailbox_policy *mp)
 {
 	if (ma_buf_puts(buf, "mailbox ") < 0 || put_word(buf, name) < 0 ||
 	    ma_buf_printf(buf, " %s %s", ma_mailbox_type_name(mp->type),
@@ -294,8 +296,8 @@ ma_policy_snapshot_mailbox(struct ma_buf *buf, const char *name,
 }
 
 int
-ma_policy_snapshot_commit(const char *path, const struct ma_buf *buf,
-    struct ma_error *err)
+ma_policy_snapshot_commit(
+    const char *path, const struct ma_buf *buf, struct ma_error *err)
 {
 	char tmp[4096];
 	int fd, n;
@@ -425,8 +427,8 @@ answer_defaults(struct ma_policy_answer *a)
 	a->mailbox_enabled = true;
 	a->subjects = true;
 	for (unsigned int s = 0; s < MA_SET_COUNT; s++)
-		a->sets[s] = ma_preset_actions(MA_PRESET_DEFAULT,
-		    MA_MAILBOX_USER, s);
+		a->sets[s] =
+		    ma_preset_actions(MA_PRESET_DEFAULT, MA_MAILBOX_USER, s);
 }
 
 static int
@@ -468,11 +470,10 @@ scan(FILE *fp, struct lookup *lk, struct ma_error *err)
 
 int
 ma_policy_snapshot_lookup(const char *path, const char *mailbox,
-    const char *actor, struct ma_policy_answer *answer_r,
-    struct ma_error *err)
+    const char *actor, struct ma_policy_answer *answer_r, struct ma_error *err)
 {
 	struct lookup lk = {
-		.mailbox = mailbox, .actor = actor, .answer = answer_r};
+	    .mailbox = mailbox, .actor = actor, .answer = answer_r};
 	FILE *fp;
 	int ret;
 
@@ -481,8 +482,7 @@ ma_policy_snapshot_lookup(const char *path, const char *mailbox,
 	if (fp == NULL) {
 		if (errno == ENOENT)
 			return 0;
-		return ma_error_set(err, "open %s: %s", path,
-		    strerror(errno));
+		return ma_error_set(err, "open %s: %s", path, strerror(errno));
 	}
 	ret = scan(fp, &lk, err);
 	fclose(fp);
@@ -491,7 +491,7 @@ ma_policy_snapshot_lookup(const char *path, const char *mailbox,
 		return -1;
 	}
 	if (!answer_r->known && lk.have_default)
-		memcpy(answer_r->sets, lk.user_default,
-		    sizeof(lk.user_default));
+		memcpy(
+		    answer_r->sets, lk.user_default, sizeof(lk.user_default));
 	return 1;
 }

@@ -64,8 +64,8 @@ const char *ma_policy_set_name(enum ma_policy_set set);
 int ma_policy_set_lookup(const char *name, enum ma_policy_set *set_r);
 
 /* The preset's set for a mailbox type and logon set. */
-ma_action_set ma_preset_actions(enum ma_preset preset,
-    enum ma_mailbox_type type, enum ma_policy_set set);
+ma_action_set ma_preset_actions(
+    enum ma_preset preset, enum ma_mailbox_type type, enum ma_policy_set set);
 
 /* A new mailbox of this type: enabled, default sets, 90 days. */
 void ma_mailbox_policy_default(struct ma_mailbox_policy *mp,
@@ -86,8 +86,8 @@ enum ma_policy_set ma_logon_policy_set(enum ma_logon logon);
  *   subjects yes|no
  *   bypass <user>
  *   default <type> <owner-set> <delegate-set> <admin-set>
- *   mailbox <name> <type> <enabled yes|no> <owner-set> <delegate-set> <admin-set>
- * Sets are comma-separated action names, "None" when empty.
+ *   mailbox <name> <type> <enabled yes|no> <owner-set> <delegate-set>
+ * <admin-set> Sets are comma-separated action names, "None" when empty.
  */
 
 /*
@@ -95,29 +95,29 @@ enum ma_policy_set ma_logon_policy_set(enum ma_logon logon);
  * order, then ma_policy_snapshot_commit writes buf to path atomically
  * (temporary file, fsync, rename) with mode 0644.
  */
-int ma_policy_snapshot_header(struct ma_buf *buf, bool audit_disabled,
-    bool subjects);
+int ma_policy_snapshot_header(
+    struct ma_buf *buf, bool audit_disabled, bool subjects);
 int ma_policy_snapshot_bypass(struct ma_buf *buf, const char *user);
-int ma_policy_snapshot_default(struct ma_buf *buf, enum ma_preset preset,
-    enum ma_mailbox_type type);
-int ma_policy_snapshot_mailbox(struct ma_buf *buf, const char *name,
-    const struct ma_mailbox_policy *mp);
-int ma_policy_snapshot_commit(const char *path, const struct ma_buf *buf,
-    struct ma_error *err);
+int ma_policy_snapshot_default(
+    struct ma_buf *buf, enum ma_preset preset, enum ma_mailbox_type type);
+int ma_policy_snapshot_mailbox(
+    struct ma_buf *buf, const char *name, const struct ma_mailbox_policy *mp);
+int ma_policy_snapshot_commit(
+    const char *path, const struct ma_buf *buf, struct ma_error *err);
 
 /* What a sensor needs for one mailbox and one acting user. */
 struct ma_policy_answer {
-	bool audit_disabled;	/* organisation-wide switch */
-	bool bypassed;		/* the acting user has a bypass association */
+	bool audit_disabled; /* organisation-wide switch */
+	bool bypassed;       /* the acting user has a bypass association */
 	bool mailbox_enabled;
-	bool subjects;		/* record subjects (privacy setting) */
-	bool known;		/* mailbox had its own line */
+	bool subjects; /* record subjects (privacy setting) */
+	bool known;    /* mailbox had its own line */
 	ma_action_set sets[MA_SET_COUNT];
 };
 
 /* Effective audited actions for a logon type, after every switch. */
-ma_action_set ma_policy_answer_actions(const struct ma_policy_answer *a,
-    enum ma_logon logon);
+ma_action_set ma_policy_answer_actions(
+    const struct ma_policy_answer *a, enum ma_logon logon);
 
 /*
  * ma_policy_snapshot_lookup - scan the snapshot at path for mailbox and
@@ -127,7 +127,6 @@ ma_action_set ma_policy_answer_actions(const struct ma_policy_answer *a,
  * (err names the line; answer filled as for 0).
  */
 int ma_policy_snapshot_lookup(const char *path, const char *mailbox,
-    const char *actor, struct ma_policy_answer *answer_r,
-    struct ma_error *err);
+    const char *actor, struct ma_policy_answer *answer_r, struct ma_error *err);
 
 #endif

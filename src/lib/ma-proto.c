@@ -80,8 +80,8 @@ ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
 		if (ma_buf_printf(out, "item=%u\t", it->uid) < 0 ||
 		    put_field(out, it->message_id, true) < 0 ||
 		    put_field(out, it->subject, true) < 0 ||
-		    ma_buf_printf(out, "%llu\n",
-			(unsigned long long)it->size) < 0)
+		    ma_buf_printf(out, "%llu\n", (unsigned long long)it->size) <
+			0)
 			return -1;
 	}
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
@@ -143,7 +143,8 @@ ma_proto_frame_len(const char *data, size_t len)
 		return 1;
 	p = data;
 	while ((size_t)(p - data) + 1 < limit) {
-		const char *nl = memchr(p, '\n', limit - (size_t)(p - data) - 1);
+		const char *nl =
+		    memchr(p, '\n', limit - (size_t)(p - data) - 1);
 
 		if (nl == NULL)
 			break;
@@ -186,8 +187,8 @@ unescape(struct ma_arena *arena, const char *s, size_t len, const char **r,
 		int hi, lo;
 
 		if (c < 0x20 || c == 0x7f)
-			return ma_error_set(err, "unescaped control byte 0x%02x",
-			    c);
+			return ma_error_set(
+			    err, "unescaped control byte 0x%02x", c);
 		if (c != '%') {
 			out[o++] = (char)c;
 			continue;
@@ -231,8 +232,8 @@ split_fields(struct ma_arena *arena, const char *s, size_t len,
 			return ma_error_set(err, "too many fields");
 		if (i == start)
 			fields[f] = NULL;
-		else if (unescape(arena, s + start, i - start, &fields[f],
-			     err) < 0)
+		else if (unescape(
+			     arena, s + start, i - start, &fields[f], err) < 0)
 			return -1;
 		f++;
 		start = i + 1;
@@ -243,8 +244,8 @@ split_fields(struct ma_arena *arena, const char *s, size_t len,
 }
 
 static int
-decode_item(struct ma_record *rec, const char *v, size_t len,
-    struct ma_error *err)
+decode_item(
+    struct ma_record *rec, const char *v, size_t len, struct ma_error *err)
 {
 	const char *f[4];
 	uint64_t uid = 0, size = 0;
@@ -255,14 +256,14 @@ decode_item(struct ma_record *rec, const char *v, size_t len,
 	    (f[3] != NULL && ma_parse_u64(f[3], UINT64_MAX, &size) < 0))
 		return ma_error_set(err, "bad number in item");
 	if (rec->item_count >= MA_RECORD_MAX_ITEMS)
-		return ma_error_set(err, "more than %d items",
-		    MA_RECORD_MAX_ITEMS);
+		return ma_error_set(
+		    err, "more than %d items", MA_RECORD_MAX_ITEMS);
 	return ma_record_add_item(rec, (uint32_t)uid, f[1], f[2], size);
 }
 
 static int
-decode_prop(struct ma_record *rec, const char *v, size_t len,
-    struct ma_error *err)
+decode_prop(
+    struct ma_record *rec, const char *v, size_t len, struct ma_error *err)
 {
 	const char *f[3];
 
@@ -271,8 +272,8 @@ decode_prop(struct ma_record *rec, const char *v, size_t len,
 	if (f[0] == NULL)
 		return ma_error_set(err, "property without a name");
 	if (rec->prop_count >= MA_RECORD_MAX_PROPS)
-		return ma_error_set(err, "more than %d properties",
-		    MA_RECORD_MAX_PROPS);
+		return ma_error_set(
+		    err, "more than %d properties", MA_RECORD_MAX_PROPS);
 	return ma_record_add_prop(rec, f[0], f[1], f[2]);
 }
 
@@ -284,17 +285,17 @@ string_field(struct ma_record *rec, const char *key, size_t klen)
 		const char *key;
 		const char **field;
 	} map[] = {
-		{"op", &rec->operation},
-		{"user", &rec->user},
-		{"mbox", &rec->mailbox},
-		{"folder", &rec->folder},
-		{"dfolder", &rec->dest_folder},
-		{"dmbox", &rec->dest_mailbox},
-		{"sess", &rec->session},
-		{"ip", &rec->client_ip},
-		{"client", &rec->client_info},
-		{"proto", &rec->protocol},
-		{"server", &rec->server},
+	    {"op", &rec->operation},
+	    {"user", &rec->user},
+	    {"mbox", &rec->mailbox},
+	    {"folder", &rec->folder},
+	    {"dfolder", &rec->dest_folder},
+	    {"dmbox", &rec->dest_mailbox},
+	    {"sess", &rec->session},
+	    {"ip", &rec->client_ip},
+	    {"client", &rec->client_info},
+	    {"proto", &rec->protocol},
+	    {"server", &rec->server},
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
@@ -343,8 +344,8 @@ decode_scalar(struct ma_record *rec, const char *key, size_t klen,
 }
 
 static int
-decode_line(struct ma_record *rec, const char *line, size_t len,
-    struct ma_error *err)
+decode_line(
+    struct ma_record *rec, const char *line, size_t len, struct ma_error *err)
 {
 	const char *eq = memchr(line, '=', len), *val;
 	const char **field;
@@ -371,8 +372,8 @@ decode_line(struct ma_record *rec, const char *line, size_t len,
 
 /* line_error - prefix err with the line number and a sanitised excerpt */
 static int
-line_error(struct ma_error *err, unsigned int lineno, const char *line,
-    size_t len)
+line_error(
+    struct ma_error *err, unsigned int lineno, const char *line, size_t len)
 {
 	char why[sizeof(err->msg)], excerpt[48];
 
@@ -384,8 +385,8 @@ line_error(struct ma_error *err, unsigned int lineno, const char *line,
 }
 
 int
-ma_proto_decode_record(const char *frame, size_t len, struct ma_record *rec,
-    struct ma_error *err)
+ma_proto_decode_record(
+    const char *frame, size_t len, struct ma_record *rec, struct ma_error *err)
 {
 	const char *p = frame, *end = frame + len, *nl;
 	unsigned int lineno = 0;
@@ -409,8 +410,8 @@ ma_proto_decode_record(const char *frame, size_t len, struct ma_record *rec,
 }
 
 int
-ma_proto_decode_detail(struct ma_record *rec, const char *text, size_t len,
-    struct ma_error *err)
+ma_proto_decode_detail(
+    struct ma_record *rec, const char *text, size_t len, struct ma_error *err)
 {
 	const char *p = text, *end = text + len, *nl;
 
@@ -419,10 +420,12 @@ ma_proto_decode_detail(struct ma_record *rec, const char *text, size_t len,
 		if (nl == NULL)
 			nl = end;
 		if (nl - p > 5 && memcmp(p, "item=", 5) == 0) {
-			if (decode_item(rec, p + 5, (size_t)(nl - p - 5), err) < 0)
+			if (decode_item(rec, p + 5, (size_t)(nl - p - 5), err) <
+			    0)
 				return -1;
 		} else if (nl - p > 5 && memcmp(p, "prop=", 5) == 0) {
-			if (decode_prop(rec, p + 5, (size_t)(nl - p - 5), err) < 0)
+			if (decode_prop(rec, p + 5, (size_t)(nl - p - 5), err) <
+			    0)
 				return -1;
 		} else if (nl != p) {
 			return ma_error_set(err, "bad detail line");
@@ -457,8 +460,7 @@ ma_kvframe_reset(struct ma_kvframe *f)
 }
 
 static int
-kv_add(struct ma_kvframe *f, const char *line, size_t len,
-    struct ma_error *err)
+kv_add(struct ma_kvframe *f, const char *line, size_t len, struct ma_error *err)
 {
 	const char *eq = memchr(line, '=', len);
 	struct ma_kv *kv;
@@ -484,8 +486,8 @@ kv_add(struct ma_kvframe *f, const char *line, size_t len,
 }
 
 int
-ma_kvframe_decode(struct ma_kvframe *f, const char *frame, size_t len,
-    struct ma_error *err)
+ma_kvframe_decode(
+    struct ma_kvframe *f, const char *frame, size_t len, struct ma_error *err)
 {
 	const char *p = frame, *end = frame + len, *nl;
 	unsigned int lineno = 0;

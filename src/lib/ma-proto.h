@@ -49,16 +49,16 @@ long ma_proto_frame_len(const char *data, size_t len);
  * Validates the result with ma_record_validate.  -1 with a reason naming
  * the bad line or key in err.
  */
-int ma_proto_decode_record(const char *frame, size_t len,
-    struct ma_record *rec, struct ma_error *err);
+int ma_proto_decode_record(
+    const char *frame, size_t len, struct ma_record *rec, struct ma_error *err);
 
 /*
  * The item= and prop= lines alone (how the store keeps them): encode
  * appends them to out; decode adds them to rec.  -1 on malformed input.
  */
 int ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out);
-int ma_proto_decode_detail(struct ma_record *rec, const char *text,
-    size_t len, struct ma_error *err);
+int ma_proto_decode_detail(
+    struct ma_record *rec, const char *text, size_t len, struct ma_error *err);
 
 /*
  * Generic key/value frames for acks and the control socket.
@@ -75,8 +75,8 @@ struct ma_kvframe {
 void ma_kvframe_init(struct ma_kvframe *f);
 void ma_kvframe_deinit(struct ma_kvframe *f);
 void ma_kvframe_reset(struct ma_kvframe *f);
-int ma_kvframe_decode(struct ma_kvframe *f, const char *frame, size_t len,
-    struct ma_error *err);
+int ma_kvframe_decode(
+    struct ma_kvframe *f, const char *frame, size_t len, struct ma_error *err);
 /* First value of key, or NULL. */
 const char *ma_kvframe_get(const struct ma_kvframe *f, const char *key);
 /* Append "key=escaped(value)\n" to out. */

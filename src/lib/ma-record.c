@@ -64,8 +64,8 @@ grow(struct ma_arena *arena, void *old, uint32_t count, uint32_t *cap,
 }
 
 int
-ma_record_add_item(struct ma_record *rec, uint32_t uid,
-    const char *message_id, const char *subject, uint64_t size)
+ma_record_add_item(struct ma_record *rec, uint32_t uid, const char *message_id,
+    const char *subject, uint64_t size)
 {
 	struct ma_item *it;
 
@@ -112,12 +112,12 @@ ma_record_get_prop(const struct ma_record *rec, const char *name)
 
 /* Admin operations: changes to the audit configuration itself. */
 static const char *const admin_operations[] = {
-	"Set-Mailbox",
-	"Set-OrganizationConfig",
-	"Set-MailboxAuditBypassAssociation",
-	"New-Mailbox",
-	"Remove-Mailbox",
-	NULL,
+    "Set-Mailbox",
+    "Set-OrganizationConfig",
+    "Set-MailboxAuditBypassAssociation",
+    "New-Mailbox",
+    "Remove-Mailbox",
+    NULL,
 };
 
 static bool
@@ -149,17 +149,17 @@ check_strings(const struct ma_record *rec, struct ma_error *err)
 	const struct {
 		const char *name, *value;
 	} fields[] = {
-		{"op", rec->operation},
-		{"user", rec->user},
-		{"mbox", rec->mailbox},
-		{"folder", rec->folder},
-		{"dfolder", rec->dest_folder},
-		{"dmbox", rec->dest_mailbox},
-		{"sess", rec->session},
-		{"ip", rec->client_ip},
-		{"client", rec->client_info},
-		{"proto", rec->protocol},
-		{"server", rec->server},
+	    {"op", rec->operation},
+	    {"user", rec->user},
+	    {"mbox", rec->mailbox},
+	    {"folder", rec->folder},
+	    {"dfolder", rec->dest_folder},
+	    {"dmbox", rec->dest_mailbox},
+	    {"sess", rec->session},
+	    {"ip", rec->client_ip},
+	    {"client", rec->client_info},
+	    {"proto", rec->protocol},
+	    {"server", rec->server},
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -192,8 +192,8 @@ ma_record_validate(const struct ma_record *rec, struct ma_error *err)
 	if (rec->operation == NULL)
 		return ma_error_set(err, "record has no operation");
 	if (!operation_known(rec->operation))
-		return ma_error_set(err, "unknown operation '%.64s'",
-		    rec->operation);
+		return ma_error_set(
+		    err, "unknown operation '%.64s'", rec->operation);
 	if (rec->user == NULL || rec->user[0] == '\0')
 		return ma_error_set(err, "record has no user");
 	if (rec->mailbox == NULL || rec->mailbox[0] == '\0')
@@ -203,10 +203,10 @@ ma_record_validate(const struct ma_record *rec, struct ma_error *err)
 	if ((unsigned int)rec->result > MA_RESULT_FAILED)
 		return ma_error_set(err, "bad result");
 	if (rec->item_count > MA_RECORD_MAX_ITEMS)
-		return ma_error_set(err, "more than %d items",
-		    MA_RECORD_MAX_ITEMS);
+		return ma_error_set(
+		    err, "more than %d items", MA_RECORD_MAX_ITEMS);
 	if (rec->prop_count > MA_RECORD_MAX_PROPS)
-		return ma_error_set(err, "more than %d properties",
-		    MA_RECORD_MAX_PROPS);
+		return ma_error_set(
+		    err, "more than %d properties", MA_RECORD_MAX_PROPS);
 	return check_strings(rec, err);
 }

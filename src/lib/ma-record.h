@@ -22,10 +22,10 @@
 
 /* A message the action touched. */
 struct ma_item {
-	uint32_t uid;	       /* 0 = unknown */
+	uint32_t uid;           /* 0 = unknown */
 	const char *message_id; /* Message-ID header, with <> */
 	const char *subject;
-	uint64_t size;	       /* bytes, 0 = unknown */
+	uint64_t size; /* bytes, 0 = unknown */
 };
 
 /*
@@ -42,23 +42,23 @@ struct ma_prop {
 struct ma_record {
 	struct ma_arena arena;
 
-	int64_t seq;	   /* assigned by the store; 0 before */
-	uint8_t id[16];	   /* sensor-chosen unique id (UUIDv7) */
-	int64_t time_ms;   /* when the action happened, UTC */
+	int64_t seq;     /* assigned by the store; 0 before */
+	uint8_t id[16];  /* sensor-chosen unique id (UUIDv7) */
+	int64_t time_ms; /* when the action happened, UTC */
 	const char *operation;
 	enum ma_result result;
 	enum ma_logon logon_type;
-	const char *user;	   /* acting user */
-	const char *mailbox;	   /* mailbox owner */
+	const char *user;    /* acting user */
+	const char *mailbox; /* mailbox owner */
 	const char *folder;
-	const char *dest_folder;   /* copy/move/rename target */
-	const char *dest_mailbox;  /* target owner, cross-mailbox only */
+	const char *dest_folder;  /* copy/move/rename target */
+	const char *dest_mailbox; /* target owner, cross-mailbox only */
 	const char *session;
 	const char *client_ip;
-	const char *client_info;   /* "Client=POP3/IMAP4;Protocol=IMAP4;..." */
-	const char *protocol;	   /* imap, pop3, lmtp, sieve, doveadm, ... */
-	const char *server;	   /* originating server */
-	uint32_t count;		   /* OperationCount (aggregated records) */
+	const char *client_info; /* "Client=POP3/IMAP4;Protocol=IMAP4;..." */
+	const char *protocol;    /* imap, pop3, lmtp, sieve, doveadm, ... */
+	const char *server;      /* originating server */
+	uint32_t count;          /* OperationCount (aggregated records) */
 
 	struct ma_item *items;
 	uint32_t item_count, item_cap;
@@ -79,8 +79,8 @@ int ma_record_add_item(struct ma_record *rec, uint32_t uid,
 int ma_record_add_prop(struct ma_record *rec, const char *name,
     const char *old_value, const char *new_value);
 /* Look up a property by name; NULL if absent. */
-const struct ma_prop *ma_record_get_prop(const struct ma_record *rec,
-    const char *name);
+const struct ma_prop *ma_record_get_prop(
+    const struct ma_record *rec, const char *name);
 
 /*
  * ma_record_validate - check what every consumer relies on: an id, a time,

@@ -69,8 +69,8 @@ static const char schema_sql[] =
 static int
 db_error(struct ma_store *store, struct ma_error *err, const char *what)
 {
-	return ma_error_set(err, "store: %s: %s", what,
-	    sqlite3_errmsg(store->db));
+	return ma_error_set(
+	    err, "store: %s: %s", what, sqlite3_errmsg(store->db));
 }
 
 static int
@@ -108,8 +108,9 @@ setup_schema(struct ma_store *store, struct ma_error *err)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (version > SCHEMA_VERSION)
-		return ma_error_set(err, "store: schema version %d is newer "
-					 "than this program (%d)",
+		return ma_error_set(err,
+		    "store: schema version %d is newer "
+		    "than this program (%d)",
 		    version, SCHEMA_VERSION);
 	if (store->readonly)
 		return 0;
@@ -148,8 +149,8 @@ configure(struct ma_store *store, const struct ma_store_options *opts,
 }
 
 struct ma_store *
-ma_store_open(const char *path, const struct ma_store_options *opts,
-    struct ma_error *err)
+ma_store_open(
+    const char *path, const struct ma_store_options *opts, struct ma_error *err)
 {
 	struct ma_store *store = ma_xcalloc(1, sizeof(*store));
 	int flags = opts->readonly ? SQLITE_OPEN_READONLY
@@ -374,8 +375,8 @@ build_where(struct sql_builder *b, const struct ma_query *q)
 }
 
 static int
-sb_prepare(struct ma_store *store, struct sql_builder *b,
-    sqlite3_stmt **st_r, struct ma_error *err)
+sb_prepare(struct ma_store *store, struct sql_builder *b, sqlite3_stmt **st_r,
+    struct ma_error *err)
 {
 	if (b->overflow)
 		return ma_error_set(err, "store: search has too many values");
@@ -386,8 +387,8 @@ sb_prepare(struct ma_store *store, struct sql_builder *b,
 		if (b->is_num[i])
 			sqlite3_bind_int64(*st_r, i + 1, b->num[i]);
 		else
-			sqlite3_bind_text(*st_r, i + 1, b->text[i], -1,
-			    SQLITE_STATIC);
+			sqlite3_bind_text(
+			    *st_r, i + 1, b->text[i], -1, SQLITE_STATIC);
 	}
 	return 0;
 }
@@ -425,8 +426,8 @@ row_to_record(sqlite3_stmt *st, struct ma_record *rec, struct ma_error *err)
 	rec->count = (uint32_t)sqlite3_column_int64(st, 16);
 	detail = col_text(st, 17);
 	if (detail != NULL &&
-	    ma_proto_decode_detail(rec, detail,
-		(size_t)sqlite3_column_bytes(st, 17), err) < 0)
+	    ma_proto_decode_detail(
+		rec, detail, (size_t)sqlite3_column_bytes(st, 17), err) < 0)
 		return -1;
 	return 0;
 }
@@ -455,8 +456,7 @@ count_matches(struct ma_store *store, const struct ma_query *q,
 
 int
 ma_store_search(struct ma_store *store, const struct ma_query *q,
-    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r,
-    struct ma_error *err)
+    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r, struct ma_error *err)
 {
 	struct sql_builder b = {0};
 	sqlite3_stmt *st = NULL;
@@ -543,8 +543,8 @@ setting_put(struct ma_store *store, const char *key, const char *value,
 }
 
 int
-ma_store_org_get(struct ma_store *store, struct ma_org_policy *org_r,
-    struct ma_error *err)
+ma_store_org_get(
+    struct ma_store *store, struct ma_org_policy *org_r, struct ma_error *err)
 {
 	char v[64];
 	int r;
@@ -577,8 +577,7 @@ ma_store_org_put(struct ma_store *store, const struct ma_org_policy *org,
 /* A NULL set column means "the managed default": follow the preset. */
 static int
 load_set(sqlite3_stmt *st, int col, enum ma_preset preset,
-    struct ma_mailbox_policy *mp, enum ma_policy_set set,
-    struct ma_error *err)
+    struct ma_mailbox_policy *mp, enum ma_policy_set set, struct ma_error *err)
 {
 	const char *text = col_text(st, col);
 
@@ -669,8 +668,8 @@ ma_store_mailbox_put(struct ma_store *store, const char *name,
 		return -1;
 	ma_buf_init(&tmp, 4096);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ma_mailbox_type_name(mp->type), -1,
-	    SQLITE_STATIC);
+	sqlite3_bind_text(
+	    st, 2, ma_mailbox_type_name(mp->type), -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, mp->audit_enabled ? 1 : 0);
 	sqlite3_bind_int64(st, 4, mp->age_limit_days);
 	if (bind_set(st, 5, mp, MA_SET_OWNER, &tmp) == 0 &&
@@ -683,8 +682,8 @@ ma_store_mailbox_put(struct ma_store *store, const char *name,
 }
 
 int
-ma_store_mailbox_remove(struct ma_store *store, const char *name,
-    struct ma_error *err)
+ma_store_mailbox_remove(
+    struct ma_store *store, const char *name, struct ma_error *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -728,14 +727,13 @@ ma_store_mailbox_foreach(struct ma_store *store, ma_store_mailbox_fn *fn,
 }
 
 int
-ma_store_bypass_has(struct ma_store *store, const char *name,
-    struct ma_error *err)
+ma_store_bypass_has(
+    struct ma_store *store, const char *name, struct ma_error *err)
 {
 	sqlite3_stmt *st;
 	int rc;
 
-	if (prepare(store, "SELECT 1 FROM bypass WHERE name = ?", &st, err) <
-	    0)
+	if (prepare(store, "SELECT 1 FROM bypass WHERE name = ?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -746,8 +744,8 @@ ma_store_bypass_has(struct ma_store *store, const char *name,
 }
 
 int
-ma_store_bypass_set(struct ma_store *store, const char *name, bool on,
-    struct ma_error *err)
+ma_store_bypass_set(
+    struct ma_store *store, const char *name, bool on, struct ma_error *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -764,14 +762,14 @@ ma_store_bypass_set(struct ma_store *store, const char *name, bool on,
 }
 
 int
-ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
-    void *ctx, struct ma_error *err)
+ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn, void *ctx,
+    struct ma_error *err)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
-	if (prepare(store, "SELECT name FROM bypass ORDER BY name", &st,
-		err) < 0)
+	if (prepare(store, "SELECT name FROM bypass ORDER BY name", &st, err) <
+	    0)
 		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ret = fn(ctx, col_text(st, 0));
@@ -798,8 +796,8 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 	/* The youngest record that can be due: bounds the index range so the
 	   per-row age lookup runs only on candidates. */
 	floor_days = MA_DEFAULT_AGE_LIMIT_DAYS;
-	if (prepare(store,
-		"SELECT min(age_limit_days) FROM mailboxes", &st, err) < 0)
+	if (prepare(store, "SELECT min(age_limit_days) FROM mailboxes", &st,
+		err) < 0)
 		return -1;
 	if (sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL &&
@@ -838,8 +836,9 @@ ma_store_stats(struct ma_store *store, uint64_t *count_r, int64_t *last_seq_r,
 	sqlite3_stmt *st;
 	int rc;
 
-	if (prepare(store, "SELECT count(*), coalesce(max(seq), 0) FROM records",
-		&st, err) < 0)
+	if (prepare(store,
+		"SELECT count(*), coalesce(max(seq), 0) FROM records", &st,
+		err) < 0)
 		return -1;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {

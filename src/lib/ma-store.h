@@ -22,7 +22,7 @@ struct ma_store;
 
 struct ma_store_options {
 	bool readonly;
-	bool sync_full;	   /* synchronous=FULL (else NORMAL) */
+	bool sync_full;     /* synchronous=FULL (else NORMAL) */
 	uint64_t cache_kib; /* page cache size */
 };
 
@@ -55,8 +55,8 @@ struct ma_query {
 	unsigned int user_count;
 	const char *const *operations;
 	unsigned int operation_count;
-	unsigned int logon_mask; /* bit n = LogonType n; 0 = any */
-	int result;		 /* enum ma_result, or -1 for any */
+	unsigned int logon_mask;  /* bit n = LogonType n; 0 = any */
+	int result;               /* enum ma_result, or -1 for any */
 	int64_t start_ms, end_ms; /* [start, end); 0 = open */
 	const char *client_ip;
 	const char *session;
@@ -75,16 +75,15 @@ typedef int ma_store_row_fn(void *ctx, const struct ma_record *rec);
  * cursor (all pages), so a caller can always say what is left.
  */
 int ma_store_search(struct ma_store *store, const struct ma_query *q,
-    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r,
-    struct ma_error *err);
+    ma_store_row_fn *fn, void *ctx, uint64_t *matched_r, struct ma_error *err);
 
 /* Policy. */
 struct ma_org_policy {
 	bool audit_disabled;
 	enum ma_preset preset;
 };
-int ma_store_org_get(struct ma_store *store, struct ma_org_policy *org_r,
-    struct ma_error *err);
+int ma_store_org_get(
+    struct ma_store *store, struct ma_org_policy *org_r, struct ma_error *err);
 int ma_store_org_put(struct ma_store *store, const struct ma_org_policy *org,
     struct ma_error *err);
 
@@ -93,18 +92,18 @@ int ma_store_mailbox_get(struct ma_store *store, const char *name,
     struct ma_mailbox_policy *mp_r, struct ma_error *err);
 int ma_store_mailbox_put(struct ma_store *store, const char *name,
     const struct ma_mailbox_policy *mp, struct ma_error *err);
-int ma_store_mailbox_remove(struct ma_store *store, const char *name,
-    struct ma_error *err);
-typedef int ma_store_mailbox_fn(void *ctx, const char *name,
-    const struct ma_mailbox_policy *mp);
+int ma_store_mailbox_remove(
+    struct ma_store *store, const char *name, struct ma_error *err);
+typedef int ma_store_mailbox_fn(
+    void *ctx, const char *name, const struct ma_mailbox_policy *mp);
 int ma_store_mailbox_foreach(struct ma_store *store, ma_store_mailbox_fn *fn,
     void *ctx, struct ma_error *err);
 
 /* 1 = present. */
-int ma_store_bypass_has(struct ma_store *store, const char *name,
-    struct ma_error *err);
-int ma_store_bypass_set(struct ma_store *store, const char *name, bool on,
-    struct ma_error *err);
+int ma_store_bypass_has(
+    struct ma_store *store, const char *name, struct ma_error *err);
+int ma_store_bypass_set(
+    struct ma_store *store, const char *name, bool on, struct ma_error *err);
 typedef int ma_store_name_fn(void *ctx, const char *name);
 int ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
     void *ctx, struct ma_error *err);

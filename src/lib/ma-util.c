@@ -34,8 +34,7 @@ ma_error_set(struct ma_error *err, const char *fmt, ...)
 }
 
 void
-ma_assert_failed(const char *expr, const char *file, int line,
-    const char *func)
+ma_assert_failed(const char *expr, const char *file, int line, const char *func)
 {
 	fprintf(stderr, "mailaudit: assertion failed: %s (%s:%d %s)\n", expr,
 	    file, line, func);
@@ -47,8 +46,8 @@ ma_assert_failed(const char *expr, const char *file, int line,
 static void
 default_oom(size_t size)
 {
-	fprintf(stderr, "mailaudit: out of memory allocating %zu bytes\n",
-	    size);
+	fprintf(
+	    stderr, "mailaudit: out of memory allocating %zu bytes\n", size);
 	abort();
 }
 
@@ -615,8 +614,8 @@ ma_uuid_parse(const char *s, uint8_t out[16])
 	for (const char *p = s; *p != '\0'; p++) {
 		int hi, lo;
 
-		if (*p == '-' && (p - s == 8 || p - s == 13 || p - s == 18 ||
-				     p - s == 23))
+		if (*p == '-' &&
+		    (p - s == 8 || p - s == 13 || p - s == 18 || p - s == 23))
 			continue;
 		if (n == 16 || (hi = hexval(p[0])) < 0 || p[1] == '\0' ||
 		    (lo = hexval(p[1])) < 0)

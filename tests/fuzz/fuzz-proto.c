@@ -27,8 +27,8 @@ check_strings(const struct ma_record *r)
 	}
 	for (uint32_t i = 0; i < r->item_count; i++) {
 		if (r->items[i].subject != NULL &&
-		    !ma_utf8_valid(r->items[i].subject,
-			strlen(r->items[i].subject)))
+		    !ma_utf8_valid(
+			r->items[i].subject, strlen(r->items[i].subject)))
 			abort();
 	}
 }
@@ -64,13 +64,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	ma_record_init(&rec);
 	ma_record_init(&again);
-	if (ma_proto_decode_record((const char *)data, size, &rec, &err) ==
-	    0) {
+	if (ma_proto_decode_record((const char *)data, size, &rec, &err) == 0) {
 		check_strings(&rec);
 		ma_buf_init(&buf, MA_PROTO_MAX_FRAME * 4);
 		if (ma_proto_encode_record(&rec, &buf) == 0) {
-			if (ma_proto_decode_record(buf.data, buf.len, &again,
-				&err) != 0)
+			if (ma_proto_decode_record(
+				buf.data, buf.len, &again, &err) != 0)
 				abort();
 			same(&rec, &again);
 		}

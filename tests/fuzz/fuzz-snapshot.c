@@ -33,8 +33,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ma_policy_snapshot_lookup(path, "alice", "bob", &a, &err) < 0) {
 		if (a.audit_disabled || a.bypassed ||
 		    ma_policy_answer_actions(&a, MA_LOGON_OWNER) !=
-			ma_preset_actions(MA_PRESET_DEFAULT, MA_MAILBOX_USER,
-			    MA_SET_OWNER))
+			ma_preset_actions(
+			    MA_PRESET_DEFAULT, MA_MAILBOX_USER, MA_SET_OWNER))
 			abort();
 	}
 	return 0;

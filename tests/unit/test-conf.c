@@ -33,14 +33,14 @@ test_errors(void)
 	static const struct {
 		const char *text, *msg;
 	} cases[] = {
-		{"bogus = 1\n", "t.conf:1: unknown key 'bogus'"},
-		{"\nstore_path\n", "t.conf:2: expected 'name = value'"},
-		{"store_path = rel\n", "t.conf:1: store_path: not an absolute"},
-		{"batch_max_records = 0\n", "t.conf:1: batch_max_records: '0'"},
-		{"batch_max_records = 1x\n", "batch_max_records: '1x'"},
-		{"socket_mode = 666\n", "socket_mode: '666' is not an octal"},
-		{"record_subjects = maybe\n", "record_subjects: 'maybe'"},
-		{"user = a\nuser = b\n", "t.conf:2: user: set twice"},
+	    {"bogus = 1\n", "t.conf:1: unknown key 'bogus'"},
+	    {"\nstore_path\n", "t.conf:2: expected 'name = value'"},
+	    {"store_path = rel\n", "t.conf:1: store_path: not an absolute"},
+	    {"batch_max_records = 0\n", "t.conf:1: batch_max_records: '0'"},
+	    {"batch_max_records = 1x\n", "batch_max_records: '1x'"},
+	    {"socket_mode = 666\n", "socket_mode: '666' is not an octal"},
+	    {"record_subjects = maybe\n", "record_subjects: 'maybe'"},
+	    {"user = a\nuser = b\n", "t.conf:2: user: set twice"},
 	};
 	struct ma_conf c;
 

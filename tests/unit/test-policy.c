@@ -77,18 +77,18 @@ check_seed_file(const char *path)
 		enum ma_mailbox_type types[2];
 		int ntypes;
 	} sections[] = {
-		{"User Mailbox and Shared Mailbox Audit Configuration",
-		    {MA_MAILBOX_USER, MA_MAILBOX_SHARED}, 2},
-		{"Office 365 Group Mailbox Audit Configuration",
-		    {MA_MAILBOX_GROUP}, 1},
+	    {"User Mailbox and Shared Mailbox Audit Configuration",
+		{MA_MAILBOX_USER, MA_MAILBOX_SHARED}, 2},
+	    {"Office 365 Group Mailbox Audit Configuration", {MA_MAILBOX_GROUP},
+		1},
 	};
 	static const struct {
 		const char *label;
 		enum ma_policy_set set;
 	} rows[] = {
-		{"Admin Audited Actions", MA_SET_ADMIN},
-		{"Delegate Audited Actions", MA_SET_DELEGATE},
-		{"Owner Audited Actions", MA_SET_OWNER},
+	    {"Admin Audited Actions", MA_SET_ADMIN},
+	    {"Delegate Audited Actions", MA_SET_DELEGATE},
+	    {"Owner Audited Actions", MA_SET_OWNER},
 	};
 	char *text = slurp(path);
 
@@ -103,10 +103,9 @@ check_seed_file(const char *path)
 				      rows[r].label, &seed) == 0);
 			ut_assert(seed != 0);
 			for (int t = 0; t < sections[s].ntypes; t++)
-				ut_assert_cmp(ma_preset_actions(
-						  MA_PRESET_DEFAULT,
-						  sections[s].types[t],
-						  rows[r].set),
+				ut_assert_cmp(
+				    ma_preset_actions(MA_PRESET_DEFAULT,
+					sections[s].types[t], rows[r].set),
 				    ==, seed);
 		}
 	}
@@ -138,24 +137,25 @@ test_other_presets(void)
 
 	ut_begin("exchange and strict presets");
 	for (int s = 0; s < MA_SET_COUNT; s++) {
-		ma_action_set def = ma_preset_actions(MA_PRESET_DEFAULT,
-		    MA_MAILBOX_USER, s);
-		ma_action_set strict = ma_preset_actions(MA_PRESET_STRICT,
-		    MA_MAILBOX_USER, s);
+		ma_action_set def =
+		    ma_preset_actions(MA_PRESET_DEFAULT, MA_MAILBOX_USER, s);
+		ma_action_set strict =
+		    ma_preset_actions(MA_PRESET_STRICT, MA_MAILBOX_USER, s);
 
 		/* strict = the seed plus reads (and folder actions) */
 		ut_assert((strict & def) == def);
 		ut_assert((strict & mia) != 0);
 		ut_assert((def & mia) == 0);
-		ut_assert((ma_preset_actions(MA_PRESET_EXCHANGE,
-			       MA_MAILBOX_USER, s) & mia) != 0);
+		ut_assert(
+		    (ma_preset_actions(MA_PRESET_EXCHANGE, MA_MAILBOX_USER, s) &
+			mia) != 0);
 	}
 	/* Exchange Online: owner MailboxLogin is not a default, Send is. */
-	ut_assert((ma_preset_actions(MA_PRESET_EXCHANGE, MA_MAILBOX_USER,
-		       MA_SET_OWNER) &
+	ut_assert((ma_preset_actions(
+		       MA_PRESET_EXCHANGE, MA_MAILBOX_USER, MA_SET_OWNER) &
 		      MA_ACTION_BIT(MA_ACTION_MAILBOX_LOGIN)) == 0);
-	ut_assert((ma_preset_actions(MA_PRESET_EXCHANGE, MA_MAILBOX_USER,
-		       MA_SET_OWNER) &
+	ut_assert((ma_preset_actions(
+		       MA_PRESET_EXCHANGE, MA_MAILBOX_USER, MA_SET_OWNER) &
 		      MA_ACTION_BIT(MA_ACTION_SEND)) != 0);
 	ut_end();
 }
@@ -168,8 +168,8 @@ test_set_parse(void)
 	ma_action_set set;
 
 	ut_begin("action set parse and format");
-	ut_assert(ma_action_set_parse("Update, softdelete,HardDelete", &set,
-		      &err) == 0);
+	ut_assert(ma_action_set_parse(
+		      "Update, softdelete,HardDelete", &set, &err) == 0);
 	ut_assert_cmp(set, ==,
 	    MA_ACTION_BIT(MA_ACTION_UPDATE) |
 		MA_ACTION_BIT(MA_ACTION_SOFT_DELETE) |
@@ -202,34 +202,33 @@ test_snapshot(void)
 	ut_assert(ma_policy_snapshot_header(&b, false, false) == 0);
 	ut_assert(ma_policy_snapshot_bypass(&b, "svc backup") == 0);
 	for (int t = 0; t < MA_MAILBOX_TYPE_COUNT; t++)
-		ut_assert(ma_policy_snapshot_default(&b, MA_PRESET_STRICT, t) ==
-		    0);
+		ut_assert(
+		    ma_policy_snapshot_default(&b, MA_PRESET_STRICT, t) == 0);
 	ma_mailbox_policy_default(&mp, MA_PRESET_DEFAULT, MA_MAILBOX_SHARED);
 	mp.sets[MA_SET_DELEGATE] = MA_ACTION_BIT(MA_ACTION_UPDATE);
-	ut_assert(ma_policy_snapshot_mailbox(&b, "finance@example.com", &mp) ==
-	    0);
+	ut_assert(
+	    ma_policy_snapshot_mailbox(&b, "finance@example.com", &mp) == 0);
 	mp.audit_enabled = false;
 	ut_assert(ma_policy_snapshot_mailbox(&b, "off", &mp) == 0);
 	ut_assert(ma_policy_snapshot_commit(path, &b, &err) == 0);
 
-	ut_assert(ma_policy_snapshot_lookup(path, "finance@example.com", "bob",
-		      &a, &err) == 1);
+	ut_assert(ma_policy_snapshot_lookup(
+		      path, "finance@example.com", "bob", &a, &err) == 1);
 	ut_assert(a.known && !a.subjects && !a.bypassed);
 	ut_assert_cmp(ma_policy_answer_actions(&a, MA_LOGON_DELEGATE), ==,
 	    MA_ACTION_BIT(MA_ACTION_UPDATE));
 	ut_assert_cmp(ma_policy_answer_actions(&a, MA_LOGON_SYSTEM), ==,
-	    ma_preset_actions(MA_PRESET_DEFAULT, MA_MAILBOX_SHARED,
-		MA_SET_ADMIN));
+	    ma_preset_actions(
+		MA_PRESET_DEFAULT, MA_MAILBOX_SHARED, MA_SET_ADMIN));
 	/* Unknown mailbox: the user default of the preset in the file. */
-	ut_assert(ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) ==
-	    1);
+	ut_assert(
+	    ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) == 1);
 	ut_assert(!a.known);
 	ut_assert_cmp(ma_policy_answer_actions(&a, MA_LOGON_OWNER), ==,
-	    ma_preset_actions(MA_PRESET_STRICT, MA_MAILBOX_USER,
-		MA_SET_OWNER));
+	    ma_preset_actions(MA_PRESET_STRICT, MA_MAILBOX_USER, MA_SET_OWNER));
 	/* A name with a space survives escaping; bypass silences all. */
-	ut_assert(ma_policy_snapshot_lookup(path, "carol", "svc backup", &a,
-		      &err) == 1);
+	ut_assert(ma_policy_snapshot_lookup(
+		      path, "carol", "svc backup", &a, &err) == 1);
 	ut_assert(a.bypassed);
 	ut_assert_cmp(ma_policy_answer_actions(&a, MA_LOGON_ADMIN), ==, 0);
 	ut_assert(ma_policy_snapshot_lookup(path, "off", "x", &a, &err) == 1);
@@ -237,17 +236,17 @@ test_snapshot(void)
 
 	/* Missing file: the seed's user sets. */
 	unlink(path);
-	ut_assert(ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) ==
-	    0);
+	ut_assert(
+	    ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) == 0);
 	ut_assert_cmp(ma_policy_answer_actions(&a, MA_LOGON_OWNER), ==,
-	    ma_preset_actions(MA_PRESET_DEFAULT, MA_MAILBOX_USER,
-		MA_SET_OWNER));
+	    ma_preset_actions(
+		MA_PRESET_DEFAULT, MA_MAILBOX_USER, MA_SET_OWNER));
 	/* Malformed file: error naming the line, seed defaults. */
 	ma_buf_reset(&b);
 	ma_buf_puts(&b, "mailaudit-policy 1\naudit_disabled maybe\n");
 	ut_assert(ma_policy_snapshot_commit(path, &b, &err) == 0);
-	ut_assert(ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) ==
-	    -1);
+	ut_assert(
+	    ma_policy_snapshot_lookup(path, "carol", "carol", &a, &err) == -1);
 	ut_assert(strstr(err.msg, "line 2") != NULL);
 	ut_assert(!a.audit_disabled);
 	unlink(path);

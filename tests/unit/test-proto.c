@@ -46,7 +46,7 @@ test_roundtrip(void)
 	/* No raw control byte but the line ends. */
 	for (size_t i = 0; i < buf.len; i++)
 		ut_assert(buf.data[i] == '\n' || buf.data[i] == '\t' ||
-		    (unsigned char)buf.data[i] >= 0x20);
+			  (unsigned char)buf.data[i] >= 0x20);
 	len = ma_proto_frame_len(buf.data, buf.len);
 	ut_assert_cmp(len, ==, (long)buf.len);
 	ut_assert_cmp(ma_proto_frame_len(buf.data, buf.len - 1), ==, 0);
@@ -80,8 +80,8 @@ test_utf8_repair(void)
 
 	ut_begin("invalid UTF-8 is repaired on decode");
 	ma_record_init(&rec);
-	ut_assert(ma_proto_decode_record(frame, strlen(frame), &rec, &err) ==
-	    0);
+	ut_assert(
+	    ma_proto_decode_record(frame, strlen(frame), &rec, &err) == 0);
 	ut_assert_str(rec.folder, "bad\xef\xbf\xbdx");
 	ma_record_deinit(&rec);
 	ut_end();
@@ -93,35 +93,34 @@ test_malformed(void)
 	static const struct {
 		const char *frame, *why;
 	} cases[] = {
-		{"garbage\n\n", "without '='"},
-		{"v=1\n\n", "no id"},
-		{"v=2\nid=0189d6a4-1111-7000-8000-000000000001\n\n",
-		    "version"},
-		{"id=zz\n\n", "bad id"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Nope\n"
-		 "user=a\nmbox=a\n\n",
-		    "unknown operation"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
-		 "mbox=a\n\n",
-		    "no user"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
-		 "user=a\nuser=b\nmbox=a\n\n",
-		    "duplicate"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
-		 "user=a%2\nmbox=a\n\n",
-		    "escape"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
-		 "user=a%zz\nmbox=a\n\n",
-		    "escape"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nt=x\n\n", "time"},
-		{"id=0189d6a4-1111-7000-8000-000000000001\nlogon=Root\n\n",
-		    "logon"},
-		{"item=1\tx\n\n", "fields"},
-		{"item=abc\t\t\t\n\n", "number"},
-		{"prop=\tx\ty\n\n", "without a name"},
-		{"zzz=1\n\n", "unknown key"},
-		{"user=a\rb\n\n", "control byte"},
-		{"user=a", "not terminated"},
+	    {"garbage\n\n", "without '='"},
+	    {"v=1\n\n", "no id"},
+	    {"v=2\nid=0189d6a4-1111-7000-8000-000000000001\n\n", "version"},
+	    {"id=zz\n\n", "bad id"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Nope\n"
+	     "user=a\nmbox=a\n\n",
+		"unknown operation"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
+	     "mbox=a\n\n",
+		"no user"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
+	     "user=a\nuser=b\nmbox=a\n\n",
+		"duplicate"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
+	     "user=a%2\nmbox=a\n\n",
+		"escape"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=5\nop=Update\n"
+	     "user=a%zz\nmbox=a\n\n",
+		"escape"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nt=x\n\n", "time"},
+	    {"id=0189d6a4-1111-7000-8000-000000000001\nlogon=Root\n\n",
+		"logon"},
+	    {"item=1\tx\n\n", "fields"},
+	    {"item=abc\t\t\t\n\n", "number"},
+	    {"prop=\tx\ty\n\n", "without a name"},
+	    {"zzz=1\n\n", "unknown key"},
+	    {"user=a\rb\n\n", "control byte"},
+	    {"user=a", "not terminated"},
 	};
 	struct ma_record rec;
 
@@ -152,8 +151,8 @@ test_limits(void)
 	ma_record_init(&rec);
 	fill(&rec);
 	for (int i = 2; i < MA_RECORD_MAX_ITEMS; i++)
-		ut_assert(ma_record_add_item(&rec, (uint32_t)i, "<x@y>", "s",
-			      1) == 0);
+		ut_assert(ma_record_add_item(
+			      &rec, (uint32_t)i, "<x@y>", "s", 1) == 0);
 	ut_assert(ma_record_add_item(&rec, 1, NULL, NULL, 0) < 0);
 	ma_buf_init(&buf, MA_PROTO_MAX_FRAME);
 	/* 1000 small items fit in one frame. */
@@ -202,5 +201,5 @@ test_kvframe(void)
 	ut_end();
 }
 
-UT_MAIN(test_roundtrip, test_utf8_repair, test_malformed, test_limits,
-    test_kvframe)
+UT_MAIN(
+    test_roundtrip, test_utf8_repair, test_malformed, test_limits, test_kvframe)

@@ -111,8 +111,8 @@ test_insert_search(void)
 	ut_assert(!dup);
 	add(s, t0 + 1, "SoftDelete", MA_LOGON_DELEGATE, "bob", "alice", "x_y",
 	    &dup, NULL);
-	add(s, t0 + 2, "HardDelete", MA_LOGON_ADMIN, "admin", "bob", NULL,
-	    &dup, NULL);
+	add(s, t0 + 2, "HardDelete", MA_LOGON_ADMIN, "admin", "bob", NULL, &dup,
+	    NULL);
 	for (int i = 0; i < 10; i++)
 		add(s, t0 + 10 + i, "MailboxLogin", MA_LOGON_OWNER, "carol",
 		    "carol", NULL, &dup, NULL);
@@ -215,8 +215,8 @@ test_policy_rows(void)
 	ut_assert(ma_store_mailbox_get(s, "finance", &got, &err) == 1);
 	ut_assert_cmp(got.type, ==, MA_MAILBOX_SHARED);
 	ut_assert_cmp(got.age_limit_days, ==, 365);
-	ut_assert_cmp(got.sets[MA_SET_OWNER], ==,
-	    MA_ACTION_BIT(MA_ACTION_UPDATE));
+	ut_assert_cmp(
+	    got.sets[MA_SET_OWNER], ==, MA_ACTION_BIT(MA_ACTION_UPDATE));
 	ut_assert(!got.set_is_default[MA_SET_OWNER]);
 	ut_assert(got.set_is_default[MA_SET_ADMIN]);
 	/* Changing the preset changes managed sets only. */
@@ -225,10 +225,10 @@ test_policy_rows(void)
 	ut_assert(ma_store_org_put(s, &org, &err) == 0);
 	ut_assert(ma_store_mailbox_get(s, "finance", &got, &err) == 1);
 	ut_assert_cmp(got.sets[MA_SET_ADMIN], ==,
-	    ma_preset_actions(MA_PRESET_STRICT, MA_MAILBOX_SHARED,
-		MA_SET_ADMIN));
-	ut_assert_cmp(got.sets[MA_SET_OWNER], ==,
-	    MA_ACTION_BIT(MA_ACTION_UPDATE));
+	    ma_preset_actions(
+		MA_PRESET_STRICT, MA_MAILBOX_SHARED, MA_SET_ADMIN));
+	ut_assert_cmp(
+	    got.sets[MA_SET_OWNER], ==, MA_ACTION_BIT(MA_ACTION_UPDATE));
 	ut_assert(ma_store_bypass_set(s, "svc", true, &err) == 0);
 	ut_assert(ma_store_bypass_has(s, "svc", &err) == 1);
 	ut_assert(ma_store_bypass_set(s, "svc", false, &err) == 0);
@@ -312,8 +312,8 @@ cleanup(void)
 int
 main(void)
 {
-	static void (*const tests[])(void) = {test_insert_search,
-	    test_policy_rows, test_purge, test_readonly};
+	static void (*const tests[])(void) = {
+	    test_insert_search, test_policy_rows, test_purge, test_readonly};
 	int fd, ret;
 
 	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");

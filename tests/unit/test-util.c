@@ -60,8 +60,7 @@ test_numbers(void)
 	ut_assert(ma_parse_u64(" 1", 100, &v) < 0);
 	ut_assert(ma_parse_u64("1x", 100, &v) < 0);
 	ut_assert(ma_parse_u64("", 100, &v) < 0);
-	ut_assert(ma_parse_u64("99999999999999999999999", UINT64_MAX, &v) <
-	    0);
+	ut_assert(ma_parse_u64("99999999999999999999999", UINT64_MAX, &v) < 0);
 	ut_assert(ma_parse_i64("-5", &i) == 0 && i == -5);
 	ut_end();
 }
@@ -99,12 +98,15 @@ test_utf8(void)
 	ut_begin("UTF-8 validation and repair");
 	ut_assert(ma_utf8_valid("h\xc3\xa9llo", 6));
 	ut_assert(!ma_utf8_valid("\xc3", 1));
-	ut_assert(!ma_utf8_valid("\xc0\x80", 2));		/* overlong */
-	ut_assert(!ma_utf8_valid("\xed\xa0\x80", 3));		/* surrogate */
-	ut_assert(!ma_utf8_valid("\xf4\x90\x80\x80", 4));	/* > U+10FFFF */
+	ut_assert(!ma_utf8_valid("\xc0\x80", 2));         /* overlong */
+	ut_assert(!ma_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+	ut_assert(!ma_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 	ma_buf_init(&b, 100);
-	ut_assert(ma_utf8_repair("a\xff" "b", 3, &b) == 0);
-	ut_assert_str(b.data, "a\xef\xbf\xbd" "b");
+	ut_assert(ma_utf8_repair("a\xff"
+				 "b",
+		      3, &b) == 0);
+	ut_assert_str(b.data, "a\xef\xbf\xbd"
+			      "b");
 	ma_buf_deinit(&b);
 	ut_end();
 }
@@ -124,8 +126,7 @@ test_uuid(void)
 	ut_assert_cmp(strlen(s), ==, 36);
 	ut_assert(ma_uuid_parse(s, c) == 0 && memcmp(a, c, 16) == 0);
 	ut_assert(ma_uuid_parse("1234", c) < 0);
-	ut_assert(ma_uuid_parse("0189d6a4-1111-7000-8000-00000000000g", c) <
-	    0);
+	ut_assert(ma_uuid_parse("0189d6a4-1111-7000-8000-00000000000g", c) < 0);
 	ut_end();
 }
 

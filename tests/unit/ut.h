@@ -18,8 +18,7 @@ void ut_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int ut_run(void (*const tests[])(void), unsigned int count);
 
-#define ut_assert(e)                                                           \
-	((e) ? (void)0 : ut_fail(__FILE__, __LINE__, "%s", #e))
+#define ut_assert(e) ((e) ? (void)0 : ut_fail(__FILE__, __LINE__, "%s", #e))
 #define ut_assert_str(a, b)                                                    \
 	do {                                                                   \
 		const char *ut_a_ = (a), *ut_b_ = (b);                         \
@@ -41,8 +40,8 @@ int ut_run(void (*const tests[])(void), unsigned int count);
 	int main(void)                                                         \
 	{                                                                      \
 		static void (*const ut_tests_[])(void) = {__VA_ARGS__};        \
-		return ut_run(ut_tests_,                                       \
-		    sizeof(ut_tests_) / sizeof(ut_tests_[0]));                 \
+		return ut_run(                                                 \
+		    ut_tests_, sizeof(ut_tests_) / sizeof(ut_tests_[0]));      \
 	}
 
 #endif
