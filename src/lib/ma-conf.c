@@ -73,7 +73,7 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 	case OPT_PATH:
 		if (value[0] != '/')
 			return ma_error_set(err, "not an absolute path");
-		/* fall through */
+		__attribute__((fallthrough));
 	case OPT_STR:
 		free(*(char **)field);
 		*(char **)field = ma_xstrdup(value);

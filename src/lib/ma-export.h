@@ -39,14 +39,14 @@ int ma_export_format_lookup(const char *name, enum ma_export_format *fmt_r);
  * ma_export_json - append rec as one Management Activity JSON object
  * (no trailing newline) to out.  -1 only if out's max is exceeded.
  */
-int ma_export_json(const struct ma_export_ctx *ctx,
-    const struct ma_record *rec, struct ma_buf *out);
+int ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
+    struct ma_buf *out);
 
 /*
  * ma_export_record - write rec to fp in ctx->format, with a header line
  * before the first record for CSV and table.  -1 on a write error.
  */
-int ma_export_record(struct ma_export_ctx *ctx, const struct ma_record *rec,
-    FILE *fp);
+int ma_export_record(
+    struct ma_export_ctx *ctx, const struct ma_record *rec, FILE *fp);
 
 #endif

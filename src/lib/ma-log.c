@@ -28,6 +28,9 @@ ma_log_init(const char *progname, bool foreground, bool debug)
 		openlog(progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+static void vlog(int pri, const char *fmt, va_list ap, const char *suffix)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 vlog(int pri, const char *fmt, va_list ap, const char *suffix)
 {

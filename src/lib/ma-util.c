@@ -342,7 +342,8 @@ ma_fmt_time(int64_t ms, bool with_ms, char out[32])
 	struct tm tm;
 	int year;
 
-	gmtime_r(&secs, &tm);
+	if (gmtime_r(&secs, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
 	year = tm.tm_year + 1900;
 	if (year < 0 || year > 9999)
 		year = 0;
