@@ -412,6 +412,13 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 		control_readable(d, c);
 }
 
+/*
+ * loop - while a batch is open, poll without waiting: as soon as no more
+ * input is ready the batch is committed (group commit).  Under load the
+ * sockets always have more, so batches grow up to batch_max_records or
+ * batch_max_delay_ms; when it is quiet a record is durable and acked
+ * within one commit, which keeps a sensor's wait at logout short.
+ */
 static void
 loop(struct daemon *d)
 {
@@ -419,11 +426,14 @@ loop(struct daemon *d)
 	int n;
 
 	while (!d->quit) {
-		n = epoll_wait(d->epfd, evs, 64, next_timeout(d));
+		n = epoll_wait(d->epfd, evs, 64,
+		    d->batch_open ? 0 : next_timeout(d));
 		if (n < 0 && errno != EINTR)
 			ma_fatal("epoll_wait");
 		for (int i = 0; i < n; i++)
 			dispatch(d, &evs[i]);
+		if (n == 0 && d->batch_open)
+			daemon_batch_commit(d);
 		run_timers(d);
 	}
 	daemon_batch_commit(d);
