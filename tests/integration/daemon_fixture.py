@@ -130,7 +130,6 @@ socket_path = {self.socket}
 control_socket_path = {self.control}
 spool_dir = {self.spool}
 policy_snapshot_path = {self.snapshot}
-batch_max_delay_ms = 20
 spool_scan_interval_ms = 100
 server_name = mx-test.example
 organization_name = example.test

@@ -100,6 +100,8 @@ class EndToEnd(unittest.TestCase):
         for r in dv:
             self.assertEqual(r["LogonType"], 1)
             self.assertNotIn("ClientIP", r)
+        # every session's records were acked before logout: none spooled
+        self.assertNotIn("spool: drained", self.d.log_text())
         # bob's own login is his, not alice's
         self.assertEqual(len(self.d.records("--mailboxes", "bob",
                                             "--operations",
