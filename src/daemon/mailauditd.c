@@ -426,8 +426,8 @@ loop(struct daemon *d)
 	int n;
 
 	while (!d->quit) {
-		n = epoll_wait(d->epfd, evs, 64,
-		    d->batch_open ? 0 : next_timeout(d));
+		n = epoll_wait(
+		    d->epfd, evs, 64, d->batch_open ? 0 : next_timeout(d));
 		if (n < 0 && errno != EINTR)
 			ma_fatal("epoll_wait");
 		for (int i = 0; i < n; i++)
