@@ -487,10 +487,14 @@ do_status(struct request *r)
 {
 	uint64_t count;
 	int64_t last;
+	unsigned int pending, bad;
 
 	if (daemon_batch_commit(r->d) < 0 ||
 	    ma_store_stats(r->d->store, &count, &last, &r->err) < 0)
 		return -1;
+	spool_count(r->d, &pending, &bad);
+	ma_buf_printf(
+	    r->reply, "spool_pending=%u\nspool_quarantined=%u\n", pending, bad);
 	ma_buf_printf(r->reply,
 	    "version=%s\nrecords=%llu\nlast_seq=%lld\nconnections=%u\n"
 	    "stored_since_start=%llu\nduplicates_since_start=%llu\n"

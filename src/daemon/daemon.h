@@ -81,6 +81,9 @@ void ingest_readable(struct daemon *d, struct conn *c);
 void ingest_send_acks(struct daemon *d);
 void spool_scan(struct daemon *d);
 void spool_commit(struct daemon *d, bool success);
+/* spool_count - files waiting to be drained, and quarantined ones. */
+void spool_count(
+    struct daemon *d, unsigned int *pending_r, unsigned int *bad_r);
 
 /* control.c */
 void control_readable(struct daemon *d, struct conn *c);

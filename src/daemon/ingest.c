@@ -308,6 +308,26 @@ spool_scan(struct daemon *d)
 }
 
 void
+spool_count(struct daemon *d, unsigned int *pending_r, unsigned int *bad_r)
+{
+	DIR *dir = opendir(d->conf.spool_dir);
+	struct dirent *de;
+	size_t len;
+
+	*pending_r = *bad_r = 0;
+	if (dir == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		len = strlen(de->d_name);
+		if (is_spool_name(de->d_name))
+			(*pending_r)++;
+		else if (len > 4 && strcmp(de->d_name + len - 4, ".bad") == 0)
+			(*bad_r)++;
+	}
+	closedir(dir);
+}
+
+void
 spool_commit(struct daemon *d, bool success)
 {
 	struct spooled *sp, *next;

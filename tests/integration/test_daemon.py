@@ -127,6 +127,9 @@ class TestIngest(DaemonTestCase):
             time.sleep(0.05)
         self.assertTrue(os.path.exists(path + ".bad"))
         self.assertIn("kept as", self.d.log_text())
+        status = self.d.ctl("status").stdout
+        self.assertIn("spool_quarantined: 1", status)
+        self.assertIn("spool_pending: 0", status)
 
     def test_truncated_spool_tail_keeps_complete_records(self):
         path = os.path.join(self.d.spool, "7-7-7.spool")
