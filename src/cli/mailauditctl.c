@@ -191,8 +191,12 @@ check_operations(struct search_opts *so)
 			so->ops[i] = ma_action_name(a);
 			ok = true;
 		}
-		for (int j = 0; !ok && admin_ops[j] != NULL; j++)
-			ok = strcasecmp(so->ops[i], admin_ops[j]) == 0;
+		for (int j = 0; !ok && admin_ops[j] != NULL; j++) {
+			if (strcasecmp(so->ops[i], admin_ops[j]) == 0) {
+				so->ops[i] = admin_ops[j];
+				ok = true;
+			}
+		}
 		if (!ok)
 			ma_fatalx(
 			    "--operations: unknown operation '%s'", so->ops[i]);

@@ -514,7 +514,8 @@ do_purge(struct request *r)
 
 	if (daemon_batch_commit(r->d) < 0 ||
 	    ma_store_purge(r->d->store, ma_now_ms(),
-		(uint32_t)r->d->conf.retention_min_days, &deleted, &r->err) < 0)
+		(uint32_t)r->d->conf.retention_min_days, 0, &deleted,
+		&r->err) < 0)
 		return -1;
 	ma_buf_printf(r->reply, "purged=%llu\n", (unsigned long long)deleted);
 	return 0;

@@ -46,7 +46,9 @@ struct daemon {
 	int epfd;
 	int ingest_fd, control_fd, signal_fd;
 	struct conn *conns;
-	unsigned int conn_count;
+	struct conn *dead; /* closed, freed by reap() */
+	unsigned int conn_count, control_count;
+	int64_t accept_resume_ms; /* 0: accepting */
 
 	/* The open batch. */
 	bool batch_open;
@@ -77,6 +79,7 @@ void daemon_conn_close(struct daemon *d, struct conn *c, const char *why);
 
 /* ingest.c */
 void ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind);
+void ingest_accept_resume(struct daemon *d);
 void ingest_readable(struct daemon *d, struct conn *c);
 void ingest_send_acks(struct daemon *d);
 void spool_scan(struct daemon *d);

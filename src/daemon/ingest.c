@@ -33,6 +33,35 @@
 
 #define SPOOL_FILE_MAX   (64 * 1024 * 1024)
 #define SPOOL_FILES_SCAN 256 /* per scan, so one scan stays short */
+#define SPOOL_BYTES_SCAN (64 * 1024 * 1024)
+
+/*
+ * accept_pause - out of file descriptors: stop watching the listening
+ * socket for a second instead of spinning on a level-triggered event.
+ */
+static void
+accept_pause(struct daemon *d, int listen_fd)
+{
+	struct epoll_event ev = {.events = 0};
+
+	ma_log_warn("accept paused for 1 s (%u connections)", d->conn_count);
+	ev.data.ptr = listen_fd == d->ingest_fd ? (void *)&d->ingest_fd
+						: (void *)&d->control_fd;
+	epoll_ctl(d->epfd, EPOLL_CTL_MOD, listen_fd, &ev);
+	d->accept_resume_ms = ma_now_ms() + 1000;
+}
+
+void
+ingest_accept_resume(struct daemon *d)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	d->accept_resume_ms = 0;
+	ev.data.ptr = &d->ingest_fd;
+	epoll_ctl(d->epfd, EPOLL_CTL_MOD, d->ingest_fd, &ev);
+	ev.data.ptr = &d->control_fd;
+	epoll_ctl(d->epfd, EPOLL_CTL_MOD, d->control_fd, &ev);
+}
 
 void
 ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind)
@@ -47,12 +76,18 @@ ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind)
 		fd = accept4(
 		    listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE)
+				accept_pause(d, listen_fd);
+			else if (errno != EAGAIN && errno != EINTR &&
+				 errno != ECONNABORTED)
 				ma_log_warn("accept");
 			return;
 		}
-		if (d->conn_count >= d->conf.max_connections) {
+		/* Control connections have their own small allowance, so a
+		   flood of sensor connections cannot lock the operator out. */
+		if ((kind == CONN_INGEST &&
+			d->conn_count >= d->conf.max_connections) ||
+		    (kind == CONN_CONTROL && d->control_count >= 16)) {
 			ma_log_warnx("too many connections (%u), refusing one",
 			    d->conn_count);
 			close(fd);
@@ -74,6 +109,8 @@ ingest_accept(struct daemon *d, int listen_fd, enum conn_kind kind)
 			free(c);
 			continue;
 		}
+		if (kind == CONN_CONTROL)
+			d->control_count++;
 		c->next = d->conns;
 		if (d->conns != NULL)
 			d->conns->prev = c;
@@ -138,8 +175,13 @@ ingest_readable(struct daemon *d, struct conn *c)
 			reject(d, c, why);
 			break;
 		}
-		if (daemon_batch_add(d, &rec, c) < 0)
+		if (daemon_batch_add(d, &rec, c) < 0) {
+			/* The frame is read but not stored: closing makes the
+			   sensor spool everything it holds unacknowledged. */
+			daemon_conn_close(
+			    d, c, "store failure, record not stored");
 			break;
+		}
 	}
 	ma_record_deinit(&rec);
 }
@@ -155,11 +197,8 @@ ingest_send_acks(struct daemon *d)
 		next = c->next_dirty;
 		c->next_dirty = NULL;
 		c->in_batch = false;
-		if (c->closing) {
-			c->closing = false;
-			daemon_conn_close(d, c, NULL);
-			continue;
-		}
+		if (c->closing)
+			continue; /* reap() frees it */
 		len = snprintf(buf, sizeof(buf), "ack=%llu\n\n",
 		    (unsigned long long)c->received);
 		/* A full socket buffer only delays this ack: the next one is
@@ -194,15 +233,27 @@ quarantine(const char *path, const char *why)
 		ma_log_warn("spool: rename %s", path);
 }
 
+/*
+ * read_file - the whole of a spool file.  The directory is writable by
+ * every mail uid, so anything may sit there: only a regular file with one
+ * link is read (a FIFO would block the daemon, a hard link could expose
+ * another file); EINVAL reports anything else.
+ */
 static int
 read_file(const char *path, struct ma_buf *out)
 {
 	char chunk[65536];
+	struct stat st;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	if (fd < 0)
 		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
 	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
 		if (ma_buf_append(out, chunk, (size_t)n) < 0) {
 			close(fd);
@@ -228,6 +279,8 @@ spool_load(struct daemon *d, const char *path, struct ma_buf *data)
 	if (read_file(path, data) < 0) {
 		if (errno == EFBIG)
 			quarantine(path, "larger than 64 MiB");
+		else if (errno == EINVAL)
+			quarantine(path, "not a regular file with one link");
 		else
 			ma_log_warn("spool: read %s", path);
 		return -1;
@@ -276,6 +329,7 @@ spool_scan(struct daemon *d)
 	struct dirent *de;
 	struct ma_buf data;
 	unsigned int files = 0;
+	size_t bytes = 0;
 	char path[4096];
 
 	if (dir == NULL) {
@@ -283,7 +337,8 @@ spool_scan(struct daemon *d)
 		return;
 	}
 	ma_buf_init(&data, SPOOL_FILE_MAX);
-	while ((de = readdir(dir)) != NULL && files < SPOOL_FILES_SCAN) {
+	while ((de = readdir(dir)) != NULL && files < SPOOL_FILES_SCAN &&
+	       bytes < SPOOL_BYTES_SCAN) {
 		struct spooled *sp;
 
 		if (!is_spool_name(de->d_name))
@@ -292,6 +347,7 @@ spool_scan(struct daemon *d)
 		    path, sizeof(path), "%s/%s", d->conf.spool_dir, de->d_name);
 		if (spool_load(d, path, &data) < 0)
 			continue;
+		bytes += data.len;
 		sp = ma_xcalloc(1, sizeof(*sp));
 		sp->path = ma_xstrdup(path);
 		sp->next = d->spooled;
@@ -303,7 +359,12 @@ spool_scan(struct daemon *d)
 	if (files > 0) {
 		d->spool_files_total += files;
 		ma_log_info("spool: drained %u file(s)", files);
-		daemon_batch_commit(d);
+		/* Files without a record opened no batch: nothing to wait for.
+		 */
+		if (d->batch_open)
+			daemon_batch_commit(d);
+		else
+			spool_commit(d, true);
 	}
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -144,22 +145,24 @@ daemon_batch_commit(struct daemon *d)
 
 /* Connections. */
 
+/*
+ * daemon_conn_close - stop serving c at once (fd closed, out of epoll and
+ * the connection list) but free it later, in reap(): epoll_wait's result
+ * array or the dirty list may still point at it.  Idempotent.
+ */
 void
 daemon_conn_close(struct daemon *d, struct conn *c, const char *why)
 {
+	if (c->closing)
+		return;
 	if (why != NULL)
 		ma_log_info("%s connection from pid %ld uid %ld closed: %s",
 		    c->kind == CONN_INGEST ? "ingest" : "control", (long)c->pid,
 		    (long)c->uid, why);
-	/* Still in the dirty list: defer until the batch is committed, so
-	   the list stays valid. */
-	if (c->in_batch) {
-		c->closing = true;
-		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-		return;
-	}
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	c->fd = -1;
+	c->closing = true;
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -167,7 +170,27 @@ daemon_conn_close(struct daemon *d, struct conn *c, const char *why)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	d->conn_count--;
-	free(c);
+	if (c->kind == CONN_CONTROL)
+		d->control_count--;
+	c->prev = NULL;
+	c->next = d->dead;
+	d->dead = c;
+}
+
+/* reap - free closed connections that nothing refers to any more */
+static void
+reap(struct daemon *d)
+{
+	struct conn **pp = &d->dead, *c;
+
+	while ((c = *pp) != NULL) {
+		if (c->in_batch) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		free(c);
+	}
 }
 
 /* Start-up. */
@@ -182,15 +205,19 @@ listen_unix(const char *path, mode_t mode, const char *what)
 	if (strlen(path) >= sizeof(sun.sun_path))
 		ma_fatalx("%s socket path too long: %s", what, path);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	/* Remove a stale socket, never anything else. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			ma_fatalx("%s: exists and is not a socket", path);
-		unlink(path);
-	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		ma_fatal("socket");
+	/* Remove a stale socket, never anything else, and never the socket
+	   of a daemon that is still running. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			ma_fatalx("%s: exists and is not a socket", path);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+		    errno == EAGAIN)
+			ma_fatalx("%s: another mailauditd is running", path);
+		unlink(path);
+	}
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		ma_fatal("bind %s", path);
 	if (chmod(path, mode) < 0)
@@ -247,6 +274,28 @@ drop_privileges(struct daemon *d, bool spool_created)
 		ma_fatal("cannot drop privileges to %s", d->conf.user);
 }
 
+/* raise_fd_limit - use the hard limit; keep max_connections below it */
+static void
+raise_fd_limit(struct daemon *d)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY &&
+	    d->conf.max_connections + 64 > rl.rlim_cur) {
+		d->conf.max_connections =
+		    rl.rlim_cur > 128 ? rl.rlim_cur - 64 : 64;
+		ma_log_warnx("max_connections lowered to %llu (file descriptor "
+			     "limit %llu)",
+		    (unsigned long long)d->conf.max_connections,
+		    (unsigned long long)rl.rlim_cur);
+	}
+}
+
 static void
 epoll_add(struct daemon *d, int fd, void *ptr)
 {
@@ -257,7 +306,7 @@ epoll_add(struct daemon *d, int fd, void *ptr)
 }
 
 /* Markers for the listening and signal fds in epoll's data.ptr. */
-static char mark_ingest, mark_control, mark_signal;
+static char mark_signal;
 
 static void
 setup(struct daemon *d)
@@ -271,6 +320,7 @@ setup(struct daemon *d)
 	bool spool_created = false;
 	sigset_t mask;
 
+	raise_fd_limit(d);
 	mkdir_parent(d->conf.socket_path, 0755);
 	mkdir_parent(d->conf.control_socket_path, 0755);
 	/* Audit data is for the daemon's user alone: the store and its WAL
@@ -313,8 +363,8 @@ setup(struct daemon *d)
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (d->epfd < 0)
 		ma_fatal("epoll_create1");
-	epoll_add(d, d->ingest_fd, &mark_ingest);
-	epoll_add(d, d->control_fd, &mark_control);
+	epoll_add(d, d->ingest_fd, &d->ingest_fd);
+	epoll_add(d, d->control_fd, &d->control_fd);
 	epoll_add(d, d->signal_fd, &mark_signal);
 	d->recvbuf = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
 	d->next_spool_scan_ms = ma_now_ms();
@@ -346,12 +396,16 @@ run_purge(struct daemon *d, int64_t now)
 
 	if (daemon_batch_commit(d) < 0)
 		return;
+	/* At most 50,000 records a run, so ingest never waits long; a
+	   backlog is worked off a second later. */
 	if (ma_store_purge(d->store, now, (uint32_t)d->conf.retention_min_days,
-		&deleted, &err) < 0)
+		50000, &deleted, &err) < 0)
 		ma_log_warnx("retention: %s", err.msg);
 	else if (deleted > 0)
 		ma_log_info("retention: purged %llu records",
 		    (unsigned long long)deleted);
+	if (deleted >= 50000)
+		d->next_purge_ms = now + 1000;
 }
 
 static void
@@ -361,15 +415,17 @@ run_timers(struct daemon *d)
 
 	if (d->batch_open && now >= d->batch_deadline_ms)
 		daemon_batch_commit(d);
+	if (d->accept_resume_ms != 0 && now >= d->accept_resume_ms)
+		ingest_accept_resume(d);
 	if (now >= d->next_spool_scan_ms) {
 		spool_scan(d);
 		d->next_spool_scan_ms =
 		    now + (int64_t)d->conf.spool_scan_interval_ms;
 	}
 	if (now >= d->next_purge_ms) {
-		run_purge(d, now);
 		d->next_purge_ms =
 		    now + (int64_t)d->conf.purge_interval_s * 1000;
+		run_purge(d, now); /* may bring the next run forward */
 	}
 }
 
@@ -382,6 +438,8 @@ next_timeout(const struct daemon *d)
 		next = d->batch_deadline_ms;
 	if (d->next_purge_ms < next)
 		next = d->next_purge_ms;
+	if (d->accept_resume_ms != 0 && d->accept_resume_ms < next)
+		next = d->accept_resume_ms;
 	if (next <= now)
 		return 0;
 	return next - now > 60000 ? 60000 : (int)(next - now);
@@ -397,10 +455,9 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 		handle_signal(d);
 		return;
 	}
-	if (p == &mark_ingest || p == &mark_control) {
-		ingest_accept(d,
-		    p == &mark_ingest ? d->ingest_fd : d->control_fd,
-		    p == &mark_ingest ? CONN_INGEST : CONN_CONTROL);
+	if (p == &d->ingest_fd || p == &d->control_fd) {
+		ingest_accept(d, *(int *)p,
+		    p == &d->ingest_fd ? CONN_INGEST : CONN_CONTROL);
 		return;
 	}
 	c = p;
@@ -435,6 +492,7 @@ loop(struct daemon *d)
 		if (n == 0 && d->batch_open)
 			daemon_batch_commit(d);
 		run_timers(d);
+		reap(d);
 	}
 	daemon_batch_commit(d);
 }
@@ -442,10 +500,11 @@ loop(struct daemon *d)
 static void
 shutdown_daemon(struct daemon *d)
 {
-	while (d->conns != NULL) {
-		d->conns->in_batch = false;
+	while (d->conns != NULL)
 		daemon_conn_close(d, d->conns, NULL);
-	}
+	for (struct conn *c = d->dead; c != NULL; c = c->next)
+		c->in_batch = false;
+	reap(d);
 	ma_store_destroy(&d->store);
 	unlink(d->conf.socket_path);
 	unlink(d->conf.control_socket_path);

@@ -312,11 +312,22 @@ key_is(const char *key, size_t klen, const char *name)
 	return strlen(name) == klen && memcmp(key, name, klen) == 0;
 }
 
+static const char *const scalar_keys[] = {
+    "v", "id", "t", "res", "logon", "count", NULL};
+
 static int
 decode_scalar(struct ma_record *rec, const char *key, size_t klen,
-    const char *val, struct ma_error *err)
+    const char *val, unsigned int *seen, struct ma_error *err)
 {
 	uint64_t u;
+
+	for (unsigned int i = 0; scalar_keys[i] != NULL; i++) {
+		if (!key_is(key, klen, scalar_keys[i]))
+			continue;
+		if ((*seen & (1U << i)) != 0)
+			return ma_error_set(err, "duplicate key");
+		*seen |= 1U << i;
+	}
 
 	if (key_is(key, klen, "v")) {
 		if (ma_parse_u64(val, 1000, &u) < 0 || u != MA_PROTO_VERSION)
@@ -344,8 +355,8 @@ decode_scalar(struct ma_record *rec, const char *key, size_t klen,
 }
 
 static int
-decode_line(
-    struct ma_record *rec, const char *line, size_t len, struct ma_error *err)
+decode_line(struct ma_record *rec, const char *line, size_t len,
+    unsigned int *seen, struct ma_error *err)
 {
 	const char *eq = memchr(line, '=', len), *val;
 	const char **field;
@@ -363,7 +374,7 @@ decode_line(
 		return -1;
 	field = string_field(rec, line, klen);
 	if (field == NULL)
-		return decode_scalar(rec, line, klen, val, err);
+		return decode_scalar(rec, line, klen, val, seen, err);
 	if (*field != NULL)
 		return ma_error_set(err, "duplicate key");
 	*field = val[0] == '\0' ? NULL : val;
@@ -389,7 +400,7 @@ ma_proto_decode_record(
     const char *frame, size_t len, struct ma_record *rec, struct ma_error *err)
 {
 	const char *p = frame, *end = frame + len, *nl;
-	unsigned int lineno = 0;
+	unsigned int lineno = 0, seen = 0;
 
 	if (len > MA_PROTO_MAX_FRAME)
 		return ma_error_set(err, "frame too large");
@@ -402,7 +413,7 @@ ma_proto_decode_record(
 			break; /* the empty line ends the frame */
 		if (lineno > MA_PROTO_MAX_LINES)
 			return ma_error_set(err, "too many lines");
-		if (decode_line(rec, p, (size_t)(nl - p), err) < 0)
+		if (decode_line(rec, p, (size_t)(nl - p), &seen, err) < 0)
 			return line_error(err, lineno, p, (size_t)(nl - p));
 		p = nl + 1;
 	}

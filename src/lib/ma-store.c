@@ -130,7 +130,10 @@ configure(struct ma_store *store, const struct ma_store_options *opts,
 {
 	char sql[128];
 
-	sqlite3_busy_timeout(store->db, 5000);
+	/* The writer must not stall its event loop for long behind an
+	   outside lock (a backup, a sqlite3 shell): fail, and let the sensors
+	   spool.  Readers can afford to wait. */
+	sqlite3_busy_timeout(store->db, store->readonly ? 5000 : 1000);
 	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%llu",
 	    (unsigned long long)(opts->cache_kib != 0 ? opts->cache_kib
 						      : 16384));
@@ -786,7 +789,7 @@ ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn, void *ctx,
 
 int
 ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
-    uint64_t *deleted_r, struct ma_error *err)
+    uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err)
 {
 	sqlite3_stmt *st;
 	int64_t day = 86400000, floor_days;
@@ -824,7 +827,8 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 			break;
 		*deleted_r += (uint64_t)sqlite3_changes(store->db);
 		sqlite3_reset(st);
-	} while (sqlite3_changes(store->db) > 0);
+	} while (sqlite3_changes(store->db) > 0 &&
+		 (max_rows == 0 || *deleted_r < max_rows));
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_error(store, err, "purge");
 }

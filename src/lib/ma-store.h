@@ -111,10 +111,12 @@ int ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
 /*
  * ma_store_purge - delete records older than their mailbox's age limit,
  * never younger than min_days.  Runs in chunks of its own transactions
- * (call outside a batch).  *deleted_r counts deleted records.
+ * (call outside a batch) and stops once max_rows are deleted (0: no
+ * limit), so a caller can interleave other work.  *deleted_r counts
+ * deleted records.
  */
 int ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
-    uint64_t *deleted_r, struct ma_error *err);
+    uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err);
 
 /* Number of records and the highest sequence number. */
 int ma_store_stats(struct ma_store *store, uint64_t *count_r,

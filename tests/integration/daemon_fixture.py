@@ -141,11 +141,15 @@ sync_full = no
         sub = "daemon" if name == "mailauditd" else "cli"
         return os.path.join(build_dir(), "src", sub, name)
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, nofile=None):
+        def limit():
+            if nofile is not None:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [self.binary("mailauditd"), "-f", "-c", self.conf],
-            stdout=self.logf, stderr=subprocess.STDOUT)
+            stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=limit)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

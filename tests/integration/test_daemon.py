@@ -141,6 +141,58 @@ class TestIngest(DaemonTestCase):
         self.assertEqual(len(self.d.records()), 1)
         self.assertIn("not a complete frame", self.d.log_text())
 
+    def test_fifo_or_hard_link_in_spool_cannot_stall_the_daemon(self):
+        fifo = os.path.join(self.d.spool, "5-5-5.spool")
+        os.mkfifo(fifo)
+        target = os.path.join(self.d.dir, "secret")
+        with open(target, "wb") as fp:
+            fp.write(frame("Update", user="forged"))
+        link = os.path.join(self.d.spool, "6-6-6.spool")
+        os.link(target, link)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+                os.path.exists(fifo + ".bad") and
+                os.path.exists(link + ".bad")):
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(fifo + ".bad"))
+        self.assertTrue(os.path.exists(link + ".bad"))
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        s.send(frame("Update"))
+        self.assertEqual(s.wait_ack(1), 1)
+        self.assertEqual(self.d.records("--user-ids", "forged"), [])
+
+    def test_store_locked_record_is_not_acked(self):
+        import sqlite3
+        db = sqlite3.connect(self.d.store, timeout=5, isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN IMMEDIATE")
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        s.send(frame("Update", folder="while-locked"))
+        # the daemon cannot store it: it must not ack it, and it closes
+        # the connection so that the sensor spools what it holds
+        self.assertTrue(s.closed_by_peer(timeout=5))
+        db.execute("ROLLBACK")
+        s2 = self.d.sensor()
+        self.addCleanup(s2.close)
+        s2.send(frame("Update", folder="after"))
+        self.assertEqual(s2.wait_ack(1), 1)
+        folders = [r.get("Folder", {}).get("Path") for r in self.d.records()]
+        self.assertEqual(folders, ["\\after"])
+        self.assertIn("record not stored", self.d.log_text())
+
+    def test_second_instance_refuses_to_take_the_sockets(self):
+        res = subprocess.run([self.d.binary("mailauditd"), "-f", "-c",
+                              self.d.conf], capture_output=True, text=True,
+                             timeout=10)
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("another mailauditd is running", res.stderr)
+        s = self.d.sensor()
+        self.addCleanup(s.close)
+        s.send(frame("Update"))
+        self.assertEqual(s.wait_ack(1), 1)
+
     def test_restart_keeps_records_and_sequence(self):
         s = self.d.sensor()
         s.send(frame("Update"))
@@ -236,7 +288,7 @@ class TestPolicy(DaemonTestCase):
         out = self.d.ctl("get-org").stdout
         self.assertIn("AuditPreset:     strict", out)
         self.assertIn("svc-backup", out)
-        recs = self.d.records("--operations", "Set-OrganizationConfig")
+        recs = self.d.records("--operations", "set-organizationconfig")
         self.assertEqual(len(recs), 2)
         mods = {m["Name"]: m for m in recs[0]["ModifiedProperties"]}
         self.assertEqual(mods["AuditDisabled"]["NewValue"], "True")
@@ -333,6 +385,35 @@ class TestRetention(DaemonTestCase):
         self.assertIn("purged: 1", out)
         left = self.d.records("--operations", "Update")
         self.assertEqual(len(left), 2)
+
+
+class TestConnectionFlood(unittest.TestCase):
+    def test_flood_neither_spins_nor_locks_out_the_operator(self):
+        d = MailauditDaemon()
+        self.addCleanup(d.cleanup)
+        d.start(nofile=100)
+        self.assertIn("max_connections lowered to 64", d.log_text())
+        socks = []
+        for _ in range(90):
+            try:
+                socks.append(d.sensor())
+            except OSError:
+                break
+        for s in socks:
+            self.addCleanup(s.close)
+
+        def cpu():
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        before = cpu()
+        time.sleep(1.0)
+        used = cpu() - before
+        self.assertLess(used, 30, "daemon used %d ticks in 1 s" % used)
+        self.assertIn("records:", d.ctl("status").stdout)
+        # the connections it holds are served
+        socks[0].send(frame("Update"))
+        self.assertEqual(socks[0].wait_ack(1), 1)
 
 
 class TestPrivileges(unittest.TestCase):

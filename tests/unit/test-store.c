@@ -269,10 +269,10 @@ test_purge(void)
 	add(s, now - 100 * day, "Update", MA_LOGON_OWNER, "dflt", "dflt", NULL,
 	    &dup, NULL);
 	/* Global minimum 30 days protects the 20-day-old record. */
-	ut_assert(ma_store_purge(s, now, 30, &deleted, &err) == 0);
+	ut_assert(ma_store_purge(s, now, 30, 0, &deleted, &err) == 0);
 	/* The 100-day default record, and the old test records. */
 	ut_assert_cmp(deleted, ==, before + 1);
-	ut_assert(ma_store_purge(s, now, 0, &deleted, &err) == 0);
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) == 0);
 	ut_assert_cmp(deleted, ==, 1);
 	ut_assert_cmp(run(s, &q, &c), ==, 2);
 	/* Sequence numbers never go back after a purge. */
