@@ -24,6 +24,7 @@
  */
 
 #include "lib.h"
+#include "randgen.h"
 #include "hostpid.h"
 
 #include <errno.h>
@@ -112,25 +113,75 @@ mailaudit_write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+/*
+ * mailaudit_spool_name - a fresh, unguessable base name.  The spool is
+ * writable by every mail uid; with predictable names another local user
+ * could pre-create them and make our writes fail.
+ */
+static const char *
+mailaudit_spool_name(void)
+{
+	uint64_t rnd;
+
+	random_fill(&rnd, sizeof(rnd));
+	return t_strdup_printf("%s-%lld-%u-%016llx", my_pid,
+	    (long long)ma_now_ms(), ++mailaudit_send.spool_counter,
+	    (unsigned long long)rnd);
+}
+
+static int
+mailaudit_spool_create(const char *dir, const char **tmp_path_r,
+    const char **error_r)
+{
+	int fd = -1;
+
+	for (int attempt = 0; attempt < 4 && fd < 0; attempt++) {
+		*tmp_path_r = t_strdup_printf("%s/.tmp-%s", dir,
+		    mailaudit_spool_name());
+		fd = open(*tmp_path_r, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC |
+			O_NOFOLLOW, 0640);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		*error_r = t_strdup_printf(
+		    "open(%s) failed: %s", *tmp_path_r, strerror(errno));
+	return fd;
+}
+
+/* mailaudit_spool_publish - rename to *.spool, never over another file */
+static int
+mailaudit_spool_publish(const char *dir, const char *tmp_path,
+    const char **error_r)
+{
+	const char *path = NULL;
+
+	for (int attempt = 0; attempt < 4; attempt++) {
+		path = t_strdup_printf("%s/%s.spool", dir,
+		    mailaudit_spool_name());
+		if (renameat2(AT_FDCWD, tmp_path, AT_FDCWD, path,
+			RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	*error_r = t_strdup_printf("rename(%s) failed: %s", path,
+	    strerror(errno));
+	return -1;
+}
+
 /* mailaudit_spool_write - all queued frames into one new spool file. */
 static int
 mailaudit_spool_write(const char **error_r)
 {
 	const char *dir = mailaudit_send.spool_dir;
 	struct mailaudit_queued *q;
-	const char *base, *tmp_path, *path;
+	const char *tmp_path;
 	int fd;
 
-	base = t_strdup_printf("%s-%lld-%u", my_pid, (long long)ma_now_ms(),
-	    ++mailaudit_send.spool_counter);
-	tmp_path = t_strdup_printf("%s/.tmp-%s", dir, base);
-	path = t_strdup_printf("%s/%s.spool", dir, base);
-	fd = open(tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		*error_r = t_strdup_printf(
-		    "open(%s) failed: %s", tmp_path, strerror(errno));
+	fd = mailaudit_spool_create(dir, &tmp_path, error_r);
+	if (fd < 0)
 		return -1;
-	}
 	/* Dovecot's umask (0077 by default) would hide the file from the
 	   daemon, which reads it through the spool directory's group. */
 	if (fchmod(fd, 0640) < 0) {
@@ -157,11 +208,8 @@ mailaudit_spool_write(const char **error_r)
 		goto fail;
 	}
 	fd = -1;
-	if (rename(tmp_path, path) < 0) {
-		*error_r = t_strdup_printf(
-		    "rename(%s) failed: %s", path, strerror(errno));
+	if (mailaudit_spool_publish(dir, tmp_path, error_r) < 0)
 		goto fail;
-	}
 	return 0;
 fail:
 	if (fd >= 0)

@@ -19,7 +19,7 @@ from dovecot_fixture import DovecotFixture, plugin_path
 from test_plugin import (WireReceiver, find, message, new_msgid, parse_frame,
                          split_frames, write_policy)
 
-SPOOL_NAME = re.compile(r"^\d+-\d+-\d+\.spool$")
+SPOOL_NAME = r"^\d+-\d+-\d+-[0-9a-f]{16}\.spool$"
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root to run Dovecot")
