@@ -130,16 +130,16 @@ mailaudit_spool_name(void)
 }
 
 static int
-mailaudit_spool_create(const char *dir, const char **tmp_path_r,
-    const char **error_r)
+mailaudit_spool_create(
+    const char *dir, const char **tmp_path_r, const char **error_r)
 {
 	int fd = -1;
 
 	for (int attempt = 0; attempt < 4 && fd < 0; attempt++) {
-		*tmp_path_r = t_strdup_printf("%s/.tmp-%s", dir,
-		    mailaudit_spool_name());
-		fd = open(*tmp_path_r, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC |
-			O_NOFOLLOW, 0640);
+		*tmp_path_r =
+		    t_strdup_printf("%s/.tmp-%s", dir, mailaudit_spool_name());
+		fd = open(*tmp_path_r,
+		    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0640);
 		if (fd < 0 && errno != EEXIST)
 			break;
 	}
@@ -151,22 +151,22 @@ mailaudit_spool_create(const char *dir, const char **tmp_path_r,
 
 /* mailaudit_spool_publish - rename to *.spool, never over another file */
 static int
-mailaudit_spool_publish(const char *dir, const char *tmp_path,
-    const char **error_r)
+mailaudit_spool_publish(
+    const char *dir, const char *tmp_path, const char **error_r)
 {
 	const char *path = NULL;
 
 	for (int attempt = 0; attempt < 4; attempt++) {
-		path = t_strdup_printf("%s/%s.spool", dir,
-		    mailaudit_spool_name());
+		path =
+		    t_strdup_printf("%s/%s.spool", dir, mailaudit_spool_name());
 		if (renameat2(AT_FDCWD, tmp_path, AT_FDCWD, path,
 			RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno != EEXIST)
 			break;
 	}
-	*error_r = t_strdup_printf("rename(%s) failed: %s", path,
-	    strerror(errno));
+	*error_r =
+	    t_strdup_printf("rename(%s) failed: %s", path, strerror(errno));
 	return -1;
 }
 
