@@ -15,6 +15,7 @@
 
 #include "ma-store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +25,55 @@
 
 #define SCHEMA_VERSION 1
 
+struct checkpointer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+	char *path;
+};
+
+/*
+ * Secondary indexes.  Maintaining a B-tree index per row on random keys
+ * (mailbox, user) costs more than the row itself; instead each batch's
+ * (key, seq) pairs are collected, sorted and appended to WITHOUT ROWID
+ * index tables at commit, where sorted keys hit each page once.  Names
+ * are interned (names table) so index keys are small integers.
+ */
+enum index_kind {
+	INDEX_MAILBOX,
+	INDEX_USER,
+	INDEX_OPERATION,
+	INDEX_COUNT
+};
+
+static const char *const index_table[INDEX_COUNT] = {
+    "idx_mailbox", "idx_user", "idx_operation"};
+
+struct index_entry {
+	int64_t key, seq;
+};
+
+struct pending {
+	struct index_entry *v;
+	size_t count, cap;
+};
+
+/* name -> id cache of the writer; emptied on rollback. */
+struct name_slot {
+	char *name;
+	int64_t id;
+};
+
 struct ma_store {
 	sqlite3 *db;
 	bool readonly;
-	sqlite3_stmt *insert;
+	struct checkpointer *ckpt;
+	sqlite3_stmt *insert, *name_get, *name_put;
+	sqlite3_stmt *index_put[INDEX_COUNT];
+	struct pending pending[INDEX_COUNT];
+	struct name_slot *names;
+	size_t name_count, name_cap;
 	struct ma_buf detail;
 };
 
@@ -37,11 +83,11 @@ static const char schema_sql[] =
     " id BLOB NOT NULL,"
     " time_ms INTEGER NOT NULL,"
     " received_ms INTEGER NOT NULL,"
-    " operation TEXT NOT NULL,"
+    " operation INTEGER NOT NULL,"
     " result INTEGER NOT NULL,"
     " logon_type INTEGER NOT NULL,"
-    " user TEXT NOT NULL,"
-    " mailbox TEXT NOT NULL,"
+    " user INTEGER NOT NULL,"
+    " mailbox INTEGER NOT NULL,"
     " folder TEXT, dest_folder TEXT, dest_mailbox TEXT,"
     " session TEXT, client_ip TEXT, client_info TEXT, protocol TEXT,"
     " server TEXT,"
@@ -51,9 +97,14 @@ static const char schema_sql[] =
     ") STRICT;"
     "CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records(id);"
     "CREATE INDEX IF NOT EXISTS records_time ON records(time_ms);"
-    "CREATE INDEX IF NOT EXISTS records_mailbox ON records(mailbox, time_ms);"
-    "CREATE INDEX IF NOT EXISTS records_user ON records(user, time_ms);"
-    "CREATE INDEX IF NOT EXISTS records_op ON records(operation, time_ms);"
+    "CREATE TABLE IF NOT EXISTS names ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_mailbox (k INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_user (k INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_operation (k INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS mailboxes ("
     " name TEXT PRIMARY KEY,"
     " type TEXT NOT NULL,"
@@ -151,6 +202,253 @@ configure(struct ma_store *store, const struct ma_store_options *opts,
 	return 0;
 }
 
+/*
+ * checkpoint_main - every 200 ms (or when woken) copy committed WAL
+ * frames into the database file, on a connection of its own.  PASSIVE
+ * never blocks the writer or readers; what it cannot copy now it copies
+ * next time.
+ */
+static void *
+checkpoint_main(void *arg)
+{
+	struct checkpointer *ck = arg;
+	struct timespec ts;
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(ck->path, &db,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+		NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 100);
+	pthread_mutex_lock(&ck->lock);
+	while (!ck->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ck->wake, &ck->lock, &ts);
+		if (ck->stop)
+			break;
+		pthread_mutex_unlock(&ck->lock);
+		sqlite3_wal_checkpoint_v2(
+		    db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&ck->lock);
+	}
+	pthread_mutex_unlock(&ck->lock);
+	sqlite3_close(db);
+	return NULL;
+}
+
+static int
+checkpointer_start(
+    struct ma_store *store, const char *path, struct ma_error *err)
+{
+	struct checkpointer *ck = ma_xcalloc(1, sizeof(*ck));
+
+	ck->path = ma_xstrdup(path);
+	pthread_mutex_init(&ck->lock, NULL);
+	pthread_cond_init(&ck->wake, NULL);
+	if (pthread_create(&ck->thread, NULL, checkpoint_main, ck) != 0) {
+		free(ck->path);
+		free(ck);
+		return ma_error_set(err, "store: cannot start checkpointer");
+	}
+	store->ckpt = ck;
+	return exec(store, "PRAGMA wal_autocheckpoint = 0", err);
+}
+
+static void
+checkpointer_stop(struct ma_store *store)
+{
+	struct checkpointer *ck = store->ckpt;
+
+	if (ck == NULL)
+		return;
+	pthread_mutex_lock(&ck->lock);
+	ck->stop = true;
+	pthread_cond_signal(&ck->wake);
+	pthread_mutex_unlock(&ck->lock);
+	pthread_join(ck->thread, NULL);
+	pthread_mutex_destroy(&ck->lock);
+	pthread_cond_destroy(&ck->wake);
+	free(ck->path);
+	free(ck);
+	store->ckpt = NULL;
+}
+
+/* Name interning. */
+
+static uint64_t
+name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static void
+names_clear(struct ma_store *store)
+{
+	for (size_t i = 0; i < store->name_cap; i++)
+		free(store->names[i].name);
+	free(store->names);
+	store->names = NULL;
+	store->name_count = store->name_cap = 0;
+}
+
+static struct name_slot *
+names_find(struct ma_store *store, const char *name)
+{
+	size_t mask = store->name_cap - 1;
+	size_t i = (size_t)name_hash(name) & mask;
+
+	while (store->names[i].name != NULL &&
+	       strcmp(store->names[i].name, name) != 0)
+		i = (i + 1) & mask;
+	return &store->names[i];
+}
+
+static void
+names_add(struct ma_store *store, const char *name, int64_t id)
+{
+	struct name_slot *old = store->names, *slot;
+	size_t old_cap = store->name_cap;
+
+	/* Bounded: a store with millions of distinct names simply starts
+	   over rather than growing without limit. */
+	if (store->name_count >= 1000000)
+		names_clear(store), old = NULL, old_cap = 0;
+	if ((store->name_count + 1) * 2 > store->name_cap) {
+		store->name_cap =
+		    store->name_cap == 0 ? 1024 : store->name_cap * 2;
+		store->names = ma_xcalloc(store->name_cap, sizeof(*slot));
+		store->name_count = 0;
+		for (size_t i = 0; i < old_cap; i++) {
+			if (old[i].name == NULL)
+				continue;
+			*names_find(store, old[i].name) = old[i];
+			store->name_count++;
+		}
+		free(old);
+	}
+	slot = names_find(store, name);
+	slot->name = ma_xstrdup(name);
+	slot->id = id;
+	store->name_count++;
+}
+
+/* intern - the id of name, adding it to the names table if new */
+static int
+intern(struct ma_store *store, const char *name, int64_t *id_r,
+    struct ma_error *err)
+{
+	int rc;
+
+	if (store->name_cap > 0) {
+		struct name_slot *slot = names_find(store, name);
+
+		if (slot->name != NULL) {
+			*id_r = slot->id;
+			return 0;
+		}
+	}
+	sqlite3_bind_text(store->name_get, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(store->name_get);
+	if (rc == SQLITE_ROW)
+		*id_r = sqlite3_column_int64(store->name_get, 0);
+	sqlite3_reset(store->name_get);
+	if (rc == SQLITE_DONE) {
+		sqlite3_bind_text(store->name_put, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(store->name_put);
+		sqlite3_reset(store->name_put);
+		if (rc != SQLITE_DONE)
+			return db_error(store, err, "intern");
+		*id_r = sqlite3_last_insert_rowid(store->db);
+	} else if (rc != SQLITE_ROW) {
+		return db_error(store, err, "intern");
+	}
+	names_add(store, name, *id_r);
+	return 0;
+}
+
+static void
+pending_add(struct pending *p, int64_t key, int64_t seq)
+{
+	if (p->count == p->cap) {
+		p->cap = p->cap == 0 ? 1024 : p->cap * 2;
+		p->v = ma_xrealloc(p->v, p->cap, sizeof(*p->v));
+	}
+	p->v[p->count].key = key;
+	p->v[p->count].seq = seq;
+	p->count++;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct index_entry *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* flush_indexes - the batch's sorted (key, seq) pairs into the tables */
+static int
+flush_indexes(struct ma_store *store, struct ma_error *err)
+{
+	for (int k = 0; k < INDEX_COUNT; k++) {
+		struct pending *p = &store->pending[k];
+		sqlite3_stmt *st = store->index_put[k];
+
+		qsort(p->v, p->count, sizeof(*p->v), entry_cmp);
+		for (size_t i = 0; i < p->count; i++) {
+			sqlite3_bind_int64(st, 1, p->v[i].key);
+			sqlite3_bind_int64(st, 2, p->v[i].seq);
+			if (sqlite3_step(st) != SQLITE_DONE) {
+				sqlite3_reset(st);
+				return db_error(store, err, "index");
+			}
+			sqlite3_reset(st);
+		}
+		p->count = 0;
+	}
+	return 0;
+}
+
+static void
+pending_clear(struct ma_store *store)
+{
+	for (int k = 0; k < INDEX_COUNT; k++)
+		store->pending[k].count = 0;
+}
+
+static int
+prepare_writer(struct ma_store *store, struct ma_error *err)
+{
+	char sql[128];
+
+	if (prepare(store, "SELECT id FROM names WHERE name = ?",
+		&store->name_get, err) < 0 ||
+	    prepare(store, "INSERT INTO names (name) VALUES (?)",
+		&store->name_put, err) < 0)
+		return -1;
+	for (int k = 0; k < INDEX_COUNT; k++) {
+		snprintf(sql, sizeof(sql),
+		    "INSERT OR IGNORE INTO %s (k, seq) VALUES (?, ?)",
+		    index_table[k]);
+		if (prepare(store, sql, &store->index_put[k], err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 struct ma_store *
 ma_store_open(
     const char *path, const struct ma_store_options *opts, struct ma_error *err)
@@ -178,7 +476,10 @@ ma_store_open(
 		    " server, count, item_count, detail) VALUES"
 		    " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		    " ON CONFLICT(id) DO NOTHING",
-		    &store->insert, err) < 0)) {
+		    &store->insert, err) < 0) ||
+	    (!store->readonly && prepare_writer(store, err) < 0) ||
+	    (opts->checkpoint_thread && !store->readonly &&
+		checkpointer_start(store, path, err) < 0)) {
 		ma_store_destroy(&store);
 		return NULL;
 	}
@@ -192,7 +493,15 @@ ma_store_destroy(struct ma_store **storep)
 
 	if (store == NULL)
 		return;
+	checkpointer_stop(store);
 	sqlite3_finalize(store->insert);
+	sqlite3_finalize(store->name_get);
+	sqlite3_finalize(store->name_put);
+	for (int k = 0; k < INDEX_COUNT; k++) {
+		sqlite3_finalize(store->index_put[k]);
+		free(store->pending[k].v);
+	}
+	names_clear(store);
 	sqlite3_close(store->db);
 	ma_buf_deinit(&store->detail);
 	free(store);
@@ -208,6 +517,8 @@ ma_store_begin(struct ma_store *store, struct ma_error *err)
 int
 ma_store_commit(struct ma_store *store, struct ma_error *err)
 {
+	if (!store->readonly && flush_indexes(store, err) < 0)
+		return -1;
 	return exec(store, "COMMIT", err);
 }
 
@@ -216,6 +527,11 @@ ma_store_rollback(struct ma_store *store)
 {
 	if (!sqlite3_get_autocommit(store->db))
 		exec(store, "ROLLBACK", NULL);
+	if (!store->readonly) {
+		/* Names added in the batch are gone with it. */
+		pending_clear(store);
+		names_clear(store);
+	}
 }
 
 static void
@@ -232,19 +548,27 @@ ma_store_insert(struct ma_store *store, struct ma_record *rec,
     int64_t received_ms, bool *dup_r, struct ma_error *err)
 {
 	sqlite3_stmt *st = store->insert;
+	int64_t key[INDEX_COUNT];
 	int rc;
 
+	/* Index entries are written at commit: no batch, no indexes. */
+	if (sqlite3_get_autocommit(store->db))
+		return ma_error_set(err, "store: insert outside a batch");
 	ma_buf_reset(&store->detail);
 	if (ma_proto_encode_detail(rec, &store->detail) < 0)
 		return ma_error_set(err, "store: record detail too large");
+	if (intern(store, rec->mailbox, &key[INDEX_MAILBOX], err) < 0 ||
+	    intern(store, rec->user, &key[INDEX_USER], err) < 0 ||
+	    intern(store, rec->operation, &key[INDEX_OPERATION], err) < 0)
+		return -1;
 	sqlite3_bind_blob(st, 1, rec->id, 16, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, rec->time_ms);
 	sqlite3_bind_int64(st, 3, received_ms);
-	bind_text(st, 4, rec->operation);
+	sqlite3_bind_int64(st, 4, key[INDEX_OPERATION]);
 	sqlite3_bind_int(st, 5, (int)rec->result);
 	sqlite3_bind_int(st, 6, (int)rec->logon_type);
-	bind_text(st, 7, rec->user);
-	bind_text(st, 8, rec->mailbox);
+	sqlite3_bind_int64(st, 7, key[INDEX_USER]);
+	sqlite3_bind_int64(st, 8, key[INDEX_MAILBOX]);
 	bind_text(st, 9, rec->folder);
 	bind_text(st, 10, rec->dest_folder);
 	bind_text(st, 11, rec->dest_mailbox);
@@ -266,8 +590,11 @@ ma_store_insert(struct ma_store *store, struct ma_record *rec,
 	if (rc != SQLITE_DONE)
 		return db_error(store, err, "insert");
 	*dup_r = sqlite3_changes(store->db) == 0;
-	if (!*dup_r)
+	if (!*dup_r) {
 		rec->seq = sqlite3_last_insert_rowid(store->db);
+		for (int k = 0; k < INDEX_COUNT; k++)
+			pending_add(&store->pending[k], key[k], rec->seq);
+	}
 	return 0;
 }
 
@@ -313,30 +640,34 @@ sb_sql(struct sql_builder *b, const char *s)
 		b->overflow = true;
 }
 
-/* sb_in - " AND col IN (?,?,...)" for a list of strings */
+/*
+ * sb_indexed - " AND seq IN (SELECT seq FROM <table> WHERE k IN (SELECT id
+ * FROM names WHERE name IN (?,...)))": a name filter through its index
+ * table.  table is one of the fixed index table names, never a value.
+ */
 static void
-sb_in(struct sql_builder *b, const char *col, const char *const *vals,
+sb_indexed(struct sql_builder *b, const char *table, const char *const *vals,
     unsigned int count)
 {
 	if (count == 0)
 		return;
-	sb_sql(b, " AND ");
-	sb_sql(b, col);
-	sb_sql(b, " IN (");
+	sb_sql(b, " AND seq IN (SELECT seq FROM ");
+	sb_sql(b, table);
+	sb_sql(b, " WHERE k IN (SELECT id FROM names WHERE name IN (");
 	for (unsigned int i = 0; i < count; i++) {
 		sb_sql(b, i == 0 ? "?" : ",?");
 		sb_text(b, vals[i]);
 	}
-	sb_sql(b, ")");
+	sb_sql(b, ")))");
 }
 
 static void
 build_where(struct sql_builder *b, const struct ma_query *q)
 {
 	sb_sql(b, " WHERE 1");
-	sb_in(b, "mailbox", q->mailboxes, q->mailbox_count);
-	sb_in(b, "user", q->users, q->user_count);
-	sb_in(b, "operation", q->operations, q->operation_count);
+	sb_indexed(b, "idx_mailbox", q->mailboxes, q->mailbox_count);
+	sb_indexed(b, "idx_user", q->users, q->user_count);
+	sb_indexed(b, "idx_operation", q->operations, q->operation_count);
 	if (q->logon_mask != 0) {
 		sb_sql(b, " AND ((1 << logon_type) & ?) != 0");
 		sb_num(b, q->logon_mask);
@@ -469,8 +800,11 @@ ma_store_search(struct ma_store *store, const struct ma_query *q,
 	if (count_matches(store, q, matched_r, err) < 0)
 		return -1;
 	ma_buf_init(&b.sql, 64 * 1024);
-	sb_sql(&b, "SELECT seq, id, time_ms, operation, result, logon_type,"
-		   " user, mailbox, folder, dest_folder, dest_mailbox, session,"
+	sb_sql(&b, "SELECT seq, id, time_ms,"
+		   " (SELECT name FROM names WHERE id = operation), result,"
+		   " logon_type, (SELECT name FROM names WHERE id = user),"
+		   " (SELECT name FROM names WHERE id = mailbox),"
+		   " folder, dest_folder, dest_mailbox, session,"
 		   " client_ip, client_info, protocol, server, count, detail"
 		   " FROM records");
 	build_where(&b, q);
@@ -787,6 +1121,23 @@ ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn, void *ctx,
 
 /* Retention. */
 
+/* purge_chunk - delete the rows listed in purge_chunk and their index
+   entries; runs inside the caller's transaction */
+static int
+purge_chunk(struct ma_store *store, struct ma_error *err)
+{
+	return exec(store,
+	    "DELETE FROM idx_mailbox WHERE (k, seq) IN"
+	    " (SELECT mailbox, seq FROM purge_chunk);"
+	    "DELETE FROM idx_user WHERE (k, seq) IN"
+	    " (SELECT user, seq FROM purge_chunk);"
+	    "DELETE FROM idx_operation WHERE (k, seq) IN"
+	    " (SELECT operation, seq FROM purge_chunk);"
+	    "DELETE FROM records WHERE seq IN (SELECT seq FROM purge_chunk);"
+	    "DELETE FROM purge_chunk;",
+	    err);
+}
+
 int
 ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
     uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err)
@@ -809,11 +1160,16 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 	if (floor_days < (int64_t)min_days)
 		floor_days = min_days;
 	sqlite3_finalize(st);
-	if (prepare(store,
-		"DELETE FROM records WHERE seq IN (SELECT seq FROM records r"
-		" WHERE r.time_ms < ?1 AND r.time_ms < ?2 - ?3 * max(?4,"
-		" coalesce((SELECT age_limit_days FROM mailboxes m"
-		" WHERE m.name = r.mailbox), ?5)) LIMIT 10000)",
+	if (exec(store,
+		"CREATE TEMP TABLE IF NOT EXISTS purge_chunk (seq INTEGER"
+		" PRIMARY KEY, mailbox INTEGER, user INTEGER, operation INTEGER)",
+		err) < 0 ||
+	    prepare(store,
+		"INSERT INTO purge_chunk SELECT seq, mailbox, user, operation"
+		" FROM records r WHERE r.time_ms < ?1 AND r.time_ms < ?2 - ?3 *"
+		" max(?4, coalesce((SELECT age_limit_days FROM mailboxes m"
+		" WHERE m.name = (SELECT name FROM names n WHERE n.id ="
+		" r.mailbox)), ?5)) LIMIT 10000",
 		&st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
@@ -821,16 +1177,32 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 	sqlite3_bind_int64(st, 3, day);
 	sqlite3_bind_int64(st, 4, min_days);
 	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
-	do {
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_DONE)
+	for (;;) {
+		int n;
+
+		if (exec(store, "BEGIN IMMEDIATE", err) < 0)
 			break;
-		*deleted_r += (uint64_t)sqlite3_changes(store->db);
+		rc = sqlite3_step(st);
 		sqlite3_reset(st);
-	} while (sqlite3_changes(store->db) > 0 &&
-		 (max_rows == 0 || *deleted_r < max_rows));
+		n = sqlite3_changes(store->db);
+		if (rc != SQLITE_DONE || purge_chunk(store, err) < 0) {
+			if (rc != SQLITE_DONE)
+				db_error(store, err, "purge");
+			exec(store, "ROLLBACK", NULL);
+			rc = SQLITE_ERROR;
+			break;
+		}
+		if (exec(store, "COMMIT", err) < 0) {
+			exec(store, "ROLLBACK", NULL);
+			rc = SQLITE_ERROR;
+			break;
+		}
+		*deleted_r += (uint64_t)n;
+		if (n == 0 || (max_rows != 0 && *deleted_r >= max_rows))
+			break;
+	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_error(store, err, "purge");
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int

@@ -24,6 +24,12 @@ struct ma_store_options {
 	bool readonly;
 	bool sync_full;     /* synchronous=FULL (else NORMAL) */
 	uint64_t cache_kib; /* page cache size */
+	/*
+	 * Checkpoint the WAL from a thread of the store's own (with its own
+	 * connection) instead of inside the writer's COMMIT: the writer
+	 * never pays for copying pages into the database file.
+	 */
+	bool checkpoint_thread;
 };
 
 /*
@@ -40,7 +46,9 @@ int ma_store_commit(struct ma_store *store, struct ma_error *err);
 void ma_store_rollback(struct ma_store *store);
 
 /*
- * ma_store_insert - store rec (validated by the caller).  *dup_r is set
+ * ma_store_insert - store rec (validated by the caller); only between
+ * ma_store_begin and ma_store_commit, which also writes the batch's
+ * index entries.  *dup_r is set
  * when a record with the same id is already there (then nothing changes).
  * On success rec->seq holds the new sequence number.
  */

@@ -127,7 +127,11 @@ test_insert_search(void)
 		r.time_ms = t0;
 		r.operation = "Update";
 		r.user = r.mailbox = "alice";
+		ut_assert(ma_store_insert(s, &r, t0, &dup, &err) < 0);
+		ut_assert(strstr(err.msg, "outside a batch") != NULL);
+		ut_assert(ma_store_begin(s, &err) == 0);
 		ut_assert(ma_store_insert(s, &r, t0, &dup, &err) == 0);
+		ut_assert(ma_store_commit(s, &err) == 0);
 		ut_assert(dup);
 		ma_record_deinit(&r);
 	}
@@ -260,6 +264,7 @@ test_purge(void)
 	ma_mailbox_policy_default(&mp, MA_PRESET_DEFAULT, MA_MAILBOX_USER);
 	mp.age_limit_days = 10;
 	ut_assert(ma_store_mailbox_put(s, "short", &mp, &err) == 0);
+	ut_assert(ma_store_begin(s, &err) == 0);
 	add(s, now - 20 * day, "Update", MA_LOGON_OWNER, "short", "short", NULL,
 	    &dup, NULL);
 	add(s, now - 5 * day, "Update", MA_LOGON_OWNER, "short", "short", NULL,
@@ -268,6 +273,7 @@ test_purge(void)
 	    &dup, NULL);
 	add(s, now - 100 * day, "Update", MA_LOGON_OWNER, "dflt", "dflt", NULL,
 	    &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
 	/* Global minimum 30 days protects the 20-day-old record. */
 	ut_assert(ma_store_purge(s, now, 30, 0, &deleted, &err) == 0);
 	/* The 100-day default record, and the old test records. */
@@ -276,8 +282,18 @@ test_purge(void)
 	ut_assert_cmp(deleted, ==, 1);
 	ut_assert_cmp(run(s, &q, &c), ==, 2);
 	/* Sequence numbers never go back after a purge. */
+	{
+		const char *mb[] = {"short"};
+
+		q.mailboxes = mb;
+		q.mailbox_count = 1;
+		ut_assert_cmp(run(s, &q, &c), ==, 1);
+		q.mailbox_count = 0;
+	}
 	ut_assert(ma_store_stats(s, &before, &last_after, &err) == 0);
+	ut_assert(ma_store_begin(s, &err) == 0);
 	add(s, now, "Update", MA_LOGON_OWNER, "x", "x", NULL, &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
 	ut_assert(ma_store_stats(s, &before, &last_before, &err) == 0);
 	ut_assert(last_before > last_after);
 	ma_store_destroy(&s);
