@@ -453,10 +453,17 @@ struct ma_store *
 ma_store_open(
     const char *path, const struct ma_store_options *opts, struct ma_error *err)
 {
+	static bool configured;
 	struct ma_store *store = ma_xcalloc(1, sizeof(*store));
 	int flags = opts->readonly ? SQLITE_OPEN_READONLY
 				   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
+	/* Memory statistics take a global mutex on every allocation; we never
+	   read them.  Only possible before SQLite initialises (else a no-op). */
+	if (!configured) {
+		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+		configured = true;
+	}
 	store->readonly = opts->readonly;
 	ma_buf_init(&store->detail, 4 * 1024 * 1024);
 	if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX,
