@@ -348,7 +348,8 @@ mailaudit_cut_utf8(const char *value, size_t max)
 
 void
 mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
-    bool subjects, const char **msgid_r, const char **subject_r)
+    bool subjects, bool cached_only, const char **msgid_r,
+    const char **subject_r)
 {
 	enum mail_lookup_abort old_abort = mail->lookup_abort;
 	bool old_reading = mailaudit_reading;
@@ -359,7 +360,7 @@ mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
 	if (mail->expunged)
 		return;
 	mailaudit_reading = TRUE;
-	if (muser->cached_only && !mail->saving)
+	if ((muser->cached_only || cached_only) && !mail->saving)
 		mail->lookup_abort = MAIL_LOOKUP_ABORT_NOT_IN_CACHE;
 	if (mail_get_first_header(mail, "Message-ID", &value) > 0)
 		*msgid_r = mailaudit_trim(value);

@@ -97,9 +97,11 @@ void mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 void mailaudit_record_emit(
     struct mailaudit_user *muser, const struct ma_record *rec);
 /* Message-ID and (if subjects) Subject of mail, with our own reads
-   hidden from the access hook.  Strings are data-stack allocated. */
+   hidden from the access hook; cached_only: never open the mail file for
+   them.  Strings are data-stack allocated. */
 void mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
-    bool subjects, const char **msgid_r, const char **subject_r);
+    bool subjects, bool cached_only, const char **msgid_r,
+    const char **subject_r);
 /* True while the plugin itself reads a mail (access hook ignores it). */
 extern bool mailaudit_reading;
 

@@ -62,7 +62,16 @@ struct mailaudit_txn {
 	pool_t pool;                  /* created with the first event */
 	ARRAY(struct mailaudit_event) events;
 	unsigned int save_count; /* saves and copies so far */
+	unsigned int header_reads;
 };
+
+/*
+ * Header lookups per transaction that may open mail files.  Past this,
+ * only Dovecot's cache is asked: "STORE 1:* +FLAGS" on a large folder
+ * must not turn into one file open per message inside the command.  The
+ * records still name every UID.
+ */
+#define MAILAUDIT_TXN_HEADER_READS 64
 
 static struct notify_context *mailaudit_notify_ctx;
 
@@ -101,7 +110,9 @@ mailaudit_txn_headers(struct mailaudit_txn *ctx, struct mailaudit_event *ev,
 {
 	const char *msgid, *subject;
 
-	mailaudit_mail_headers(ctx->muser, mail, subjects, &msgid, &subject);
+	mailaudit_mail_headers(ctx->muser, mail, subjects,
+	    ctx->header_reads++ >= MAILAUDIT_TXN_HEADER_READS, &msgid,
+	    &subject);
 	ev->msgid = p_strdup(ctx->pool, msgid);
 	ev->subject = p_strdup(ctx->pool, subject);
 }
@@ -753,7 +764,8 @@ mailaudit_access_note(struct mailaudit_user *muser, struct mail *mail)
 	if (mailaudit_dedup_seen(
 		muser, mailaudit_dedup_key(&info, mail->uid), ma_now_ms()))
 		return;
-	mailaudit_mail_headers(muser, mail, subjects, &msgid, &subject);
+	/* The client's read has the message open already. */
+	mailaudit_mail_headers(muser, mail, subjects, FALSE, &msgid, &subject);
 	if (mailaudit_wants(mask, MA_ACTION_MESSAGE_BIND))
 		mailaudit_message_bind(muser, &info, mail->uid, msgid, subject);
 	if (mailaudit_wants(mask, MA_ACTION_MAIL_ITEMS_ACCESSED))

@@ -379,6 +379,25 @@ add_update_props(struct json_build *b, json_t *obj)
 	jset_nonempty(obj, "MailAuditModifiedValues", values);
 }
 
+/* jitems - every item of the record, as AffectedItems entries */
+static json_t *
+jitems(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+	json_t *items = jcheck(json_array());
+
+	for (uint32_t i = 0; i < rec->item_count; i++) {
+		json_t *item = jcheck(json_object());
+
+		item_fields(b, item, &rec->items[i]);
+		if (rec->folder != NULL)
+			jset(item, "ParentFolder",
+			    jfolder(b, rec->folder, false));
+		jappend(items, item);
+	}
+	return items;
+}
+
 /* add_item_record - ExchangeMailboxAuditRecord (RecordType 2). */
 static void
 add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
@@ -411,6 +430,10 @@ add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
 			    jfolder(b, rec->folder, true));
 		jset(obj, "Item", item);
 	}
+	/* Exchange's single-item record has room for one Item; one of ours
+	   may cover many messages (STORE 1:100): keep them all. */
+	if (rec->item_count > 1)
+		jset(obj, "AffectedItems", jitems(b));
 	if (rec->prop_count == 0)
 		return;
 	if (action == MA_ACTION_UPDATE)
@@ -439,20 +462,8 @@ add_group_record(struct json_build *b, json_t *obj)
 	if (rec->prop_count > 0)
 		jset(obj, "OperationProperties",
 		    op_props(b, jcheck(json_array()), NULL));
-	if (rec->item_count > 0) {
-		json_t *items = jcheck(json_array());
-
-		for (uint32_t i = 0; i < rec->item_count; i++) {
-			json_t *item = jcheck(json_object());
-
-			item_fields(b, item, &rec->items[i]);
-			if (rec->folder != NULL)
-				jset(item, "ParentFolder",
-				    jfolder(b, rec->folder, false));
-			jappend(items, item);
-		}
-		jset(obj, "AffectedItems", items);
-	}
+	if (rec->item_count > 0)
+		jset(obj, "AffectedItems", jitems(b));
 }
 
 /* add_aggregated_record - MailItemsAccessed (RecordType 50). */
