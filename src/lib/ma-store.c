@@ -459,7 +459,8 @@ ma_store_open(
 				   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
 	/* Memory statistics take a global mutex on every allocation; we never
-	   read them.  Only possible before SQLite initialises (else a no-op). */
+	   read them.  Only possible before SQLite initialises (else a no-op).
+	 */
 	if (!configured) {
 		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 		configured = true;
