@@ -111,6 +111,7 @@ plugin {{
   mail_log_events = delete undelete expunge save copy mailbox_create mailbox_delete mailbox_rename flag_change
   mail_log_fields = uid box msgid size flags
 }}
+{extra}
 """
 
 
@@ -129,11 +130,12 @@ class Dovecot:
     _counter = 0
 
     def __init__(self, mode, users, socket_path="", spool_dir="",
-                 policy_path="", base=None):
+                 policy_path="", base=None, extra_conf=""):
         assert mode in PLUGINS
         Dovecot._counter += 1
         self.mode = mode
         self.users = users
+        self.extra_conf = extra_conf
         self.dir = tempfile.mkdtemp(prefix="ma-bench-dovecot-", dir=base)
         os.chmod(self.dir, 0o755)
         self.instance = "ma-bench-%d-%d" % (os.getpid(), Dovecot._counter)
@@ -173,7 +175,7 @@ class Dovecot:
                 instance=self.instance, d=d, uid=MAIL_UID,
                 imap_port=self.imap_port, socket=self.socket_path,
                 spool=self.spool_dir, policy=self.policy_path,
-                plugins=PLUGINS[self.mode]))
+                plugins=PLUGINS[self.mode], extra=self.extra_conf))
 
     def start(self, timeout=10.0):
         self._write_files()
