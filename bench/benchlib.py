@@ -249,9 +249,33 @@ def machine():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return "nproc=%d cpu=%s kernel=%s python=%s" % (
+    return "nproc=%d cpu=%s kernel=%s python=%s\n# %s" % (
         os.cpu_count(), model, platform.release(),
-        platform.python_version())
+        platform.python_version(), provenance())
+
+
+def provenance():
+    """Which code is measured: HEAD, whether src/ differs from it, and
+    when the binaries under test were built (others commit concurrently)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", ROOT] + list(args),
+                              capture_output=True, text=True).stdout.strip()
+    stamp = os.path.join(ROOT, ".source-commit")  # an exported tree
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            head, dirty = f.read().strip() + " (exported to %s)" % ROOT, ""
+    else:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "src")
+    built = []
+    for p in (MAILAUDITD, os.path.join(BUILD, "src", "dovecot",
+                                       "lib90_mailaudit_plugin.so")):
+        if os.path.exists(p):
+            built.append("%s built %s" % (
+                os.path.basename(p),
+                time.strftime("%H:%M:%S", time.gmtime(os.path.getmtime(p)))))
+    return "HEAD %s%s; %s" % (head, " (src/ modified)" if dirty else "",
+                              ", ".join(built))
 
 
 def table(headers, rows):
