@@ -15,6 +15,8 @@
 #include "ma-conf.h"
 #include "ma-store.h"
 
+#define INGEST_RECV_BATCH 32
+
 enum conn_kind {
 	CONN_INGEST,
 	CONN_CONTROL,
@@ -66,6 +68,8 @@ struct daemon {
 	uint64_t spool_files_total;
 
 	char *recvbuf;
+	/* recvmmsg buffers: INGEST_RECV_BATCH frames of the maximum size */
+	char *recvbufs[INGEST_RECV_BATCH];
 };
 
 /* mailauditd.c */

@@ -130,24 +130,63 @@ reject(struct daemon *d, struct conn *c, const char *why)
 	daemon_conn_close(d, c, clean);
 }
 
+/*
+ * ingest_frame - decode and store one received frame; false once the
+ * connection is closed (bad frame, store failure).
+ */
+static bool
+ingest_frame(struct daemon *d, struct conn *c, struct ma_record *rec,
+    const char *data, size_t len, int flags)
+{
+	struct ma_error err = {0};
+
+	if ((flags & MSG_TRUNC) != 0 || len > MA_PROTO_MAX_FRAME) {
+		reject(d, c, "frame larger than the protocol maximum");
+		return false;
+	}
+	if (len == 0) {
+		daemon_conn_close(d, c, NULL);
+		return false;
+	}
+	ma_record_reset(rec);
+	if (ma_proto_frame_len(data, len) != (long)len ||
+	    ma_proto_decode_record(data, len, rec, &err) < 0) {
+		char why[sizeof(err.msg) + 32];
+
+		snprintf(why, sizeof(why), "bad frame: %s",
+		    err.msg[0] != '\0' ? err.msg : "not exactly one frame");
+		reject(d, c, why);
+		return false;
+	}
+	if (daemon_batch_add(d, rec, c) < 0) {
+		/* The frame is read but not stored: closing makes the sensor
+		   spool everything it holds unacknowledged. */
+		daemon_conn_close(d, c, "store failure, record not stored");
+		return false;
+	}
+	return true;
+}
+
 void
 ingest_readable(struct daemon *d, struct conn *c)
 {
+	struct mmsghdr msgs[INGEST_RECV_BATCH];
+	struct iovec iov[INGEST_RECV_BATCH];
 	struct ma_record rec;
-	struct ma_error err = {0};
-	struct msghdr msg = {0};
-	struct iovec iov;
-	ssize_t n;
 	int budget = 1024; /* frames per wakeup: stay fair to others */
+	int n;
 
+	memset(msgs, 0, sizeof(msgs));
+	for (int i = 0; i < INGEST_RECV_BATCH; i++) {
+		iov[i].iov_base = d->recvbufs[i];
+		iov[i].iov_len = MA_PROTO_MAX_FRAME + 1;
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
 	ma_record_init(&rec);
-	while (budget-- > 0 && !c->closing) {
-		iov.iov_base = d->recvbuf;
-		iov.iov_len = MA_PROTO_MAX_FRAME + 1;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_flags = 0;
-		n = recvmsg(c->fd, &msg, 0);
+	while (budget > 0 && !c->closing) {
+		n = recvmmsg(
+		    c->fd, msgs, INGEST_RECV_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				daemon_conn_close(d, c, strerror(errno));
@@ -157,31 +196,14 @@ ingest_readable(struct daemon *d, struct conn *c)
 			daemon_conn_close(d, c, NULL);
 			break;
 		}
-		if ((msg.msg_flags & MSG_TRUNC) != 0 ||
-		    n > MA_PROTO_MAX_FRAME) {
-			reject(d, c, "frame larger than the protocol maximum");
-			break;
+		budget -= n;
+		for (int i = 0; i < n && !c->closing; i++) {
+			if (!ingest_frame(d, c, &rec, d->recvbufs[i],
+				msgs[i].msg_len, msgs[i].msg_hdr.msg_flags))
+				break;
 		}
-		ma_record_reset(&rec);
-		memset(&err, 0, sizeof(err));
-		if (ma_proto_frame_len(d->recvbuf, (size_t)n) != n ||
-		    ma_proto_decode_record(d->recvbuf, (size_t)n, &rec, &err) <
-			0) {
-			char why[sizeof(err.msg) + 32];
-
-			snprintf(why, sizeof(why), "bad frame: %s",
-			    err.msg[0] != '\0' ? err.msg
-					       : "not exactly one frame");
-			reject(d, c, why);
-			break;
-		}
-		if (daemon_batch_add(d, &rec, c) < 0) {
-			/* The frame is read but not stored: closing makes the
-			   sensor spool everything it holds unacknowledged. */
-			daemon_conn_close(
-			    d, c, "store failure, record not stored");
-			break;
-		}
+		if (n < INGEST_RECV_BATCH)
+			break; /* drained for now */
 	}
 	ma_record_deinit(&rec);
 }

@@ -367,6 +367,8 @@ setup(struct daemon *d)
 	epoll_add(d, d->control_fd, &d->control_fd);
 	epoll_add(d, d->signal_fd, &mark_signal);
 	d->recvbuf = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
+	for (int i = 0; i < INGEST_RECV_BATCH; i++)
+		d->recvbufs[i] = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
 	d->next_spool_scan_ms = ma_now_ms();
 	d->next_purge_ms = ma_now_ms() + 10000;
 }
@@ -514,6 +516,8 @@ shutdown_daemon(struct daemon *d)
 	    (unsigned long long)d->duplicates_total,
 	    (unsigned long long)d->rejected_total);
 	free(d->recvbuf);
+	for (int i = 0; i < INGEST_RECV_BATCH; i++)
+		free(d->recvbufs[i]);
 	ma_conf_free(&d->conf);
 }
 
