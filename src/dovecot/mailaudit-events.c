@@ -127,12 +127,8 @@ mailaudit_sieve_emit(
 	const char *name, *old_name = NULL, *args, *error;
 	struct ma_record rec;
 
-	info.mbox = muser->user->username;
-	info.folder = NULL;
-	info.logon = muser->admin ? MA_LOGON_ADMIN : MA_LOGON_OWNER;
-	if (!mailaudit_wants(
-		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
-		MA_ACTION_UPDATE_INBOX_RULES))
+	if (!mailaudit_session_wants(
+		muser, MA_ACTION_UPDATE_INBOX_RULES, &info))
 		return;
 	name = event_find_field_recursive_str(event, "script_name");
 	if (strcmp(operation, "Rename") == 0) {

@@ -446,18 +446,25 @@ mailaudit_client_info_set(struct mailaudit_user *muser, const char *extra)
 				 : i_strconcat(base, extra, NULL);
 }
 
+bool
+mailaudit_session_wants(struct mailaudit_user *muser, enum ma_action action,
+    struct mailaudit_box_info *info_r)
+{
+	info_r->mbox = muser->user->username;
+	info_r->folder = NULL;
+	info_r->logon = muser->admin ? MA_LOGON_ADMIN : MA_LOGON_OWNER;
+	return mailaudit_wants(
+	    mailaudit_policy_mask(muser, info_r->mbox, info_r->logon, NULL),
+	    action);
+}
+
 static void
 mailaudit_login_emit(struct mailaudit_user *muser)
 {
 	struct mailaudit_box_info info;
 	struct ma_record rec;
 
-	info.mbox = muser->user->username;
-	info.folder = NULL;
-	info.logon = muser->admin ? MA_LOGON_ADMIN : MA_LOGON_OWNER;
-	if (!mailaudit_wants(
-		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
-		MA_ACTION_MAILBOX_LOGIN))
+	if (!mailaudit_session_wants(muser, MA_ACTION_MAILBOX_LOGIN, &info))
 		return;
 	ma_record_init(&rec);
 	mailaudit_record_begin(muser, &rec, MA_ACTION_MAILBOX_LOGIN, &info);

@@ -96,6 +96,11 @@ void mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
    the frames to the sender.  rec is left untouched. */
 void mailaudit_record_emit(
     struct mailaudit_user *muser, const struct ma_record *rec);
+/* mailaudit_session_wants - fill info for an action on the session's own
+   mailbox (no folder: logins, Sieve rules) and say whether the policy
+   audits action there. */
+bool mailaudit_session_wants(struct mailaudit_user *muser,
+    enum ma_action action, struct mailaudit_box_info *info_r);
 /* Message-ID and (if subjects) Subject of mail, with our own reads
    hidden from the access hook; cached_only: never open the mail file for
    them.  Strings are data-stack allocated. */

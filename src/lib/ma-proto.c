@@ -157,18 +157,6 @@ ma_proto_frame_len(const char *data, size_t len)
 
 /* Decoding. */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /*
  * unescape - decode s[0..len) into a NUL-terminated arena string.  Fails
  * on a malformed escape and on raw control bytes (a sensor must escape
@@ -195,8 +183,8 @@ unescape(struct ma_arena *arena, const char *s, size_t len, const char **r,
 		}
 		if (i + 2 >= len)
 			return ma_error_set(err, "truncated %% escape");
-		hi = hexval(s[i + 1]);
-		lo = hexval(s[i + 2]);
+		hi = ma_hexval(s[i + 1]);
+		lo = ma_hexval(s[i + 2]);
 		if (hi < 0 || lo < 0)
 			return ma_error_set(err, "bad %% escape");
 		out[o++] = (char)(hi << 4 | lo);

@@ -595,8 +595,8 @@ ma_uuid_fmt(const uint8_t id[16], char out[37])
 	out[o] = '\0';
 }
 
-static int
-hexval(char c)
+int
+ma_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -618,8 +618,8 @@ ma_uuid_parse(const char *s, uint8_t out[16])
 		if (*p == '-' &&
 		    (p - s == 8 || p - s == 13 || p - s == 18 || p - s == 23))
 			continue;
-		if (n == 16 || (hi = hexval(p[0])) < 0 || p[1] == '\0' ||
-		    (lo = hexval(p[1])) < 0)
+		if (n == 16 || (hi = ma_hexval(p[0])) < 0 || p[1] == '\0' ||
+		    (lo = ma_hexval(p[1])) < 0)
 			return -1;
 		out[n++] = (uint8_t)(hi << 4 | lo);
 		p++;

@@ -81,6 +81,9 @@ char *ma_arena_strndup(struct ma_arena *arena, const char *s, size_t len);
 int ma_parse_u64(const char *s, uint64_t max, uint64_t *val_r);
 int ma_parse_i64(const char *s, int64_t *val_r);
 
+/* ma_hexval - value of one hex digit (either case), or -1. */
+int ma_hexval(char c);
+
 /* Milliseconds since the Unix epoch, UTC. */
 int64_t ma_now_ms(void);
 
