@@ -237,18 +237,24 @@ class Dovecot:
                 out[user] = kid
         return out
 
-    def children_cpu(self):
+    def children_cpu(self, split=False):
         """CPU seconds of the master's reaped children (cutime+cstime:
-        every imap process that has exited) plus the live ones."""
+        every imap process that has exited) plus the live ones; with
+        split, (user, system)."""
         with open("/proc/%d/stat" % self.pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total = (int(fields[13]) + int(fields[14])) / bl.CLK_TCK
+        user, system = int(fields[13]), int(fields[14])
         for kid in bl.children(self.pid):
             try:
-                total += bl.proc_cpu_seconds(kid)
+                with open("/proc/%d/stat" % kid) as f:
+                    kf = f.read().rsplit(")", 1)[1].split()
+                user += int(kf[11])
+                system += int(kf[12])
             except OSError:
                 pass
-        return total
+        if split:
+            return user / bl.CLK_TCK, system / bl.CLK_TCK
+        return (user + system) / bl.CLK_TCK
 
     def log_text(self):
         try:
