@@ -36,7 +36,9 @@ MASTER_USERS = {"admin": "adminpw"}
 
 
 def plugin_path():
-    build = os.environ.get("MAILAUDIT_BUILD_DIR", "/work/main/build")
+    here = os.path.dirname(os.path.abspath(__file__))
+    build = os.environ.get("MAILAUDIT_BUILD_DIR",
+                           os.path.join(here, "..", "..", "build"))
     return os.path.join(build, "src", "dovecot", "lib90_mailaudit_plugin.so")
 
 
