@@ -8,8 +8,8 @@ and answers "ack=<n>" like the daemon.  Tests drive Dovecot with real
 clients (imaplib, poplib, smtplib.LMTP, a raw ManageSieve client and
 doveadm) and assert on the records' field values.
 
-Needs root and a built plugin ($MAILAUDIT_BUILD_DIR, default
-/work/main/build).
+Needs root and a built plugin ($MAILAUDIT_BUILD_DIR, default ./build
+of this checkout).
 """
 
 import imaplib
