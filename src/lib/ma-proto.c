@@ -265,81 +265,122 @@ decode_prop(
 	return ma_record_add_prop(rec, f[0], f[1], f[2]);
 }
 
-/* string_field - map a key to the record's string field, or NULL */
-static const char **
-string_field(struct ma_record *rec, const char *key, size_t klen)
-{
-	const struct {
-		const char *key;
-		const char **field;
-	} map[] = {
-	    {"op", &rec->operation},
-	    {"user", &rec->user},
-	    {"mbox", &rec->mailbox},
-	    {"folder", &rec->folder},
-	    {"dfolder", &rec->dest_folder},
-	    {"dmbox", &rec->dest_mailbox},
-	    {"sess", &rec->session},
-	    {"ip", &rec->client_ip},
-	    {"client", &rec->client_info},
-	    {"proto", &rec->protocol},
-	    {"server", &rec->server},
-	};
+/* Record keys, looked up once per line by length and bytes. */
+enum key_id {
+	K_V,
+	K_ID,
+	K_T,
+	K_RES,
+	K_LOGON,
+	K_COUNT, /* the scalars: at most once each */
+	K_OP,
+	K_USER,
+	K_MBOX,
+	K_FOLDER,
+	K_DFOLDER,
+	K_DMBOX,
+	K_SESS,
+	K_IP,
+	K_CLIENT,
+	K_PROTO,
+	K_SERVER,
+	K_ITEM,
+	K_PROP,
+	K_UNKNOWN
+};
 
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if (strlen(map[i].key) == klen &&
-		    memcmp(map[i].key, key, klen) == 0)
-			return map[i].field;
+#define KEY(s)                                                                 \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
 	}
-	return NULL;
-}
+static const struct {
+	const char *name;
+	size_t len;
+} keys[K_UNKNOWN] = {KEY("v"), KEY("id"), KEY("t"), KEY("res"), KEY("logon"),
+    KEY("count"), KEY("op"), KEY("user"), KEY("mbox"), KEY("folder"),
+    KEY("dfolder"), KEY("dmbox"), KEY("sess"), KEY("ip"), KEY("client"),
+    KEY("proto"), KEY("server"), KEY("item"), KEY("prop")};
 
-static bool
-key_is(const char *key, size_t klen, const char *name)
+static enum key_id
+key_lookup(const char *key, size_t klen)
 {
-	return strlen(name) == klen && memcmp(key, name, klen) == 0;
+	for (int k = 0; k < K_UNKNOWN; k++) {
+		if (keys[k].len == klen && memcmp(keys[k].name, key, klen) == 0)
+			return (enum key_id)k;
+	}
+	return K_UNKNOWN;
 }
 
-static const char *const scalar_keys[] = {
-    "v", "id", "t", "res", "logon", "count", NULL};
+/* string_field - the record's string field for a key, or NULL */
+static const char **
+string_field(struct ma_record *rec, enum key_id k)
+{
+	switch (k) {
+	case K_OP:
+		return &rec->operation;
+	case K_USER:
+		return &rec->user;
+	case K_MBOX:
+		return &rec->mailbox;
+	case K_FOLDER:
+		return &rec->folder;
+	case K_DFOLDER:
+		return &rec->dest_folder;
+	case K_DMBOX:
+		return &rec->dest_mailbox;
+	case K_SESS:
+		return &rec->session;
+	case K_IP:
+		return &rec->client_ip;
+	case K_CLIENT:
+		return &rec->client_info;
+	case K_PROTO:
+		return &rec->protocol;
+	case K_SERVER:
+		return &rec->server;
+	default:
+		return NULL;
+	}
+}
 
 static int
-decode_scalar(struct ma_record *rec, const char *key, size_t klen,
-    const char *val, unsigned int *seen, struct ma_error *err)
+decode_scalar(struct ma_record *rec, enum key_id k, const char *val,
+    unsigned int *seen, struct ma_error *err)
 {
 	uint64_t u;
 
-	for (unsigned int i = 0; scalar_keys[i] != NULL; i++) {
-		if (!key_is(key, klen, scalar_keys[i]))
-			continue;
-		if ((*seen & (1U << i)) != 0)
-			return ma_error_set(err, "duplicate key");
-		*seen |= 1U << i;
-	}
-
-	if (key_is(key, klen, "v")) {
+	if ((*seen & (1U << k)) != 0)
+		return ma_error_set(err, "duplicate key");
+	*seen |= 1U << k;
+	switch (k) {
+	case K_V:
 		if (ma_parse_u64(val, 1000, &u) < 0 || u != MA_PROTO_VERSION)
 			return ma_error_set(err, "unsupported version");
-	} else if (key_is(key, klen, "id")) {
-		if (ma_uuid_parse(val, rec->id) < 0)
-			return ma_error_set(err, "bad id");
-	} else if (key_is(key, klen, "t")) {
-		if (ma_parse_i64(val, &rec->time_ms) < 0)
-			return ma_error_set(err, "bad time");
-	} else if (key_is(key, klen, "res")) {
-		if (ma_result_lookup(val, &rec->result) != 1)
-			return ma_error_set(err, "bad result");
-	} else if (key_is(key, klen, "logon")) {
-		if (ma_logon_lookup(val, &rec->logon_type) != 1)
-			return ma_error_set(err, "bad logon type");
-	} else if (key_is(key, klen, "count")) {
+		return 0;
+	case K_ID:
+		return ma_uuid_parse(val, rec->id) < 0
+			   ? ma_error_set(err, "bad id")
+			   : 0;
+	case K_T:
+		return ma_parse_i64(val, &rec->time_ms) < 0
+			   ? ma_error_set(err, "bad time")
+			   : 0;
+	case K_RES:
+		return ma_result_lookup(val, &rec->result) != 1
+			   ? ma_error_set(err, "bad result")
+			   : 0;
+	case K_LOGON:
+		return ma_logon_lookup(val, &rec->logon_type) != 1
+			   ? ma_error_set(err, "bad logon type")
+			   : 0;
+	case K_COUNT:
 		if (ma_parse_u64(val, UINT32_MAX, &u) < 0)
 			return ma_error_set(err, "bad count");
 		rec->count = (uint32_t)u;
-	} else {
+		return 0;
+	default:
 		return ma_error_set(err, "unknown key");
 	}
-	return 0;
 }
 
 static int
@@ -348,21 +389,25 @@ decode_line(struct ma_record *rec, const char *line, size_t len,
 {
 	const char *eq = memchr(line, '=', len), *val;
 	const char **field;
+	enum key_id k;
 	size_t klen, vlen;
 
 	if (eq == NULL)
 		return ma_error_set(err, "line without '='");
 	klen = (size_t)(eq - line);
 	vlen = len - klen - 1;
-	if (key_is(line, klen, "item"))
+	k = key_lookup(line, klen);
+	if (k == K_UNKNOWN)
+		return ma_error_set(err, "unknown key");
+	if (k == K_ITEM)
 		return decode_item(rec, eq + 1, vlen, err);
-	if (key_is(line, klen, "prop"))
+	if (k == K_PROP)
 		return decode_prop(rec, eq + 1, vlen, err);
 	if (unescape(&rec->arena, eq + 1, vlen, &val, err) < 0)
 		return -1;
-	field = string_field(rec, line, klen);
+	field = string_field(rec, k);
 	if (field == NULL)
-		return decode_scalar(rec, line, klen, val, seen, err);
+		return decode_scalar(rec, k, val, seen, err);
 	if (*field != NULL)
 		return ma_error_set(err, "duplicate key");
 	*field = val[0] == '\0' ? NULL : val;

@@ -123,10 +123,11 @@ static const char *const admin_operations[] = {
 static bool
 operation_known(const char *op)
 {
-	enum ma_action action;
-
-	if (ma_action_lookup(op, &action) == 1)
-		return strcmp(op, ma_action_name(action)) == 0;
+	/* Exact, canonical spelling only: this runs for every record. */
+	for (unsigned int i = 0; i < MA_ACTION_COUNT; i++) {
+		if (strcmp(op, ma_action_name((enum ma_action)i)) == 0)
+			return true;
+	}
 	for (unsigned int i = 0; admin_operations[i] != NULL; i++) {
 		if (strcmp(op, admin_operations[i]) == 0)
 			return true;

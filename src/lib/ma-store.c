@@ -71,6 +71,7 @@ struct ma_store {
 	struct checkpointer *ckpt;
 	sqlite3_stmt *insert, *name_get, *name_put;
 	sqlite3_stmt *index_put[INDEX_COUNT];
+	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS pairs */
 	struct pending pending[INDEX_COUNT];
 	struct name_slot *names;
 	size_t name_count, name_cap;
@@ -399,23 +400,43 @@ entry_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Index rows per multi-row INSERT: one statement step for many rows. */
+#define INDEX_ROWS 64
+
+/* put_entries - n sorted entries with one step of st (2n parameters) */
+static int
+put_entries(struct ma_store *store, sqlite3_stmt *st,
+    const struct index_entry *e, size_t n, struct ma_error *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, (int)(2 * i + 1), e[i].key);
+		sqlite3_bind_int64(st, (int)(2 * i + 2), e[i].seq);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_error(store, err, "index");
+}
+
 /* flush_indexes - the batch's sorted (key, seq) pairs into the tables */
 static int
 flush_indexes(struct ma_store *store, struct ma_error *err)
 {
 	for (int k = 0; k < INDEX_COUNT; k++) {
 		struct pending *p = &store->pending[k];
-		sqlite3_stmt *st = store->index_put[k];
+		size_t i = 0;
 
 		qsort(p->v, p->count, sizeof(*p->v), entry_cmp);
-		for (size_t i = 0; i < p->count; i++) {
-			sqlite3_bind_int64(st, 1, p->v[i].key);
-			sqlite3_bind_int64(st, 2, p->v[i].seq);
-			if (sqlite3_step(st) != SQLITE_DONE) {
-				sqlite3_reset(st);
-				return db_error(store, err, "index");
-			}
-			sqlite3_reset(st);
+		for (; i + INDEX_ROWS <= p->count; i += INDEX_ROWS) {
+			if (put_entries(store, store->index_put_many[k],
+				&p->v[i], INDEX_ROWS, err) < 0)
+				return -1;
+		}
+		for (; i < p->count; i++) {
+			if (put_entries(store, store->index_put[k], &p->v[i], 1,
+				err) < 0)
+				return -1;
 		}
 		p->count = 0;
 	}
@@ -433,6 +454,7 @@ static int
 prepare_writer(struct ma_store *store, struct ma_error *err)
 {
 	char sql[128];
+	struct ma_buf many;
 
 	if (prepare(store, "SELECT id FROM names WHERE name = ?",
 		&store->name_get, err) < 0 ||
@@ -445,6 +467,17 @@ prepare_writer(struct ma_store *store, struct ma_error *err)
 		    index_table[k]);
 		if (prepare(store, sql, &store->index_put[k], err) < 0)
 			return -1;
+		ma_buf_init(&many, 4096);
+		ma_buf_printf(&many, "INSERT OR IGNORE INTO %s (k, seq) VALUES",
+		    index_table[k]);
+		for (int i = 0; i < INDEX_ROWS; i++)
+			ma_buf_puts(&many, i == 0 ? " (?,?)" : ",(?,?)");
+		if (prepare(store, many.data, &store->index_put_many[k], err) <
+		    0) {
+			ma_buf_deinit(&many);
+			return -1;
+		}
+		ma_buf_deinit(&many);
 	}
 	return 0;
 }
@@ -507,6 +540,7 @@ ma_store_destroy(struct ma_store **storep)
 	sqlite3_finalize(store->name_put);
 	for (int k = 0; k < INDEX_COUNT; k++) {
 		sqlite3_finalize(store->index_put[k]);
+		sqlite3_finalize(store->index_put_many[k]);
 		free(store->pending[k].v);
 	}
 	names_clear(store);
