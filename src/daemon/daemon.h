@@ -55,7 +55,7 @@ struct daemon {
 	/* The open batch. */
 	bool batch_open;
 	uint64_t batch_records;
-	int64_t batch_deadline_ms;
+	int64_t batch_start_ms, batch_deadline_ms;
 	struct conn *dirty;
 	struct spooled *spooled;
 

@@ -61,8 +61,9 @@ daemon_batch_begin(struct daemon *d)
 	}
 	d->batch_open = true;
 	d->batch_records = 0;
+	d->batch_start_ms = ma_now_ms();
 	d->batch_deadline_ms =
-	    ma_now_ms() + (int64_t)d->conf.batch_max_delay_ms;
+	    d->batch_start_ms + (int64_t)d->conf.batch_max_delay_ms;
 	return 0;
 }
 
@@ -472,26 +473,36 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 }
 
 /*
- * loop - while a batch is open, poll without waiting: as soon as no more
- * input is ready the batch is committed (group commit).  Under load the
- * sockets always have more, so batches grow up to batch_max_records or
- * batch_max_delay_ms; when it is quiet a record is durable and acked
- * within one commit, which keeps a sensor's wait at logout short.
+ * loop - group commit: a batch is committed once no more input is ready
+ * and it is at least batch_min_delay_ms old (so a trickle of records does
+ * not cost one fsync each), or when it reaches batch_max_records or
+ * batch_max_delay_ms under sustained load.  A record is durable and acked
+ * within a few milliseconds, which keeps a sensor's wait at logout short.
  */
 static void
 loop(struct daemon *d)
 {
 	struct epoll_event evs[64];
-	int n;
+	int64_t idle_commit;
+	int n, timeout;
 
 	while (!d->quit) {
-		n = epoll_wait(
-		    d->epfd, evs, 64, d->batch_open ? 0 : next_timeout(d));
+		/* With a batch open, wait only until it may be committed. */
+		timeout = next_timeout(d);
+		if (d->batch_open) {
+			idle_commit = d->batch_start_ms +
+				      (int64_t)d->conf.batch_min_delay_ms -
+				      ma_now_ms();
+			timeout = idle_commit > 0 ? (int)idle_commit : 0;
+		}
+		n = epoll_wait(d->epfd, evs, 64, timeout);
 		if (n < 0 && errno != EINTR)
 			ma_fatal("epoll_wait");
 		for (int i = 0; i < n; i++)
 			dispatch(d, &evs[i]);
-		if (n == 0 && d->batch_open)
+		if (n == 0 && d->batch_open &&
+		    ma_now_ms() - d->batch_start_ms >=
+			(int64_t)d->conf.batch_min_delay_ms)
 			daemon_batch_commit(d);
 		run_timers(d);
 		reap(d);

@@ -50,6 +50,7 @@ static const struct opt opts[] = {
     {"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777},
     {"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1, 1000000},
     {"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900},
+    {"batch_min_delay_ms", OPT_UINT, "5", O(batch_min_delay_ms), 0, 900},
     {"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0, 36500},
     {"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1, 604800},
     {"spool_scan_interval_ms", OPT_UINT, "1000", O(spool_scan_interval_ms), 10,

@@ -29,6 +29,7 @@ struct ma_conf {
 	uint64_t socket_mode;
 	uint64_t batch_max_records;
 	uint64_t batch_max_delay_ms;
+	uint64_t batch_min_delay_ms;
 	uint64_t retention_min_days;
 	uint64_t purge_interval_s;
 	uint64_t spool_scan_interval_ms;
