@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 int
 ma_error_set(struct ma_error *err, const char *fmt, ...)
@@ -558,22 +559,50 @@ ma_utf8_repair(const char *s, size_t len, struct ma_buf *out)
 
 /* Record ids. */
 
+/*
+ * random_bytes - from a per-thread pool refilled by getrandom(): one
+ * system call per 25 ids instead of one per id.  The pool is tied to the
+ * process id, so a child of fork() never repeats its parent's bytes (two
+ * records with one id would be de-duplicated into one).
+ */
+static void
+random_bytes(uint8_t *out, size_t len)
+{
+	static __thread uint8_t pool[256];
+	static __thread size_t avail;
+	static __thread pid_t owner;
+	pid_t pid = getpid();
+
+	MA_ASSERT(len <= sizeof(pool));
+	if (owner != pid || avail < len) {
+		size_t got = 0;
+
+		while (got < sizeof(pool)) {
+			ssize_t n =
+			    getrandom(pool + got, sizeof(pool) - got, 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			/* getrandom cannot fail on Linux >= 3.17 once the
+			   pool is initialised; a failure is a broken system. */
+			MA_ASSERT(n > 0);
+			got += (size_t)n;
+		}
+		avail = sizeof(pool);
+		owner = pid;
+	}
+	avail -= len;
+	memcpy(out, pool + avail, len);
+	/* Used bytes are not kept around. */
+	memset(pool + avail, 0, len);
+}
+
 void
 ma_uuid7(uint8_t out[16], int64_t ms)
 {
 	uint64_t t = (uint64_t)ms;
-	size_t got = 0;
-	ssize_t n;
 
-	while (got < 10) {
-		n = getrandom(out + 6 + got, 10 - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		/* getrandom cannot fail on Linux >= 3.17 once the pool is
-		   initialised; a failure here is a broken system. */
-		MA_ASSERT(n > 0);
-		got += (size_t)n;
-	}
+	random_bytes(out + 6, 10);
 	for (int i = 0; i < 6; i++)
 		out[i] = (uint8_t)(t >> (40 - 8 * i));
 	out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));

@@ -2,6 +2,8 @@
 /* test-util.c - buffers, arenas, parsing, time, UTF-8, ids. */
 
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ma-util.h"
 #include "ut.h"
@@ -126,7 +128,40 @@ test_uuid(void)
 	ut_assert_cmp(strlen(s), ==, 36);
 	ut_assert(ma_uuid_parse(s, c) == 0 && memcmp(a, c, 16) == 0);
 	ut_assert(ma_uuid_parse("1234", c) < 0);
+	/* The pooled random part never repeats within a process. */
+	for (int i = 0; i < 1000; i++) {
+		ma_uuid7(b, 1700000000000);
+		ut_assert(memcmp(a, b, 16) != 0);
+		memcpy(c, b, 16);
+		ma_uuid7(b, 1700000000000);
+		ut_assert(memcmp(c, b, 16) != 0);
+	}
 	ut_assert(ma_uuid_parse("0189d6a4-1111-7000-8000-00000000000g", c) < 0);
+	ut_end();
+}
+
+static void
+test_uuid_after_fork(void)
+{
+	uint8_t a[16], b[16];
+	int fds[2];
+	pid_t pid;
+
+	ut_begin("a forked child never repeats its parent's ids");
+	ma_uuid7(a, 1700000000000); /* fill the parent's pool */
+	ut_assert(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0) {
+		ma_uuid7(b, 1700000000000);
+		_exit(write(fds[1], b, 16) == 16 ? 0 : 1);
+	}
+	ut_assert(pid > 0);
+	ma_uuid7(a, 1700000000000);
+	ut_assert(read(fds[0], b, 16) == 16);
+	waitpid(pid, NULL, 0);
+	ut_assert(memcmp(a, b, 16) != 0);
+	close(fds[0]);
+	close(fds[1]);
 	ut_end();
 }
 
@@ -144,4 +179,4 @@ test_sanitize(void)
 }
 
 UT_MAIN(test_buf, test_arena, test_numbers, test_time, test_utf8, test_uuid,
-    test_sanitize)
+    test_uuid_after_fork, test_sanitize)
