@@ -59,7 +59,10 @@ ma_proto_end(struct ma_buf *out)
 static int
 put_u64(struct ma_buf *out, const char *key, uint64_t v)
 {
-	return ma_buf_printf(out, "%s=%llu\n", key, (unsigned long long)v);
+	if (ma_buf_puts(out, key) < 0 || ma_buf_putc(out, '=') < 0 ||
+	    ma_buf_put_u64(out, v) < 0)
+		return -1;
+	return ma_buf_putc(out, '\n');
 }
 
 /* put_field - escaped value or nothing (NULL), then a TAB if more follow */
@@ -77,11 +80,13 @@ ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
 	for (uint32_t i = 0; i < rec->item_count; i++) {
 		const struct ma_item *it = &rec->items[i];
 
-		if (ma_buf_printf(out, "item=%u\t", it->uid) < 0 ||
+		if (ma_buf_puts(out, "item=") < 0 ||
+		    ma_buf_put_u64(out, it->uid) < 0 ||
+		    ma_buf_putc(out, '\t') < 0 ||
 		    put_field(out, it->message_id, true) < 0 ||
 		    put_field(out, it->subject, true) < 0 ||
-		    ma_buf_printf(out, "%llu\n", (unsigned long long)it->size) <
-			0)
+		    ma_buf_put_u64(out, it->size) < 0 ||
+		    ma_buf_putc(out, '\n') < 0)
 			return -1;
 	}
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
@@ -106,7 +111,9 @@ ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
 	ma_uuid_fmt(rec->id, id);
 	if (put_u64(out, "v", MA_PROTO_VERSION) < 0 ||
 	    ma_proto_put(out, "id", id) < 0 ||
-	    ma_buf_printf(out, "t=%lld\n", (long long)rec->time_ms) < 0 ||
+	    (rec->time_ms >= 0 ? put_u64(out, "t", (uint64_t)rec->time_ms)
+			       : ma_buf_printf(out, "t=%lld\n",
+				     (long long)rec->time_ms)) < 0 ||
 	    ma_proto_put(out, "op", rec->operation) < 0 ||
 	    ma_proto_put(out, "res", ma_result_name(rec->result)) < 0 ||
 	    ma_proto_put(out, "logon", ma_logon_name(rec->logon_type)) < 0 ||

@@ -179,6 +179,19 @@ ma_buf_putc(struct ma_buf *buf, char c)
 }
 
 int
+ma_buf_put_u64(struct ma_buf *buf, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return ma_buf_append(buf, tmp + sizeof(tmp) - n, n);
+}
+
+int
 ma_buf_printf(struct ma_buf *buf, const char *fmt, ...)
 {
 	va_list ap;

@@ -57,6 +57,8 @@ void ma_buf_reset(struct ma_buf *buf);
 int ma_buf_append(struct ma_buf *buf, const void *data, size_t len);
 int ma_buf_puts(struct ma_buf *buf, const char *s);
 int ma_buf_putc(struct ma_buf *buf, char c);
+/* ma_buf_put_u64 - decimal digits of v, without printf's cost. */
+int ma_buf_put_u64(struct ma_buf *buf, uint64_t v);
 int ma_buf_printf(struct ma_buf *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

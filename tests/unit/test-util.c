@@ -24,6 +24,11 @@ test_buf(void)
 	ut_assert(ma_buf_printf(&b, "%d", 123) < 0);
 	ut_assert_str(b.data, "12345678");
 	ma_buf_deinit(&b);
+	ma_buf_init(&b, 64);
+	ut_assert(ma_buf_put_u64(&b, 0) == 0);
+	ut_assert(ma_buf_put_u64(&b, 18446744073709551615ULL) == 0);
+	ut_assert_str(b.data, "018446744073709551615");
+	ma_buf_deinit(&b);
 	ut_end();
 }
 
