@@ -21,10 +21,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import benchlib as bl
+
+sys.path.insert(0, os.path.join(bl.ROOT, "tests", "integration"))
+from dovecot_fixture import free_port, stop_pid  # noqa: E402
 
 DOVECOT = "/usr/sbin/dovecot"
 STOCK_MODULES = "/usr/lib/dovecot/modules"
@@ -113,12 +117,6 @@ plugin {{
 }}
 {extra}
 """
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def plugin_path():
@@ -265,23 +263,7 @@ class Dovecot:
 
     def stop(self, timeout=10.0):
         pid, self.pid = self.pid, None
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_pid(pid, timeout)
 
     def cleanup(self):
         self.stop()

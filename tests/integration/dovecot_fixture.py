@@ -164,6 +164,27 @@ metric mailaudit_sieve {{
 """
 
 
+def stop_pid(pid, timeout=10.0):
+    """SIGTERM pid, wait up to timeout for it to go, then SIGKILL."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class DovecotFixture:
     """One Dovecot instance.  Use start(); stop() is idempotent.
 
@@ -272,23 +293,7 @@ class DovecotFixture:
     def stop(self, timeout=10.0):
         """Stop the master by its pid: SIGTERM, wait, then SIGKILL."""
         pid, self.pid = self.pid, None
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_pid(pid, timeout)
 
     def cleanup(self):
         self.stop()
