@@ -174,31 +174,46 @@ unescape(struct ma_arena *arena, const char *s, size_t len, const char **r,
     struct ma_error *err)
 {
 	char *out = ma_arena_alloc(arena, len + 1);
-	size_t o = 0;
+	size_t o = 0, i = 0, start;
+	bool ascii = true;
 	struct ma_buf fix;
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+	while (i < len) {
+		unsigned char c;
 		int hi, lo;
 
-		if (c < 0x20 || c == 0x7f)
-			return ma_error_set(
-			    err, "unescaped control byte 0x%02x", c);
-		if (c != '%') {
+		/* Printable ASCII is copied in spans: the common case. */
+		start = i;
+		while (i < len && (unsigned char)s[i] >= 0x20 &&
+		       (unsigned char)s[i] < 0x7f && s[i] != '%')
+			i++;
+		memcpy(out + o, s + start, i - start);
+		o += i - start;
+		if (i == len)
+			break;
+		c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			ascii = false;
 			out[o++] = (char)c;
+			i++;
 			continue;
 		}
+		if (c != '%')
+			return ma_error_set(
+			    err, "unescaped control byte 0x%02x", c);
 		if (i + 2 >= len)
 			return ma_error_set(err, "truncated %% escape");
 		hi = ma_hexval(s[i + 1]);
 		lo = ma_hexval(s[i + 2]);
 		if (hi < 0 || lo < 0)
 			return ma_error_set(err, "bad %% escape");
-		out[o++] = (char)(hi << 4 | lo);
-		i += 2;
+		out[o] = (char)(hi << 4 | lo);
+		ascii = ascii && (unsigned char)out[o] < 0x80;
+		o++;
+		i += 3;
 	}
 	out[o] = '\0';
-	if (ma_utf8_valid(out, o)) {
+	if (ascii || ma_utf8_valid(out, o)) {
 		*r = out;
 		return 0;
 	}
