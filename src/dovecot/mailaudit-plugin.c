@@ -224,17 +224,20 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 	ma_record_reset(rec);
 	rec->time_ms = ma_now_ms();
 	ma_uuid7(rec->id, rec->time_ms);
-	ma_record_set(rec, &rec->operation, ma_action_name(action));
+	/* Session strings live as long as the user, which outlives every
+	   record (records are encoded and sent before control returns to
+	   Dovecot): point at them instead of copying. */
+	rec->operation = ma_action_name(action);
 	rec->result = MA_RESULT_SUCCEEDED;
 	rec->logon_type = info->logon;
-	ma_record_set(rec, &rec->user, muser->actor);
+	rec->user = muser->actor;
 	ma_record_set(rec, &rec->mailbox, info->mbox);
 	ma_record_set(rec, &rec->folder, info->folder);
-	ma_record_set(rec, &rec->session, muser->user->session_id);
-	ma_record_set(rec, &rec->client_ip, muser->client_ip);
-	ma_record_set(rec, &rec->client_info, muser->client_info);
-	ma_record_set(rec, &rec->protocol, muser->proto);
-	ma_record_set(rec, &rec->server, muser->server);
+	rec->session = muser->user->session_id;
+	rec->client_ip = muser->client_ip;
+	rec->client_info = muser->client_info;
+	rec->protocol = muser->proto;
+	rec->server = muser->server;
 	if (muser->impersonated != NULL) {
 		(void)ma_record_add_prop(
 		    rec, "ImpersonatedUser", NULL, muser->impersonated);

@@ -16,8 +16,9 @@
 
 static const char hexdig[] = "0123456789ABCDEF";
 
-int
-ma_proto_escape(struct ma_buf *out, const char *value, size_t len)
+/* escape_slow - the same, span by span, for a buffer near its max */
+static int
+escape_slow(struct ma_buf *out, const char *value, size_t len)
 {
 	size_t start = 0;
 
@@ -37,6 +38,34 @@ ma_proto_escape(struct ma_buf *out, const char *value, size_t len)
 		start = i + 1;
 	}
 	return ma_buf_append(out, value + start, len - start);
+}
+
+int
+ma_proto_escape(struct ma_buf *out, const char *value, size_t len)
+{
+	size_t worst;
+	char *o;
+
+	/* Room for the worst case (every byte escaped), then one pass that
+	   writes in place: no per-span calls. */
+	if (__builtin_mul_overflow(len, 3, &worst) ||
+	    ma_buf_reserve(out, worst) < 0)
+		return escape_slow(out, value, len);
+	o = out->data + out->len;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+
+		if (c >= 0x20 && c != 0x7f && c != '%') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '%';
+		*o++ = hexdig[c >> 4];
+		*o++ = hexdig[c & 15];
+	}
+	out->len = (size_t)(o - out->data);
+	*o = '\0';
+	return 0;
 }
 
 int

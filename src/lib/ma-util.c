@@ -155,6 +155,12 @@ buf_reserve(struct ma_buf *buf, size_t len)
 }
 
 int
+ma_buf_reserve(struct ma_buf *buf, size_t extra)
+{
+	return buf_reserve(buf, extra);
+}
+
+int
 ma_buf_append(struct ma_buf *buf, const void *data, size_t len)
 {
 	if (buf_reserve(buf, len) < 0)

@@ -54,6 +54,12 @@ struct ma_buf {
 void ma_buf_init(struct ma_buf *buf, size_t max);
 void ma_buf_deinit(struct ma_buf *buf);
 void ma_buf_reset(struct ma_buf *buf);
+/*
+ * ma_buf_reserve - room for extra more bytes (plus the NUL) without
+ * changing len, for a writer that fills data + len itself and then
+ * raises len; -1 if that would pass max.
+ */
+int ma_buf_reserve(struct ma_buf *buf, size_t extra);
 int ma_buf_append(struct ma_buf *buf, const void *data, size_t len);
 int ma_buf_puts(struct ma_buf *buf, const char *s);
 int ma_buf_putc(struct ma_buf *buf, char c);
