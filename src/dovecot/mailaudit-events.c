@@ -16,6 +16,7 @@
  */
 
 #include "lib.h"
+#include "imap-utf7.h"
 #include "str.h"
 #include "lib-event-private.h"
 #include "master-service.h"
@@ -193,9 +194,15 @@ mailaudit_bind_failed(struct mailaudit_user *muser, const char *args)
 	struct mailaudit_box_info info;
 	struct ma_record rec;
 	const char *vname = mailaudit_args_next(&args);
+	string_t *utf8;
 
 	if (vname == NULL)
 		return;
+	/* The argument is the client's modified UTF-7; successful binds
+	   record the UTF-8 name, so must this one, or a search misses it. */
+	utf8 = t_str_new(64);
+	if (imap_utf7_to_utf8(vname, utf8) == 0)
+		vname = str_c(utf8);
 	mailaudit_ns_info_get(muser,
 	    mail_namespace_find(muser->user->namespaces, vname), vname, &info);
 	if (!mailaudit_wants(

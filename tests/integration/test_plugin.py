@@ -400,6 +400,16 @@ class OwnerTests(PluginTestCase):
         self.assertEqual(rec["res"], "Failed")
         self.assertEqual(rec["user"], "bob")
 
+    def test_failed_select_records_the_utf8_name(self):
+        imap = self.dovecot.imap("bob")
+        self.addCleanup(imap.logout)
+        tag = uuid.uuid4().hex[:6]
+        # modified UTF-7 for "Entwürfe-<tag>", as a client sends it
+        typ, _ = imap.select('"Entw&APw-rfe-%s"' % tag)
+        self.assertEqual(typ, "NO")
+        rec = self.wait_op(op="FolderBind", folder="Entw\u00fcrfe-" + tag)[0]
+        self.assertEqual(rec["res"], "Failed")
+
 
 class AccessTypeTests(PluginTestCase):
     """Delegate, master-user (Admin), doveadm, POP3, ManageSieve, LMTP."""
