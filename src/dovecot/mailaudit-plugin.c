@@ -224,9 +224,10 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 	ma_record_reset(rec);
 	rec->time_ms = ma_now_ms();
 	ma_uuid7(rec->id, rec->time_ms);
-	/* Session strings live as long as the user, which outlives every
-	   record (records are encoded and sent before control returns to
-	   Dovecot): point at them instead of copying. */
+	/* Session strings that never change live as long as the user, which
+	   outlives every record: point at them instead of copying.  The
+	   client string changes on IMAP ID (and is freed then), so the
+	   long-lived MailItemsAccessed aggregate needs its own copy. */
 	rec->operation = ma_action_name(action);
 	rec->result = MA_RESULT_SUCCEEDED;
 	rec->logon_type = info->logon;
@@ -235,7 +236,7 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 	ma_record_set(rec, &rec->folder, info->folder);
 	rec->session = muser->user->session_id;
 	rec->client_ip = muser->client_ip;
-	rec->client_info = muser->client_info;
+	ma_record_set(rec, &rec->client_info, muser->client_info);
 	rec->protocol = muser->proto;
 	rec->server = muser->server;
 	if (muser->impersonated != NULL) {
