@@ -24,11 +24,17 @@
 #include "failures.h"
 #include "mail-namespace.h"
 #include "mail-storage-hooks.h"
+#include "strnum.h"
 
+#include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ma-proto.h"
 #include "mailaudit-plugin.h"
+
+static void mailaudit_doveadm_operator(struct mailaudit_user *muser);
 
 struct mailaudit_user_module mailaudit_user_module =
     MODULE_CONTEXT_INIT(&mail_user_module_register);
@@ -243,6 +249,10 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 		(void)ma_record_add_prop(
 		    rec, "ImpersonatedUser", NULL, muser->impersonated);
 	}
+	if (muser->login_user != NULL) {
+		(void)ma_record_add_prop(
+		    rec, "LoginUser", NULL, muser->login_user);
+	}
 }
 
 /* mailaudit_record_part - rec's header and props with items [from,to). */
@@ -427,9 +437,11 @@ mailaudit_user_settings(struct mailaudit_user *muser)
 		muser->actor = p_strdup(user->pool, master);
 		muser->impersonated = user->username;
 	} else if (strcmp(user->service, "doveadm") == 0) {
-		/* doveadm runs as an administrator we cannot name. */
+		/* doveadm runs under the mail uid by now: the administrator is
+		   named only by what the environment and the kernel say. */
 		muser->admin = TRUE;
 		muser->actor = "doveadm";
+		mailaudit_doveadm_operator(muser);
 	}
 	muser->delivery = strcmp(user->service, "lmtp") == 0 ||
 			  strcmp(user->service, "lda") == 0;
@@ -437,6 +449,38 @@ mailaudit_user_settings(struct mailaudit_user *muser)
 		muser->client_ip =
 		    p_strdup(user->pool, net_ip2addr(user->conn.remote_ip));
 	}
+}
+
+/*
+ * mailaudit_doveadm_operator - who ran doveadm.  By now the process runs
+ * under the mail uid and Dovecot has reset USER and HOME, so the only
+ * trustworthy trace of the administrator is the audit login uid the
+ * kernel keeps across su, sudo and privilege drops (set at login by
+ * pam_loginuid); when it is set, record whose it is.
+ */
+static void
+mailaudit_doveadm_operator(struct mailaudit_user *muser)
+{
+	char buf[32];
+	unsigned long uid;
+	struct passwd *pw;
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/self/loginuid", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	i_close_fd(&fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	if (str_to_ulong(buf, &uid) < 0 || uid == (unsigned long)(uid_t)-1)
+		return;
+	pw = getpwuid((uid_t)uid);
+	muser->login_user =
+	    pw != NULL ? p_strdup(muser->user->pool, pw->pw_name)
+		       : p_strdup_printf(muser->user->pool, "%lu", uid);
 }
 
 void

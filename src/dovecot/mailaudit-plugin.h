@@ -46,6 +46,7 @@ struct mailaudit_user {
 	const char *socket_path, *spool_dir, *policy_path, *server;
 	const char *actor;        /* who acts: login user or master user */
 	const char *impersonated; /* master logins: the login user */
+	const char *login_user;   /* doveadm: the kernel's audit login uid */
 	const char *client_ip, *proto;
 	char *client_info; /* changes when the client sends IMAP ID */
 	bool admin;        /* master login or doveadm */

@@ -359,6 +359,20 @@ add_mailbox_common(
 	add_server_session(b, obj);
 }
 
+/* The properties an Update changes; anything else (who impersonated whom,
+   who ran doveadm) is context and goes to OperationProperties. */
+static const char *const update_props[] = {"Flags", "Keywords", NULL};
+
+static bool
+is_update_prop(const char *name)
+{
+	for (size_t k = 0; name != NULL && update_props[k] != NULL; k++) {
+		if (strcmp(name, update_props[k]) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* add_update_props - Update: ModifiedProperties names, values as extension. */
 static void
 add_update_props(struct json_build *b, json_t *obj)
@@ -366,17 +380,22 @@ add_update_props(struct json_build *b, json_t *obj)
 	const struct ma_record *rec = b->rec;
 	json_t *names = jcheck(json_array());
 	json_t *values = jcheck(json_array());
+	json_t *context;
 
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
 		const struct ma_prop *p = &rec->props[i];
 
-		jappend(names, jstr(b, p->name != NULL ? p->name : ""));
+		if (!is_update_prop(p->name))
+			continue;
+		jappend(names, jstr(b, p->name));
 		/* Exchange lists only names; keep what the flags were. */
 		if (p->old_value != NULL || p->new_value != NULL)
 			jappend(values, jmodified(b, p));
 	}
-	jset(obj, "ModifiedProperties", names);
+	jset_nonempty(obj, "ModifiedProperties", names);
 	jset_nonempty(obj, "MailAuditModifiedValues", values);
+	context = op_props(b, jcheck(json_array()), update_props);
+	jset_nonempty(obj, "OperationProperties", context);
 }
 
 /* jitems - every item of the record, as AffectedItems entries */

@@ -250,8 +250,9 @@ test_json_item_update(void)
 	rec_basic(&rec, "Update");
 	ma_record_set(&rec, &rec.folder, "Archive/2024");
 	ut_assert(ma_record_add_item(&rec, 4711, "<a@b>", "Hi", 1234) == 0);
-	ut_assert(ma_record_add_prop(&rec, "\\Seen", NULL, "true") == 0);
+	ut_assert(ma_record_add_prop(&rec, "Flags", NULL, "\\Seen") == 0);
 	ut_assert(ma_record_add_prop(&rec, "Keywords", NULL, NULL) == 0);
+	ut_assert(ma_record_add_prop(&rec, "LoginUser", NULL, "ops") == 0);
 	j = to_json(&base_ctx, &rec);
 	ut_assert(j != NULL);
 	ut_assert_cmp(jget_int(j, "RecordType"), ==, 2);
@@ -268,14 +269,22 @@ test_json_item_update(void)
 	    jget_str(json_object_get(j, "Folder"), "Path"), "\\Archive\\2024");
 	mod = json_object_get(j, "ModifiedProperties");
 	ut_assert(json_array_size(mod) == 2);
-	ut_assert_str(json_string_value(json_array_get(mod, 0)), "\\Seen");
+	ut_assert_str(json_string_value(json_array_get(mod, 0)), "Flags");
 	ut_assert_str(json_string_value(json_array_get(mod, 1)), "Keywords");
 	/* Only the property with values shows up with them. */
 	vals = json_object_get(j, "MailAuditModifiedValues");
 	ut_assert(json_array_size(vals) == 1);
 	ut_assert_str(jget_str(json_array_get(vals, 0), "OldValue"), "");
-	ut_assert_str(jget_str(json_array_get(vals, 0), "NewValue"), "true");
-	ut_assert(json_object_get(j, "OperationProperties") == NULL);
+	ut_assert_str(jget_str(json_array_get(vals, 0), "NewValue"), "\\Seen");
+	/* Context is not a modified property. */
+	{
+		json_t *ops = json_object_get(j, "OperationProperties");
+
+		ut_assert(json_array_size(ops) == 1);
+		ut_assert_str(
+		    jget_str(json_array_get(ops, 0), "Name"), "LoginUser");
+		ut_assert_str(jget_str(json_array_get(ops, 0), "Value"), "ops");
+	}
 	json_decref(j);
 	ma_record_deinit(&rec);
 	ut_end();
