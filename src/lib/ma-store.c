@@ -76,11 +76,18 @@ struct ma_store {
 	struct name_slot *names;
 	size_t name_count, name_cap;
 	struct ma_buf detail;
+	/*
+	 * Sequence numbers are assigned here, not by AUTOINCREMENT (which
+	 * costs a sqlite_sequence update per row): next_seq starts above
+	 * both the highest stored seq and the high-water mark retention
+	 * saves before it deletes, so a number is never reused.
+	 */
+	int64_t next_seq, batch_first_seq;
 };
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS records ("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " seq INTEGER PRIMARY KEY,"
     " id BLOB NOT NULL,"
     " time_ms INTEGER NOT NULL,"
     " received_ms INTEGER NOT NULL,"
@@ -482,6 +489,29 @@ prepare_writer(struct ma_store *store, struct ma_error *err)
 	return 0;
 }
 
+static int
+load_next_seq(struct ma_store *store, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int64_t high = 0;
+	int rc;
+
+	if (prepare(store,
+		"SELECT max(coalesce((SELECT max(seq) FROM records), 0),"
+		" coalesce((SELECT CAST(value AS INTEGER) FROM settings"
+		" WHERE key = 'seq_high'), 0))",
+		&st, err) < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		high = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return db_error(store, err, "sequence");
+	store->next_seq = store->batch_first_seq = high + 1;
+	return 0;
+}
+
 struct ma_store *
 ma_store_open(
     const char *path, const struct ma_store_options *opts, struct ma_error *err)
@@ -514,11 +544,12 @@ ma_store_open(
 		    "INSERT INTO records (id, time_ms, received_ms, operation,"
 		    " result, logon_type, user, mailbox, folder, dest_folder,"
 		    " dest_mailbox, session, client_ip, client_info, protocol,"
-		    " server, count, item_count, detail) VALUES"
-		    " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+		    " server, count, item_count, detail, seq) VALUES"
+		    " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		    " ON CONFLICT(id) DO NOTHING",
 		    &store->insert, err) < 0) ||
 	    (!store->readonly && prepare_writer(store, err) < 0) ||
+	    (!store->readonly && load_next_seq(store, err) < 0) ||
 	    (opts->checkpoint_thread && !store->readonly &&
 		checkpointer_start(store, path, err) < 0)) {
 		ma_store_destroy(&store);
@@ -553,6 +584,7 @@ ma_store_destroy(struct ma_store **storep)
 int
 ma_store_begin(struct ma_store *store, struct ma_error *err)
 {
+	store->batch_first_seq = store->next_seq;
 	return exec(store, "BEGIN IMMEDIATE", err);
 }
 
@@ -570,9 +602,11 @@ ma_store_rollback(struct ma_store *store)
 	if (!sqlite3_get_autocommit(store->db))
 		exec(store, "ROLLBACK", NULL);
 	if (!store->readonly) {
-		/* Names added in the batch are gone with it. */
+		/* Names and numbers handed out in the batch are gone with it.
+		 */
 		pending_clear(store);
 		names_clear(store);
+		store->next_seq = store->batch_first_seq;
 	}
 }
 
@@ -626,6 +660,7 @@ ma_store_insert(struct ma_store *store, struct ma_record *rec,
 	else
 		sqlite3_bind_text(st, 19, store->detail.data,
 		    (int)store->detail.len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 20, store->next_seq);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -633,7 +668,7 @@ ma_store_insert(struct ma_store *store, struct ma_record *rec,
 		return db_error(store, err, "insert");
 	*dup_r = sqlite3_changes(store->db) == 0;
 	if (!*dup_r) {
-		rec->seq = sqlite3_last_insert_rowid(store->db);
+		rec->seq = store->next_seq++;
 		for (int k = 0; k < INDEX_COUNT; k++)
 			pending_add(&store->pending[k], key[k], rec->seq);
 	}
@@ -1186,6 +1221,7 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 {
 	sqlite3_stmt *st;
 	int64_t day = 86400000, floor_days;
+	char high[32];
 	int rc;
 
 	*deleted_r = 0;
@@ -1224,6 +1260,15 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 
 		if (exec(store, "BEGIN IMMEDIATE", err) < 0)
 			break;
+		/* Keep the high-water mark: the rows about to go may include
+		   the newest, whose numbers must never be handed out again. */
+		snprintf(high, sizeof(high), "%lld",
+		    (long long)(store->next_seq - 1));
+		if (setting_put(store, "seq_high", high, err) < 0) {
+			exec(store, "ROLLBACK", NULL);
+			rc = SQLITE_ERROR;
+			break;
+		}
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		n = sqlite3_changes(store->db);

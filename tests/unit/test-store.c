@@ -296,6 +296,28 @@ test_purge(void)
 	ut_assert(ma_store_commit(s, &err) == 0);
 	ut_assert(ma_store_stats(s, &before, &last_before, &err) == 0);
 	ut_assert(last_before > last_after);
+	/* Everything purged, store reopened: numbering still goes on. */
+	ut_assert(
+	    ma_store_purge(s, now + 100000 * day, 0, 0, &deleted, &err) == 0);
+	ut_assert(ma_store_stats(s, &before, &last_after, &err) == 0);
+	ut_assert_cmp(before, ==, 0);
+	ma_store_destroy(&s);
+	s = open_rw();
+	ut_assert(s != NULL);
+	if (s != NULL) {
+		struct ma_record r;
+
+		ma_record_init(&r);
+		ma_uuid7(r.id, now);
+		r.time_ms = now;
+		r.operation = "Update";
+		r.user = r.mailbox = "x";
+		ut_assert(ma_store_begin(s, &err) == 0);
+		ut_assert(ma_store_insert(s, &r, now, &dup, &err) == 0);
+		ut_assert(ma_store_commit(s, &err) == 0);
+		ut_assert_cmp(r.seq, >, last_before);
+		ma_record_deinit(&r);
+	}
 	ma_store_destroy(&s);
 	ut_end();
 }
