@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Shared helpers for the bench/run-* scripts (Python 3 standard library).
 
-Daemon: a mailauditd in a fresh temporary directory with its own
-mailaudit.conf (unlike tests/integration/daemon_fixture.py, which pins
-sync_full = no, the benchmarks need the daemon defaults, sync_full = yes).
+Daemon: the integration tests' mailauditd fixture
+(tests/integration/daemon_fixture.py) with the daemon's own defaults
+(sync_full = yes, 1 s spool scans) instead of the tests' faster settings.
 Everything started here is stopped by pid (SIGTERM, then SIGKILL), also
 when a run fails or is interrupted: see Cleanup.
 """
@@ -18,7 +18,10 @@ import sys
 import tempfile
 import time
 
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from daemon_fixture import MailauditDaemon  # noqa: E402
 BUILD = os.environ.get("MAILAUDIT_BUILD_DIR", os.path.join(ROOT, "build"))
 SEND = os.path.join(BUILD, "bench", "ma-bench-send")
 SQLITE = os.path.join(BUILD, "bench", "ma-bench-sqlite")
@@ -133,70 +136,33 @@ class CpuSampler:
         return self.busy
 
 
-class Daemon:
-    """mailauditd in its own temporary directory."""
+class Daemon(MailauditDaemon):
+    """The test fixture's mailauditd with the daemon's own defaults
+    (sync_full = yes, 1 s spool scans) instead of the tests' faster ones,
+    stopped by Cleanup whatever happens."""
 
     def __init__(self, base=None, **options):
-        self.dir = tempfile.mkdtemp(prefix="ma-bench-", dir=base)
-        os.chmod(self.dir, 0o755)
-        self.conf = os.path.join(self.dir, "mailaudit.conf")
-        self.store = os.path.join(self.dir, "audit.db")
-        self.socket = os.path.join(self.dir, "run", "ingest.sock")
-        self.control = os.path.join(self.dir, "run", "control.sock")
-        self.spool = os.path.join(self.dir, "spool")
-        self.snapshot = os.path.join(self.dir, "policy.snapshot")
-        self.log = os.path.join(self.dir, "mailauditd.log")
-        self.proc = None
-        opts = {"server_name": "mx-bench.example",
-                "organization_name": "example.test"}
+        opts = {"server_name": "mx-bench.example", "sync_full": "yes",
+                "spool_scan_interval_ms": "1000"}
         opts.update(options)
-        with open(self.conf, "w") as f:
-            f.write("# written by bench/benchlib.py\n")
-            f.write("store_path = %s\nsocket_path = %s\n"
-                    "control_socket_path = %s\nspool_dir = %s\n"
-                    "policy_snapshot_path = %s\n" % (
-                        self.store, self.socket, self.control, self.spool,
-                        self.snapshot))
-            for k, v in opts.items():
-                f.write("%s = %s\n" % (k, v))
+        super().__init__(tmpdir=tempfile.mkdtemp(prefix="ma-bench-",
+                                                 dir=base), options=opts)
+        self.own_dir = True
+        self.pid = None
         Cleanup.add(self.cleanup)
 
     def start(self, timeout=10.0):
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([MAILAUDITD, "-f", "-c", self.conf],
-                                     stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+        super().start(timeout)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mailauditd exited: " + self.log_text())
-            if all(os.path.exists(p) for p in
-                   (self.socket, self.control, self.snapshot)):
-                return self
-            time.sleep(0.02)
-        raise RuntimeError("mailauditd did not start: " + self.log_text())
-
-    def stop(self):
-        kill_pid(self.proc)
-        self.proc = None
+        return self
 
     def cleanup(self):
         self.stop()
         if not os.environ.get("MA_BENCH_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def log_text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
     def ctl(self, *args):
-        return subprocess.run([MAILAUDITCTL, "-c", self.conf] + list(args),
-                              capture_output=True, text=True, timeout=120,
-                              check=True).stdout
+        return super().ctl(*args).stdout
 
     def status(self):
         out = {}

@@ -109,7 +109,18 @@ class Sensor:
 
 
 class MailauditDaemon:
-    def __init__(self, extra_conf="", tmpdir=None):
+    """options override the test defaults below (e.g. sync_full="yes" for
+    the daemon's own default); extra_conf is appended verbatim."""
+
+    DEFAULTS = {
+        "spool_scan_interval_ms": "100",
+        "server_name": "mx-test.example",
+        "organization_name": "example.test",
+        "organization_id": "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01",
+        "sync_full": "no",
+    }
+
+    def __init__(self, extra_conf="", tmpdir=None, options=None):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="mailauditd-test-")
         self.own_dir = tmpdir is None
         # Dovecot's mail processes (another uid) must reach the socket and
@@ -123,19 +134,18 @@ class MailauditDaemon:
         self.snapshot = os.path.join(self.dir, "policy.snapshot")
         self.log = os.path.join(self.dir, "mailauditd.log")
         self.proc = None
+        opts = dict(self.DEFAULTS)
+        opts.update(options or {})
         with open(self.conf, "w") as f:
-            f.write(f"""# written by tests/integration/daemon_fixture.py
-store_path = {self.store}
-socket_path = {self.socket}
-control_socket_path = {self.control}
-spool_dir = {self.spool}
-policy_snapshot_path = {self.snapshot}
-spool_scan_interval_ms = 100
-server_name = mx-test.example
-organization_name = example.test
-organization_id = 0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01
-sync_full = no
-{extra_conf}""")
+            f.write("# written by tests/integration/daemon_fixture.py\n")
+            f.write("store_path = %s\nsocket_path = %s\n"
+                    "control_socket_path = %s\nspool_dir = %s\n"
+                    "policy_snapshot_path = %s\n" % (
+                        self.store, self.socket, self.control, self.spool,
+                        self.snapshot))
+            for key, value in opts.items():
+                f.write("%s = %s\n" % (key, value))
+            f.write(extra_conf)
 
     def binary(self, name):
         sub = "daemon" if name == "mailauditd" else "cli"
