@@ -117,6 +117,18 @@ mailaudit_txn_headers(struct mailaudit_txn *ctx, struct mailaudit_event *ev,
 	ev->subject = p_strdup(ctx->pool, subject);
 }
 
+/* mailaudit_box_wants - info for box, and whether the policy audits
+   action there; subjects_r gets the privacy setting. */
+static bool
+mailaudit_box_wants(struct mailaudit_user *muser, struct mailbox *box,
+    enum ma_action action, struct mailaudit_box_info *info_r, bool *subjects_r)
+{
+	mailaudit_box_info_get(muser, box, info_r);
+	return mailaudit_wants(mailaudit_policy_mask(muser, info_r->mbox,
+				   info_r->logon, subjects_r),
+	    action);
+}
+
 static void *
 mailaudit_txn_begin(struct mailbox_transaction_context *t)
 {
@@ -141,10 +153,8 @@ mailaudit_mail_save(void *txn, struct mail *mail)
 		return;
 	T_BEGIN
 	{
-		mailaudit_box_info_get(ctx->muser, mail->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
-					info.logon, &subjects),
-			MA_ACTION_CREATE)) {
+		if (mailaudit_box_wants(ctx->muser, mail->box, MA_ACTION_CREATE,
+			&info, &subjects)) {
 			ev = mailaudit_txn_add(ctx, MA_ACTION_CREATE, &info, 0);
 			ev->save_idx = (int)idx;
 			mailaudit_txn_headers(ctx, ev, mail, subjects);
@@ -186,10 +196,8 @@ mailaudit_mail_copy(void *txn, struct mail *src, struct mail *dst)
 	action = mailaudit_copy_action(dst, moving);
 	T_BEGIN
 	{
-		mailaudit_box_info_get(ctx->muser, src->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
-					info.logon, &subjects),
-			action)) {
+		if (mailaudit_box_wants(
+			ctx->muser, src->box, action, &info, &subjects)) {
 			mailaudit_box_info_get(ctx->muser, dst->box, &dinfo);
 			ev = mailaudit_txn_add(ctx, action, &info, src->uid);
 			ev->dest_folder = p_strdup(ctx->pool, dinfo.folder);
@@ -317,10 +325,8 @@ mailaudit_mail_update_keywords(
 		return;
 	T_BEGIN
 	{
-		mailaudit_box_info_get(ctx->muser, mail->box, &info);
-		if (mailaudit_wants(mailaudit_policy_mask(ctx->muser, info.mbox,
-					info.logon, &subjects),
-			MA_ACTION_UPDATE)) {
+		if (mailaudit_box_wants(ctx->muser, mail->box, MA_ACTION_UPDATE,
+			&info, &subjects)) {
 			ev = mailaudit_txn_add(
 			    ctx, MA_ACTION_UPDATE, &info, mail->uid);
 			ev->prop = "Keywords";
