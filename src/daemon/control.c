@@ -131,26 +131,41 @@ admin_change(struct request *r, const char *name, const char *old_value,
 }
 
 /*
- * apply - run the change in its own transaction with its admin record;
- * fn does the change and fills the record's properties.
+ * apply - run the change in a transaction of its own with its admin
+ * record, on this thread while the writer is idle; fn does the change and
+ * fills the record's properties.
  */
 static int
 apply(struct request *r, int (*fn)(struct request *))
 {
-	if (daemon_batch_commit(r->d) < 0 || daemon_batch_begin(r->d) < 0)
+	struct daemon *d = r->d;
+	struct ma_error err = {0};
+	bool dup = false;
+
+	daemon_writer_idle(d);
+	if (ma_store_begin(d->store, &err) < 0) {
+		ma_log_warnx("control: %s", err.msg);
 		return ma_error_set(&r->err, "store unavailable");
+	}
 	if (fn(r) < 0) {
-		daemon_batch_abort(r->d);
+		ma_store_rollback(d->store);
 		return -1;
 	}
 	admin_record_finish(r);
-	if ((r->rec.prop_count > 0 &&
-		daemon_batch_add(r->d, &r->rec, NULL) < 0) ||
-	    daemon_batch_commit(r->d) < 0) {
-		daemon_batch_abort(r->d);
+	if ((r->rec.prop_count > 0 && ma_store_insert(d->store, &r->rec,
+					  ma_now_ms(), &dup, &err) < 0) ||
+	    ma_store_commit(d->store, &err) < 0) {
+		ma_log_warnx("control: %s", err.msg);
+		ma_store_rollback(d->store);
 		return ma_error_set(&r->err, "store failure: nothing changed");
 	}
-	if (control_write_snapshot(r->d) < 0)
+	if (r->rec.prop_count > 0) {
+		if (dup)
+			d->duplicates_total++;
+		else
+			d->stored_total++;
+	}
+	if (control_write_snapshot(d) < 0)
 		return ma_error_set(&r->err, "change stored, but the policy "
 					     "snapshot could not be written");
 	return 0;
@@ -489,8 +504,8 @@ do_status(struct request *r)
 	int64_t last;
 	unsigned int pending, bad;
 
-	if (daemon_batch_commit(r->d) < 0 ||
-	    ma_store_stats(r->d->store, &count, &last, &r->err) < 0)
+	daemon_writer_idle(r->d);
+	if (ma_store_stats(r->d->store, &count, &last, &r->err) < 0)
 		return -1;
 	spool_count(r->d, &pending, &bad);
 	ma_buf_printf(
@@ -512,8 +527,8 @@ do_purge(struct request *r)
 {
 	uint64_t deleted;
 
-	if (daemon_batch_commit(r->d) < 0 ||
-	    ma_store_purge(r->d->store, ma_now_ms(),
+	daemon_writer_idle(r->d);
+	if (ma_store_purge(r->d->store, ma_now_ms(),
 		(uint32_t)r->d->conf.retention_min_days, 0, &deleted,
 		&r->err) < 0)
 		return -1;
@@ -524,8 +539,11 @@ do_purge(struct request *r)
 static int
 do_flush(struct request *r)
 {
+	/* Commit what was received, then drain the spool and commit that. */
+	if (daemon_writer_idle(r->d) < 0)
+		return ma_error_set(&r->err, "commit failed");
 	spool_scan(r->d);
-	return daemon_batch_commit(r->d) < 0
+	return daemon_writer_idle(r->d) < 0
 		   ? ma_error_set(&r->err, "commit failed")
 		   : 0;
 }

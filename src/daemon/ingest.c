@@ -11,9 +11,11 @@
  *
  * Spool files hold frames back to back.  Sensors write them under a
  * dot-name and rename them to *.spool when complete, so a file we see is
- * whole.  Its records join the open batch and the file is unlinked only
- * once that batch is committed.  A file that cannot be parsed is renamed
- * to *.bad and reported, never deleted.
+ * whole.  Its records join the filling batch (or, for a large file,
+ * several batches) and the file is unlinked only once the batch with its
+ * last record is committed and none failed since it was read.  No new
+ * scan starts while files of the last one wait for their commit.  A file
+ * that cannot be parsed is renamed to *.bad and reported, never deleted.
  */
 
 #include <dirent.h>
@@ -159,12 +161,12 @@ ingest_frame(struct daemon *d, struct conn *c, struct ma_record *rec,
 		return false;
 	}
 	if (daemon_batch_add(d, rec, c) < 0) {
-		/* The frame is read but not stored: closing makes the sensor
-		   spool everything it holds unacknowledged. */
-		daemon_conn_close(d, c, "store failure, record not stored");
+		reject(d, c, "record too large to store");
 		return false;
 	}
-	return true;
+	/* A full batch may have waited for the writer, and a failed commit
+	   closes the connections it had records of. */
+	return !c->closing;
 }
 
 void
@@ -209,27 +211,16 @@ ingest_readable(struct daemon *d, struct conn *c)
 }
 
 void
-ingest_send_acks(struct daemon *d)
+ingest_ack(struct conn *c, uint64_t n)
 {
-	struct conn *c, *next;
 	char buf[64];
 	int len;
 
-	for (c = d->dirty; c != NULL; c = next) {
-		next = c->next_dirty;
-		c->next_dirty = NULL;
-		c->in_batch = false;
-		if (c->closing)
-			continue; /* reap() frees it */
-		len = snprintf(buf, sizeof(buf), "ack=%llu\n\n",
-		    (unsigned long long)c->received);
-		/* A full socket buffer only delays this ack: the next one is
-		   cumulative and covers it. */
-		if (send(c->fd, buf, (size_t)len,
-			MSG_DONTWAIT | MSG_NOSIGNAL) == len)
-			c->acked = c->received;
-	}
-	d->dirty = NULL;
+	len = snprintf(buf, sizeof(buf), "ack=%llu\n\n", (unsigned long long)n);
+	/* A full socket buffer only delays this ack: the next one is
+	   cumulative and covers it. */
+	if (send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) == len)
+		c->acked = n;
 }
 
 /* The spool. */
@@ -329,8 +320,10 @@ spool_load(struct daemon *d, const char *path, struct ma_buf *data)
 			    frames + bad + 1, clean);
 			bad++;
 		} else if (daemon_batch_add(d, &rec, NULL) < 0) {
-			ma_record_deinit(&rec);
-			return -1;
+			ma_log_warnx("spool: %s: frame %u rejected: too large "
+				     "to store",
+			    path, frames + bad + 1);
+			bad++;
 		} else {
 			frames++;
 		}
@@ -354,6 +347,9 @@ spool_scan(struct daemon *d)
 	size_t bytes = 0;
 	char path[4096];
 
+	/* Files of the previous scan are still waiting for their commit. */
+	if (d->spool_pending > 0)
+		return;
 	if (dir == NULL) {
 		ma_log_warn("spool: opendir %s", d->conf.spool_dir);
 		return;
@@ -361,7 +357,7 @@ spool_scan(struct daemon *d)
 	ma_buf_init(&data, SPOOL_FILE_MAX);
 	while ((de = readdir(dir)) != NULL && files < SPOOL_FILES_SCAN &&
 	       bytes < SPOOL_BYTES_SCAN) {
-		struct spooled *sp;
+		uint64_t epoch = d->fail_epoch;
 
 		if (!is_spool_name(de->d_name))
 			continue;
@@ -370,10 +366,7 @@ spool_scan(struct daemon *d)
 		if (spool_load(d, path, &data) < 0)
 			continue;
 		bytes += data.len;
-		sp = ma_xcalloc(1, sizeof(*sp));
-		sp->path = ma_xstrdup(path);
-		sp->next = d->spooled;
-		d->spooled = sp;
+		daemon_batch_spooled(d, path, epoch);
 		files++;
 	}
 	closedir(dir);
@@ -381,12 +374,6 @@ spool_scan(struct daemon *d)
 	if (files > 0) {
 		d->spool_files_total += files;
 		ma_log_info("spool: drained %u file(s)", files);
-		/* Files without a record opened no batch: nothing to wait for.
-		 */
-		if (d->batch_open)
-			daemon_batch_commit(d);
-		else
-			spool_commit(d, true);
 	}
 }
 
@@ -408,21 +395,4 @@ spool_count(struct daemon *d, unsigned int *pending_r, unsigned int *bad_r)
 			(*bad_r)++;
 	}
 	closedir(dir);
-}
-
-void
-spool_commit(struct daemon *d, bool success)
-{
-	struct spooled *sp, *next;
-
-	for (sp = d->spooled; sp != NULL; sp = next) {
-		next = sp->next;
-		if (success && unlink(sp->path) < 0)
-			ma_log_warn("spool: unlink %s (its records are stored; "
-				    "they will be de-duplicated)",
-			    sp->path);
-		free(sp->path);
-		free(sp);
-	}
-	d->spooled = NULL;
 }

@@ -11,10 +11,13 @@
  * record id makes delivery idempotent: a record that arrives both ways is
  * stored once.
  *
- * The loop is one thread on epoll: accept, read, insert, and commit when
- * the batch is full or batch_max_delay_ms old (so a record is searchable
- * well within a second).  Policy changes arrive on a separate control
- * socket that only root and the daemon's own user may use.
+ * The event loop is one thread on epoll: accept, receive, decode into
+ * the filling batch, ack; a writer thread (writer.c) inserts and commits
+ * the previous batch meanwhile, so decoding and SQLite use both cores.  A
+ * record is searchable within a few milliseconds when idle and well
+ * within a second under load.  Policy changes arrive on a separate
+ * control socket that only root and the daemon's own user may use; they
+ * reach the store while the writer is idle.
  */
 
 #include <errno.h>
@@ -44,104 +47,6 @@ usage(void)
 {
 	fprintf(stderr, "usage: mailauditd [-fd] [-c config] [-p pidfile]\n");
 	exit(2);
-}
-
-/* Batches. */
-
-int
-daemon_batch_begin(struct daemon *d)
-{
-	struct ma_error err = {0};
-
-	if (d->batch_open)
-		return 0;
-	if (ma_store_begin(d->store, &err) < 0) {
-		ma_log_warnx("%s", err.msg);
-		return -1;
-	}
-	d->batch_open = true;
-	d->batch_records = 0;
-	d->batch_start_ms = ma_now_ms();
-	d->batch_deadline_ms =
-	    d->batch_start_ms + (int64_t)d->conf.batch_max_delay_ms;
-	return 0;
-}
-
-/* batch_fail - the store refused: nothing in the batch is durable. */
-static void
-batch_fail(struct daemon *d)
-{
-	struct conn *c, *next;
-
-	ma_store_rollback(d->store);
-	d->batch_open = false;
-	spool_commit(d, false);
-	/* Sensors still hold these records unacknowledged; closing their
-	   connections makes them spool the records for a later retry. */
-	for (c = d->dirty; c != NULL; c = next) {
-		next = c->next_dirty;
-		c->in_batch = false;
-		c->next_dirty = NULL;
-		daemon_conn_close(d, c, "store failure, records not committed");
-	}
-	d->dirty = NULL;
-}
-
-void
-daemon_batch_abort(struct daemon *d)
-{
-	if (d->batch_open)
-		batch_fail(d);
-}
-
-int
-daemon_batch_add(struct daemon *d, struct ma_record *rec, struct conn *from)
-{
-	struct ma_error err = {0};
-	bool dup = false;
-
-	if (daemon_batch_begin(d) < 0)
-		return -1;
-	if (ma_store_insert(d->store, rec, ma_now_ms(), &dup, &err) < 0) {
-		ma_log_warnx(
-		    "insert: %s (batch rolled back; sensors resend)", err.msg);
-		batch_fail(d);
-		return -1;
-	}
-	if (dup)
-		d->duplicates_total++;
-	else
-		d->stored_total++;
-	d->batch_records++;
-	if (from != NULL) {
-		from->received++;
-		if (!from->in_batch) {
-			from->in_batch = true;
-			from->next_dirty = d->dirty;
-			d->dirty = from;
-		}
-	}
-	if (d->batch_records >= d->conf.batch_max_records)
-		return daemon_batch_commit(d);
-	return 0;
-}
-
-int
-daemon_batch_commit(struct daemon *d)
-{
-	struct ma_error err = {0};
-
-	if (!d->batch_open)
-		return 0;
-	if (ma_store_commit(d->store, &err) < 0) {
-		ma_log_warnx("commit: %s", err.msg);
-		batch_fail(d);
-		return -1;
-	}
-	d->batch_open = false;
-	spool_commit(d, true);
-	ingest_send_acks(d);
-	return 0;
 }
 
 /* Connections. */
@@ -185,7 +90,7 @@ reap(struct daemon *d)
 	struct conn **pp = &d->dead, *c;
 
 	while ((c = *pp) != NULL) {
-		if (c->in_batch) {
+		if (c->in_batch || c->sealed > 0) {
 			pp = &c->next;
 			continue;
 		}
@@ -306,8 +211,9 @@ epoll_add(struct daemon *d, int fd, void *ptr)
 		ma_fatal("epoll_ctl");
 }
 
-/* Markers for the listening and signal fds in epoll's data.ptr. */
-static char mark_signal;
+/* Markers for the signal fd and the writer's eventfd in epoll's data.ptr.
+ */
+static char mark_signal, mark_writer;
 
 static void
 setup(struct daemon *d)
@@ -367,6 +273,8 @@ setup(struct daemon *d)
 	epoll_add(d, d->ingest_fd, &d->ingest_fd);
 	epoll_add(d, d->control_fd, &d->control_fd);
 	epoll_add(d, d->signal_fd, &mark_signal);
+	daemon_writer_start(d);
+	epoll_add(d, d->writer_fd, &mark_writer);
 	d->recvbuf = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
 	for (int i = 0; i < INGEST_RECV_BATCH; i++)
 		d->recvbufs[i] = ma_xmalloc(MA_PROTO_MAX_FRAME + 1);
@@ -384,6 +292,7 @@ handle_signal(struct daemon *d)
 	while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			ma_log_info("SIGHUP: rewriting the policy snapshot");
+			daemon_writer_idle(d);
 			control_write_snapshot(d);
 		} else {
 			d->quit = true;
@@ -397,8 +306,8 @@ run_purge(struct daemon *d, int64_t now)
 	struct ma_error err = {0};
 	uint64_t deleted;
 
-	if (daemon_batch_commit(d) < 0)
-		return;
+	/* Retention reaches the store between batches. */
+	daemon_writer_idle(d);
 	/* At most 50,000 records a run, so ingest never waits long; a
 	   backlog is worked off a second later. */
 	if (ma_store_purge(d->store, now, (uint32_t)d->conf.retention_min_days,
@@ -416,8 +325,6 @@ run_timers(struct daemon *d)
 {
 	int64_t now = ma_now_ms();
 
-	if (d->batch_open && now >= d->batch_deadline_ms)
-		daemon_batch_commit(d);
 	if (d->accept_resume_ms != 0 && now >= d->accept_resume_ms)
 		ingest_accept_resume(d);
 	if (now >= d->next_spool_scan_ms) {
@@ -437,8 +344,6 @@ next_timeout(const struct daemon *d)
 {
 	int64_t now = ma_now_ms(), next = d->next_spool_scan_ms;
 
-	if (d->batch_open && d->batch_deadline_ms < next)
-		next = d->batch_deadline_ms;
 	if (d->next_purge_ms < next)
 		next = d->next_purge_ms;
 	if (d->accept_resume_ms != 0 && d->accept_resume_ms < next)
@@ -458,6 +363,10 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 		handle_signal(d);
 		return;
 	}
+	if (p == &mark_writer) {
+		daemon_writer_done(d);
+		return;
+	}
 	if (p == &d->ingest_fd || p == &d->control_fd) {
 		ingest_accept(d, *(int *)p,
 		    p == &d->ingest_fd ? CONN_INGEST : CONN_CONTROL);
@@ -473,50 +382,62 @@ dispatch(struct daemon *d, struct epoll_event *ev)
 }
 
 /*
- * loop - group commit: a batch is committed once no more input is ready
- * and it is at least batch_min_delay_ms old (so a trickle of records does
- * not cost one fsync each), or when it reaches batch_max_records or
- * batch_max_delay_ms under sustained load.  A record is durable and acked
- * within a few milliseconds, which keeps a sensor's wait at logout short.
+ * batch_wait_ms - how long the filling batch may still wait for company:
+ * -1 when there is nothing to hand over (or the writer is busy; its
+ * eventfd wakes us), else the time until it is batch_min_delay_ms old.
+ */
+static int64_t
+batch_wait_ms(const struct daemon *d)
+{
+	int64_t left;
+
+	if (d->inflight != NULL || !daemon_batch_has_work(d))
+		return -1;
+	left = d->filling->start_ms + (int64_t)d->conf.batch_min_delay_ms -
+	       ma_now_ms();
+	return left > 0 ? left : 0;
+}
+
+/*
+ * loop - group commit, pipelined: the filling batch goes to the writer
+ * as soon as the writer is idle and the batch is batch_min_delay_ms old
+ * (so a trickle of records does not cost one fsync each); while the
+ * writer commits, the next batch fills, up to batch_max_records.  Under
+ * load a batch is what arrived during the previous commit.  A record is
+ * durable and acked within a few milliseconds when the daemon is idle,
+ * which keeps a sensor's wait at logout short.
  */
 static void
 loop(struct daemon *d)
 {
 	struct epoll_event evs[64];
-	int64_t idle_commit;
+	int64_t wait;
 	int n, timeout;
 
 	while (!d->quit) {
-		/* With a batch open, wait only until it may be committed. */
 		timeout = next_timeout(d);
-		if (d->batch_open) {
-			idle_commit = d->batch_start_ms +
-				      (int64_t)d->conf.batch_min_delay_ms -
-				      ma_now_ms();
-			timeout = idle_commit > 0 ? (int)idle_commit : 0;
-		}
+		wait = batch_wait_ms(d);
+		if (wait >= 0 && wait < timeout)
+			timeout = (int)wait;
 		n = epoll_wait(d->epfd, evs, 64, timeout);
 		if (n < 0 && errno != EINTR)
 			ma_fatal("epoll_wait");
 		for (int i = 0; i < n; i++)
 			dispatch(d, &evs[i]);
-		if (n == 0 && d->batch_open &&
-		    ma_now_ms() - d->batch_start_ms >=
-			(int64_t)d->conf.batch_min_delay_ms)
-			daemon_batch_commit(d);
+		if (batch_wait_ms(d) == 0)
+			daemon_batch_submit(d, false);
 		run_timers(d);
 		reap(d);
 	}
-	daemon_batch_commit(d);
 }
 
 static void
 shutdown_daemon(struct daemon *d)
 {
+	/* Commits and acknowledges everything received. */
+	daemon_writer_stop(d);
 	while (d->conns != NULL)
 		daemon_conn_close(d, d->conns, NULL);
-	for (struct conn *c = d->dead; c != NULL; c = c->next)
-		c->in_batch = false;
 	reap(d);
 	ma_store_destroy(&d->store);
 	unlink(d->conf.socket_path);

@@ -620,8 +620,8 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
 }
 
 int
-ma_store_insert(struct ma_store *store, struct ma_record *rec,
-    int64_t received_ms, bool *dup_r, struct ma_error *err)
+ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
+    int64_t received_ms, int64_t *seq_r, struct ma_error *err)
 {
 	sqlite3_stmt *st = store->insert;
 	int64_t key[INDEX_COUNT];
@@ -630,48 +630,87 @@ ma_store_insert(struct ma_store *store, struct ma_record *rec,
 	/* Index entries are written at commit: no batch, no indexes. */
 	if (sqlite3_get_autocommit(store->db))
 		return ma_error_set(err, "store: insert outside a batch");
-	ma_buf_reset(&store->detail);
-	if (ma_proto_encode_detail(rec, &store->detail) < 0)
+	if (row->detail_len > INT32_MAX)
 		return ma_error_set(err, "store: record detail too large");
-	if (intern(store, rec->mailbox, &key[INDEX_MAILBOX], err) < 0 ||
-	    intern(store, rec->user, &key[INDEX_USER], err) < 0 ||
-	    intern(store, rec->operation, &key[INDEX_OPERATION], err) < 0)
+	if (intern(store, row->mailbox, &key[INDEX_MAILBOX], err) < 0 ||
+	    intern(store, row->user, &key[INDEX_USER], err) < 0 ||
+	    intern(store, row->operation, &key[INDEX_OPERATION], err) < 0)
 		return -1;
-	sqlite3_bind_blob(st, 1, rec->id, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, rec->time_ms);
+	/* Every parameter is bound on every call, so the statement never
+	   needs sqlite3_clear_bindings. */
+	sqlite3_bind_blob(st, 1, row->id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, row->time_ms);
 	sqlite3_bind_int64(st, 3, received_ms);
 	sqlite3_bind_int64(st, 4, key[INDEX_OPERATION]);
-	sqlite3_bind_int(st, 5, (int)rec->result);
-	sqlite3_bind_int(st, 6, (int)rec->logon_type);
+	sqlite3_bind_int(st, 5, (int)row->result);
+	sqlite3_bind_int(st, 6, (int)row->logon_type);
 	sqlite3_bind_int64(st, 7, key[INDEX_USER]);
 	sqlite3_bind_int64(st, 8, key[INDEX_MAILBOX]);
-	bind_text(st, 9, rec->folder);
-	bind_text(st, 10, rec->dest_folder);
-	bind_text(st, 11, rec->dest_mailbox);
-	bind_text(st, 12, rec->session);
-	bind_text(st, 13, rec->client_ip);
-	bind_text(st, 14, rec->client_info);
-	bind_text(st, 15, rec->protocol);
-	bind_text(st, 16, rec->server);
-	sqlite3_bind_int64(st, 17, rec->count);
-	sqlite3_bind_int64(st, 18, rec->item_count);
-	if (store->detail.len == 0)
+	bind_text(st, 9, row->folder);
+	bind_text(st, 10, row->dest_folder);
+	bind_text(st, 11, row->dest_mailbox);
+	bind_text(st, 12, row->session);
+	bind_text(st, 13, row->client_ip);
+	bind_text(st, 14, row->client_info);
+	bind_text(st, 15, row->protocol);
+	bind_text(st, 16, row->server);
+	sqlite3_bind_int64(st, 17, row->count);
+	sqlite3_bind_int64(st, 18, row->item_count);
+	if (row->detail == NULL || row->detail_len == 0)
 		sqlite3_bind_null(st, 19);
 	else
-		sqlite3_bind_text(st, 19, store->detail.data,
-		    (int)store->detail.len, SQLITE_STATIC);
+		sqlite3_bind_text(
+		    st, 19, row->detail, (int)row->detail_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 20, store->next_seq);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE)
 		return db_error(store, err, "insert");
-	*dup_r = sqlite3_changes(store->db) == 0;
-	if (!*dup_r) {
-		rec->seq = store->next_seq++;
-		for (int k = 0; k < INDEX_COUNT; k++)
-			pending_add(&store->pending[k], key[k], rec->seq);
+	if (sqlite3_changes(store->db) == 0) {
+		*seq_r = 0;
+		return 0;
 	}
+	*seq_r = store->next_seq++;
+	for (int k = 0; k < INDEX_COUNT; k++)
+		pending_add(&store->pending[k], key[k], *seq_r);
+	return 0;
+}
+
+int
+ma_store_insert(struct ma_store *store, struct ma_record *rec,
+    int64_t received_ms, bool *dup_r, struct ma_error *err)
+{
+	struct ma_store_row row = {
+	    .time_ms = rec->time_ms,
+	    .operation = rec->operation,
+	    .user = rec->user,
+	    .mailbox = rec->mailbox,
+	    .folder = rec->folder,
+	    .dest_folder = rec->dest_folder,
+	    .dest_mailbox = rec->dest_mailbox,
+	    .session = rec->session,
+	    .client_ip = rec->client_ip,
+	    .client_info = rec->client_info,
+	    .protocol = rec->protocol,
+	    .server = rec->server,
+	    .result = rec->result,
+	    .logon_type = rec->logon_type,
+	    .count = rec->count,
+	    .item_count = rec->item_count,
+	};
+	int64_t seq;
+
+	memcpy(row.id, rec->id, sizeof(row.id));
+	ma_buf_reset(&store->detail);
+	if (ma_proto_encode_detail(rec, &store->detail) < 0)
+		return ma_error_set(err, "store: record detail too large");
+	row.detail = store->detail.data;
+	row.detail_len = store->detail.len;
+	if (ma_store_insert_row(store, &row, received_ms, &seq, err) < 0)
+		return -1;
+	*dup_r = seq == 0;
+	if (seq != 0)
+		rec->seq = seq;
 	return 0;
 }
 

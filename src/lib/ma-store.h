@@ -55,6 +55,35 @@ void ma_store_rollback(struct ma_store *store);
 int ma_store_insert(struct ma_store *store, struct ma_record *rec,
     int64_t received_ms, bool *dup_r, struct ma_error *err);
 
+/*
+ * A record as the store keeps it: strings decoded and validated, items
+ * and properties already in their stored form (detail: the item=/prop=
+ * lines of ma_proto_encode_detail, detail_len bytes, NULL for none).
+ * mailauditd prepares rows on its event thread so that its writer thread
+ * does only SQLite work.  The store copies nothing it is not asked to
+ * keep: the strings must live until the insert returns.
+ */
+struct ma_store_row {
+	uint8_t id[16];
+	int64_t time_ms;
+	const char *operation, *user, *mailbox; /* required */
+	const char *folder, *dest_folder, *dest_mailbox;
+	const char *session, *client_ip, *client_info, *protocol, *server;
+	enum ma_result result;
+	enum ma_logon logon_type;
+	uint32_t count, item_count;
+	const char *detail;
+	size_t detail_len;
+};
+
+/*
+ * ma_store_insert_row - ma_store_insert for a prepared row: *seq_r is the
+ * new sequence number, or 0 when the id is already stored (a duplicate;
+ * nothing changes).
+ */
+int ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
+    int64_t received_ms, int64_t *seq_r, struct ma_error *err);
+
 /* Search filters; zero/NULL members do not filter. */
 struct ma_query {
 	const char *const *mailboxes;

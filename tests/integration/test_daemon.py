@@ -180,7 +180,8 @@ class TestIngest(DaemonTestCase):
         self.assertEqual(s2.wait_ack(1), 1)
         folders = [r.get("Folder", {}).get("Path") for r in self.d.records()]
         self.assertEqual(folders, ["\\after"])
-        self.assertIn("record not stored", self.d.log_text())
+        self.assertIn("store failure, records not committed",
+                      self.d.log_text())
 
     def test_second_instance_refuses_to_take_the_sockets(self):
         res = subprocess.run([self.d.binary("mailauditd"), "-f", "-c",

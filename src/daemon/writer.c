@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * writer.c - batches and the SQLite writer thread.
+ *
+ * The event thread receives and decodes frames and copies each record
+ * into the filling batch: its strings into the batch's blocks, its items
+ * and properties already encoded as the store keeps them.  A batch is
+ * sealed when the writer is idle and the batch is batch_min_delay_ms old,
+ * or when it is full (batch_max_records, BATCH_MAX_BYTES); sealing notes
+ * for each connection how many of its records the batch completes.  The
+ * writer thread inserts the sealed batch in one transaction and commits
+ * it while the event thread fills the other batch (double buffering);
+ * then it signals an eventfd, and the event thread sends the acks and
+ * unlinks the batch's spool files.  A full batch with the writer still
+ * busy makes the event thread wait: that is the back pressure that fills
+ * the sensors' sockets.
+ *
+ * Only one batch is ever with the writer, and batches commit in the order
+ * they were filled, so sequence numbers stay in arrival order and an ack
+ * (cumulative) never covers a record of a later batch.  If a batch fails,
+ * every connection with records in it is closed (its sensor spools what
+ * is unacknowledged), and spool files read since are kept for a retry.
+ *
+ * The writer thread touches the store only while it holds a batch; the
+ * event thread only when the writer is idle (daemon_writer_idle), which
+ * is how control commands, retention and status reach the store.  The
+ * mutex that hands batches over orders every access.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ma-log.h"
+#include "ma-proto.h"
+
+#define BLOCK_SIZE      (256 * 1024)
+#define BATCH_MAX_BYTES (6 * 1024 * 1024)
+#define DETAIL_MAX      (4 * 1024 * 1024)
+
+struct batch_block {
+	struct batch_block *next;
+	size_t size, used;
+	char data[];
+};
+
+struct writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct ma_store *store;
+	int fd;
+	struct batch *todo; /* sealed, not yet taken */
+	struct batch *done; /* finished, not yet collected */
+	bool stop;
+};
+
+/* Batches. */
+
+/* batch_alloc - size bytes in b's blocks, which are reused batch to batch */
+static char *
+batch_alloc(struct batch *b, size_t size)
+{
+	struct batch_block *k = b->block;
+	char *p;
+
+	if (k == NULL || k->size - k->used < size) {
+		struct batch_block *next = k != NULL ? k->next : b->blocks;
+
+		if (next == NULL || next->size < size) {
+			size_t bsize = size > BLOCK_SIZE ? size : BLOCK_SIZE;
+
+			next = ma_xmalloc(sizeof(*next) + bsize);
+			next->size = bsize;
+			next->used = 0;
+			if (k != NULL) {
+				next->next = k->next;
+				k->next = next;
+			} else {
+				next->next = b->blocks;
+				b->blocks = next;
+			}
+		}
+		k = b->block = next;
+	}
+	p = k->data + k->used;
+	k->used += size;
+	b->bytes += size;
+	return p;
+}
+
+static const char *
+batch_keep(struct batch *b, const char *s)
+{
+	size_t len;
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	len = strlen(s) + 1;
+	p = batch_alloc(b, len);
+	memcpy(p, s, len);
+	return p;
+}
+
+static void
+batch_reset(struct batch *b)
+{
+	struct batch_block *k, *next, **pp = &b->blocks;
+	size_t kept = 0;
+
+	/* Keep the blocks a typical batch needs; give back the rest (a spool
+	   drain or huge records can leave many). */
+	while ((k = *pp) != NULL) {
+		if (kept + k->size <= BATCH_MAX_BYTES &&
+		    k->size == BLOCK_SIZE) {
+			k->used = 0;
+			kept += k->size;
+			pp = &k->next;
+			continue;
+		}
+		next = k->next;
+		free(k);
+		*pp = next;
+	}
+	b->block = NULL;
+	b->count = 0;
+	b->bytes = 0;
+	b->ack_count = 0;
+	b->spooled = NULL;
+	b->failed = false;
+	b->stored = b->duplicates = 0;
+	b->error[0] = '\0';
+}
+
+static void
+batch_free(struct batch *b)
+{
+	struct batch_block *k, *next;
+
+	for (k = b->blocks; k != NULL; k = next) {
+		next = k->next;
+		free(k);
+	}
+	free(b->rows);
+	free(b->acks);
+	memset(b, 0, sizeof(*b));
+}
+
+bool
+daemon_batch_has_work(const struct daemon *d)
+{
+	return d->filling->count > 0 || d->filling->spooled != NULL;
+}
+
+/* batch_touch - the filling batch gets its first content now */
+static void
+batch_touch(struct daemon *d)
+{
+	if (!daemon_batch_has_work(d))
+		d->filling->start_ms = ma_now_ms();
+}
+
+int
+daemon_batch_add(
+    struct daemon *d, const struct ma_record *rec, struct conn *from)
+{
+	struct batch *b = d->filling;
+	struct ma_store_row *row;
+
+	ma_buf_reset(&d->detail);
+	if (ma_proto_encode_detail(rec, &d->detail) < 0)
+		return -1;
+	batch_touch(d);
+	if (b->count == b->cap) {
+		b->cap = b->cap == 0 ? 1024 : b->cap * 2;
+		b->rows = ma_xrealloc(b->rows, b->cap, sizeof(*b->rows));
+	}
+	row = &b->rows[b->count++];
+	memcpy(row->id, rec->id, sizeof(row->id));
+	row->time_ms = rec->time_ms;
+	row->operation = batch_keep(b, rec->operation);
+	row->user = batch_keep(b, rec->user);
+	row->mailbox = batch_keep(b, rec->mailbox);
+	row->folder = batch_keep(b, rec->folder);
+	row->dest_folder = batch_keep(b, rec->dest_folder);
+	row->dest_mailbox = batch_keep(b, rec->dest_mailbox);
+	row->session = batch_keep(b, rec->session);
+	row->client_ip = batch_keep(b, rec->client_ip);
+	row->client_info = batch_keep(b, rec->client_info);
+	row->protocol = batch_keep(b, rec->protocol);
+	row->server = batch_keep(b, rec->server);
+	row->result = rec->result;
+	row->logon_type = rec->logon_type;
+	row->count = rec->count;
+	row->item_count = rec->item_count;
+	row->detail = NULL;
+	row->detail_len = d->detail.len;
+	if (d->detail.len > 0) {
+		char *p = batch_alloc(b, d->detail.len);
+
+		memcpy(p, d->detail.data, d->detail.len);
+		row->detail = p;
+	}
+	b->bytes += sizeof(*row);
+	if (from != NULL) {
+		from->received++;
+		if (!from->in_batch) {
+			from->in_batch = true;
+			from->next_dirty = d->dirty;
+			d->dirty = from;
+		}
+	}
+	if (b->count >= d->conf.batch_max_records ||
+	    b->bytes >= BATCH_MAX_BYTES)
+		daemon_batch_submit(d, true);
+	return 0;
+}
+
+/* daemon_batch_spooled - path's records are all added: unlink on commit */
+void
+daemon_batch_spooled(struct daemon *d, const char *path, uint64_t fail_epoch)
+{
+	struct spooled *sp = ma_xcalloc(1, sizeof(*sp));
+
+	batch_touch(d);
+	sp->path = ma_xstrdup(path);
+	sp->fail_epoch = fail_epoch;
+	sp->next = d->filling->spooled;
+	d->filling->spooled = sp;
+	d->spool_pending++;
+}
+
+/* seal - note what each connection with records in b is owed */
+static void
+seal(struct daemon *d, struct batch *b)
+{
+	struct conn *c, *next;
+
+	for (c = d->dirty; c != NULL; c = next) {
+		next = c->next_dirty;
+		c->next_dirty = NULL;
+		c->in_batch = false;
+		if (c->closing)
+			continue; /* no ack to send: reap() may free it */
+		if (b->ack_count == b->ack_cap) {
+			b->ack_cap = b->ack_cap == 0 ? 64 : b->ack_cap * 2;
+			b->acks =
+			    ma_xrealloc(b->acks, b->ack_cap, sizeof(*b->acks));
+		}
+		b->acks[b->ack_count].c = c;
+		b->acks[b->ack_count].received = c->received;
+		b->ack_count++;
+		c->sealed++;
+	}
+	d->dirty = NULL;
+}
+
+/* finish - the writer is done with b: acks, spool files, counters */
+static void
+finish(struct daemon *d, struct batch *b)
+{
+	struct spooled *sp, *next;
+
+	if (b->failed) {
+		ma_log_warnx("%s (batch of %zu records rolled back; sensors "
+			     "resend)",
+		    b->error, b->count);
+		d->fail_epoch++;
+	} else {
+		d->stored_total += b->stored;
+		d->duplicates_total += b->duplicates;
+	}
+	for (size_t i = 0; i < b->ack_count; i++) {
+		struct conn *c = b->acks[i].c;
+
+		c->sealed--;
+		if (c->closing)
+			continue;
+		/* Sensors still hold failed records unacknowledged; closing
+		   their connections makes them spool the records for a later
+		   retry, and no later ack can cover the lost ones. */
+		if (b->failed)
+			daemon_conn_close(
+			    d, c, "store failure, records not committed");
+		else
+			ingest_ack(c, b->acks[i].received);
+	}
+	for (sp = b->spooled; sp != NULL; sp = next) {
+		next = sp->next;
+		/* A failure since the file was read may have lost some of its
+		   records (they can span batches): keep it, read it again. */
+		if (!b->failed && sp->fail_epoch == d->fail_epoch &&
+		    unlink(sp->path) < 0)
+			ma_log_warn("spool: unlink %s (its records are stored; "
+				    "they will be de-duplicated)",
+			    sp->path);
+		free(sp->path);
+		free(sp);
+		d->spool_pending--;
+	}
+	batch_reset(b);
+}
+
+/* The writer thread. */
+
+static void
+writer_commit(struct ma_store *store, struct batch *b)
+{
+	struct ma_error err = {0};
+	int64_t now = ma_now_ms(), seq;
+
+	if (b->count == 0)
+		return; /* spool files without records */
+	if (ma_store_begin(store, &err) < 0)
+		goto fail;
+	for (size_t i = 0; i < b->count; i++) {
+		if (ma_store_insert_row(store, &b->rows[i], now, &seq, &err) <
+		    0)
+			goto rollback;
+		if (seq != 0)
+			b->stored++;
+		else
+			b->duplicates++;
+	}
+	if (ma_store_commit(store, &err) == 0)
+		return;
+rollback:
+	ma_store_rollback(store);
+fail:
+	b->failed = true;
+	snprintf(b->error, sizeof(b->error), "%s", err.msg);
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	const uint64_t one = 1;
+	struct batch *b;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->todo == NULL && !w->stop)
+			pthread_cond_wait(&w->wake, &w->lock);
+		if (w->todo == NULL)
+			break;
+		b = w->todo;
+		w->todo = NULL;
+		pthread_mutex_unlock(&w->lock);
+		writer_commit(w->store, b);
+		pthread_mutex_lock(&w->lock);
+		w->done = b;
+		pthread_mutex_unlock(&w->lock);
+		while (write(w->fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+void
+daemon_writer_start(struct daemon *d)
+{
+	struct writer *w = ma_xcalloc(1, sizeof(*w));
+
+	memset(d->batches, 0, sizeof(d->batches));
+	d->filling = &d->batches[0];
+	d->inflight = NULL;
+	ma_buf_init(&d->detail, DETAIL_MAX);
+	d->writer_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->writer_fd < 0)
+		ma_fatal("eventfd");
+	w->fd = d->writer_fd;
+	w->store = d->store;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+		ma_fatalx("cannot start the writer thread");
+	d->writer = w;
+}
+
+void
+daemon_writer_done(struct daemon *d)
+{
+	struct writer *w = d->writer;
+	uint64_t n;
+	struct batch *b;
+
+	if (read(d->writer_fd, &n, sizeof(n)) < 0 && errno != EAGAIN &&
+	    errno != EINTR)
+		ma_log_warn("writer eventfd");
+	pthread_mutex_lock(&w->lock);
+	b = w->done;
+	w->done = NULL;
+	pthread_mutex_unlock(&w->lock);
+	if (b == NULL)
+		return;
+	MA_ASSERT(b == d->inflight);
+	d->inflight = NULL;
+	finish(d, b);
+}
+
+/* writer_wait - block until the batch in flight (if any) is finished */
+static void
+writer_wait(struct daemon *d)
+{
+	struct pollfd pfd = {.fd = d->writer_fd, .events = POLLIN};
+
+	while (d->inflight != NULL) {
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			ma_fatal("poll");
+		daemon_writer_done(d);
+	}
+}
+
+void
+daemon_batch_submit(struct daemon *d, bool wait)
+{
+	struct writer *w = d->writer;
+	struct batch *b;
+
+	if (!daemon_batch_has_work(d))
+		return;
+	if (d->inflight != NULL) {
+		if (!wait)
+			return;
+		writer_wait(d);
+	}
+	b = d->filling;
+	seal(d, b);
+	d->filling = b == &d->batches[0] ? &d->batches[1] : &d->batches[0];
+	d->inflight = b;
+	pthread_mutex_lock(&w->lock);
+	w->todo = b;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int
+daemon_writer_idle(struct daemon *d)
+{
+	uint64_t epoch = d->fail_epoch;
+
+	if (d->writer == NULL)
+		return 0; /* not started yet: the store is ours */
+	daemon_batch_submit(d, true);
+	writer_wait(d);
+	return d->fail_epoch == epoch ? 0 : -1;
+}
+
+void
+daemon_writer_stop(struct daemon *d)
+{
+	struct writer *w = d->writer;
+
+	if (w == NULL)
+		return;
+	daemon_writer_idle(d);
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->wake);
+	free(w);
+	d->writer = NULL;
+	close(d->writer_fd);
+	d->writer_fd = -1;
+	batch_free(&d->batches[0]);
+	batch_free(&d->batches[1]);
+	d->filling = d->inflight = NULL;
+	ma_buf_deinit(&d->detail);
+}
