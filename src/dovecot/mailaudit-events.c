@@ -126,7 +126,7 @@ mailaudit_sieve_emit(
 {
 	struct mailaudit_box_info info;
 	const char *name, *old_name = NULL, *args, *error;
-	struct ma_record rec;
+	struct ma_record *rec;
 
 	if (!mailaudit_session_wants(
 		muser, MA_ACTION_UPDATE_INBOX_RULES, &info))
@@ -145,15 +145,14 @@ mailaudit_sieve_emit(
 		}
 	}
 	error = event_find_field_recursive_str(event, "error");
-	ma_record_init(&rec);
-	mailaudit_record_begin(
-	    muser, &rec, MA_ACTION_UPDATE_INBOX_RULES, &info);
+	rec = mailaudit_record_get();
+	mailaudit_record_begin(muser, rec, MA_ACTION_UPDATE_INBOX_RULES, &info);
 	if (error != NULL && *error != '\0')
-		rec.result = MA_RESULT_FAILED;
-	(void)ma_record_add_prop(&rec, "RuleOperation", NULL, operation);
-	(void)ma_record_add_prop(&rec, "RuleName", old_name, name);
-	mailaudit_record_emit(muser, &rec);
-	ma_record_deinit(&rec);
+		rec->result = MA_RESULT_FAILED;
+	(void)ma_record_add_prop_ref(rec, "RuleOperation", NULL, operation);
+	(void)ma_record_add_prop_ref(rec, "RuleName", old_name, name);
+	mailaudit_record_emit(muser, rec);
+	mailaudit_record_put(&rec);
 }
 
 static bool
@@ -192,7 +191,7 @@ static void
 mailaudit_bind_failed(struct mailaudit_user *muser, const char *args)
 {
 	struct mailaudit_box_info info;
-	struct ma_record rec;
+	struct ma_record *rec;
 	const char *vname = mailaudit_args_next(&args);
 	string_t *utf8;
 
@@ -209,11 +208,11 @@ mailaudit_bind_failed(struct mailaudit_user *muser, const char *args)
 		mailaudit_policy_mask(muser, info.mbox, info.logon, NULL),
 		MA_ACTION_FOLDER_BIND))
 		return;
-	ma_record_init(&rec);
-	mailaudit_record_begin(muser, &rec, MA_ACTION_FOLDER_BIND, &info);
-	rec.result = MA_RESULT_FAILED;
-	mailaudit_record_emit(muser, &rec);
-	ma_record_deinit(&rec);
+	rec = mailaudit_record_get();
+	mailaudit_record_begin(muser, rec, MA_ACTION_FOLDER_BIND, &info);
+	rec->result = MA_RESULT_FAILED;
+	mailaudit_record_emit(muser, rec);
+	mailaudit_record_put(&rec);
 }
 
 static void

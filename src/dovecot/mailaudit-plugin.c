@@ -72,6 +72,11 @@ static struct {
 static struct ma_buf mailaudit_frame;
 static bool mailaudit_frame_ready = FALSE;
 
+/* So is the record most actions are built in: after the first use its
+   arena keeps one chunk, so building a record allocates nothing. */
+static struct ma_record mailaudit_scratch;
+static bool mailaudit_scratch_ready = FALSE, mailaudit_scratch_busy = FALSE;
+
 static void
 mailaudit_oom(size_t size)
 {
@@ -223,6 +228,31 @@ mailaudit_policy_mask(struct mailaudit_user *muser, const char *mbox,
 	return ma_policy_answer_actions(answer, logon);
 }
 
+struct ma_record *
+mailaudit_record_get(void)
+{
+	/* Records are built and emitted one at a time; nothing that runs
+	   while one is built (encoding, sending, logging) builds another. */
+	i_assert(!mailaudit_scratch_busy);
+	if (!mailaudit_scratch_ready) {
+		ma_record_init(&mailaudit_scratch);
+		mailaudit_scratch_ready = TRUE;
+	}
+	mailaudit_scratch_busy = TRUE;
+	return &mailaudit_scratch;
+}
+
+void
+mailaudit_record_put(struct ma_record **_rec)
+{
+	i_assert(*_rec == &mailaudit_scratch);
+	/* Drop pointers into memory that is about to go away; a record
+	   that grew (a long item list) gives its extra chunks back. */
+	ma_record_reset(&mailaudit_scratch);
+	mailaudit_scratch_busy = FALSE;
+	*_rec = NULL;
+}
+
 void
 mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
     enum ma_action action, const struct mailaudit_box_info *info)
@@ -230,27 +260,27 @@ mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
 	ma_record_reset(rec);
 	rec->time_ms = ma_now_ms();
 	ma_uuid7(rec->id, rec->time_ms);
-	/* Session strings that never change live as long as the user, which
-	   outlives every record: point at them instead of copying.  The
-	   client string changes on IMAP ID (and is freed then), so the
-	   long-lived MailItemsAccessed aggregate needs its own copy. */
+	/* Nothing is copied: session strings live as long as the user, and
+	   the caller keeps info's strings until the record is emitted.  A
+	   record that outlives them (the MailItemsAccessed aggregate) copies
+	   what it must. */
 	rec->operation = ma_action_name(action);
 	rec->result = MA_RESULT_SUCCEEDED;
 	rec->logon_type = info->logon;
 	rec->user = muser->actor;
-	ma_record_set(rec, &rec->mailbox, info->mbox);
-	ma_record_set(rec, &rec->folder, info->folder);
+	rec->mailbox = info->mbox;
+	rec->folder = info->folder;
 	rec->session = muser->user->session_id;
 	rec->client_ip = muser->client_ip;
-	ma_record_set(rec, &rec->client_info, muser->client_info);
+	rec->client_info = muser->client_info;
 	rec->protocol = muser->proto;
 	rec->server = muser->server;
 	if (muser->impersonated != NULL) {
-		(void)ma_record_add_prop(
+		(void)ma_record_add_prop_ref(
 		    rec, "ImpersonatedUser", NULL, muser->impersonated);
 	}
 	if (muser->login_user != NULL) {
-		(void)ma_record_add_prop(
+		(void)ma_record_add_prop_ref(
 		    rec, "LoginUser", NULL, muser->login_user);
 	}
 }
@@ -510,14 +540,14 @@ static void
 mailaudit_login_emit(struct mailaudit_user *muser)
 {
 	struct mailaudit_box_info info;
-	struct ma_record rec;
+	struct ma_record *rec;
 
 	if (!mailaudit_session_wants(muser, MA_ACTION_MAILBOX_LOGIN, &info))
 		return;
-	ma_record_init(&rec);
-	mailaudit_record_begin(muser, &rec, MA_ACTION_MAILBOX_LOGIN, &info);
-	mailaudit_record_emit(muser, &rec);
-	ma_record_deinit(&rec);
+	rec = mailaudit_record_get();
+	mailaudit_record_begin(muser, rec, MA_ACTION_MAILBOX_LOGIN, &info);
+	mailaudit_record_emit(muser, rec);
+	mailaudit_record_put(&rec);
 }
 
 static void
@@ -603,5 +633,9 @@ mailaudit_plugin_deinit(void)
 	if (mailaudit_frame_ready) {
 		ma_buf_deinit(&mailaudit_frame);
 		mailaudit_frame_ready = FALSE;
+	}
+	if (mailaudit_scratch_ready) {
+		ma_record_deinit(&mailaudit_scratch);
+		mailaudit_scratch_ready = FALSE;
 	}
 }

@@ -89,8 +89,13 @@ mailaudit_wants(ma_action_set mask, enum ma_action action)
 {
 	return (mask & MA_ACTION_BIT(action)) != 0;
 }
+/* The process's record for building one action (reset, no allocation);
+   put it back once emitted.  Only one is out at a time. */
+struct ma_record *mailaudit_record_get(void);
+void mailaudit_record_put(struct ma_record **rec);
 /* Fill the session fields (user, sess, ip, client, proto, server, time,
-   logon, mbox, folder) of a fresh record. */
+   logon, mbox, folder) of a fresh record.  The record points at the
+   strings of muser and info; it must be emitted while they exist. */
 void mailaudit_record_begin(struct mailaudit_user *muser, struct ma_record *rec,
     enum ma_action action, const struct mailaudit_box_info *info);
 /* Encode rec (splitting its items when a frame would be too big) and hand

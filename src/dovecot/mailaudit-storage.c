@@ -365,10 +365,12 @@ mailaudit_event_record(struct mailaudit_user *muser,
 	info.folder = ev->folder;
 	info.logon = ev->logon;
 	mailaudit_record_begin(muser, rec, ev->action, &info);
-	ma_record_set(rec, &rec->dest_folder, ev->dest_folder);
-	ma_record_set(rec, &rec->dest_mailbox, ev->dest_mbox);
+	/* The events' strings live in the transaction's pool until the
+	   records are emitted. */
+	rec->dest_folder = ev->dest_folder;
+	rec->dest_mailbox = ev->dest_mbox;
 	if (ev->prop != NULL) {
-		(void)ma_record_add_prop(
+		(void)ma_record_add_prop_ref(
 		    rec, ev->prop, ev->old_value, ev->new_value);
 	}
 }
@@ -379,32 +381,32 @@ mailaudit_txn_emit(
 {
 	const struct mailaudit_event *ev, *prev = NULL;
 	struct seq_range_iter iter;
-	struct ma_record rec;
+	struct ma_record *rec = mailaudit_record_get();
 	uint32_t uid;
 
 	seq_range_array_iter_init(&iter, &changes->saved_uids);
-	ma_record_init(&rec);
 	array_foreach(&ctx->events, ev) {
 		if (prev != NULL &&
 		    (!mailaudit_event_same(prev, ev) ||
-			rec.item_count >= MA_RECORD_MAX_ITEMS)) {
-			mailaudit_record_emit(ctx->muser, &rec);
+			rec->item_count >= MA_RECORD_MAX_ITEMS)) {
+			mailaudit_record_emit(ctx->muser, rec);
 			prev = NULL;
 		}
 		if (prev == NULL)
-			mailaudit_event_record(ctx->muser, ev, &rec);
+			mailaudit_event_record(ctx->muser, ev, rec);
 		uid = ev->uid;
 		if (ev->save_idx >= 0 &&
 		    (changes->no_read_perm ||
 			!seq_range_array_iter_nth(
 			    &iter, (unsigned int)ev->save_idx, &uid)))
 			uid = 0;
-		(void)ma_record_add_item(&rec, uid, ev->msgid, ev->subject, 0);
+		(void)ma_record_add_item_ref(
+		    rec, uid, ev->msgid, ev->subject, 0);
 		prev = ev;
 	}
 	if (prev != NULL)
-		mailaudit_record_emit(ctx->muser, &rec);
-	ma_record_deinit(&rec);
+		mailaudit_record_emit(ctx->muser, rec);
+	mailaudit_record_put(&rec);
 }
 
 static void
@@ -451,7 +453,7 @@ mailaudit_folder_emit(struct mailbox *box, enum ma_action action,
 {
 	struct mailaudit_user *muser = mailaudit_user_get(box->storage->user);
 	struct mailaudit_box_info info, dinfo;
-	struct ma_record rec;
+	struct ma_record *rec;
 
 	if (muser == NULL || muser->delivery)
 		return;
@@ -463,19 +465,16 @@ mailaudit_folder_emit(struct mailbox *box, enum ma_action action,
 		if (mailaudit_wants(mailaudit_policy_mask(
 					muser, info.mbox, info.logon, NULL),
 			action)) {
-			ma_record_init(&rec);
-			mailaudit_record_begin(muser, &rec, action, &info);
+			rec = mailaudit_record_get();
+			mailaudit_record_begin(muser, rec, action, &info);
 			if (dest != NULL) {
 				mailaudit_box_info_get(muser, dest, &dinfo);
-				ma_record_set(
-				    &rec, &rec.dest_folder, dinfo.folder);
-				if (strcmp(dinfo.mbox, info.mbox) != 0) {
-					ma_record_set(&rec, &rec.dest_mailbox,
-					    dinfo.mbox);
-				}
+				rec->dest_folder = dinfo.folder;
+				if (strcmp(dinfo.mbox, info.mbox) != 0)
+					rec->dest_mailbox = dinfo.mbox;
 			}
-			mailaudit_record_emit(muser, &rec);
-			ma_record_deinit(&rec);
+			mailaudit_record_emit(muser, rec);
+			mailaudit_record_put(&rec);
 		}
 	}
 	T_END;
@@ -567,7 +566,7 @@ mailaudit_mailbox_opened(struct mailbox *box)
 {
 	struct mailaudit_user *muser = mailaudit_user_get(box->storage->user);
 	struct mailaudit_box_info info;
-	struct ma_record rec;
+	struct ma_record *rec;
 	const char *cmd;
 
 	if (muser == NULL || muser->delivery)
@@ -587,11 +586,11 @@ mailaudit_mailbox_opened(struct mailbox *box)
 					muser, info.mbox, info.logon, NULL),
 			MA_ACTION_FOLDER_BIND) &&
 		    !mailaudit_bound_before(muser, &info)) {
-			ma_record_init(&rec);
+			rec = mailaudit_record_get();
 			mailaudit_record_begin(
-			    muser, &rec, MA_ACTION_FOLDER_BIND, &info);
-			mailaudit_record_emit(muser, &rec);
-			ma_record_deinit(&rec);
+			    muser, rec, MA_ACTION_FOLDER_BIND, &info);
+			mailaudit_record_emit(muser, rec);
+			mailaudit_record_put(&rec);
 		}
 	}
 	T_END;
@@ -714,7 +713,13 @@ mailaudit_access_add(struct mailaudit_user *muser,
 	if (!muser->agg_active) {
 		mailaudit_record_begin(
 		    muser, &muser->agg, MA_ACTION_MAIL_ITEMS_ACCESSED, info);
-		(void)ma_record_add_prop(
+		/* The aggregate outlives the command, and with it the
+		   folder's name; the client string changes on IMAP ID. */
+		ma_record_set(&muser->agg, &muser->agg.mailbox, info->mbox);
+		ma_record_set(&muser->agg, &muser->agg.folder, info->folder);
+		ma_record_set(
+		    &muser->agg, &muser->agg.client_info, muser->client_info);
+		(void)ma_record_add_prop_ref(
 		    &muser->agg, "MailAccessType", NULL, "Bind");
 		muser->agg_active = TRUE;
 		muser->agg_start_ms = now;
@@ -728,13 +733,12 @@ mailaudit_message_bind(struct mailaudit_user *muser,
     const struct mailaudit_box_info *info, uint32_t uid, const char *msgid,
     const char *subject)
 {
-	struct ma_record rec;
+	struct ma_record *rec = mailaudit_record_get();
 
-	ma_record_init(&rec);
-	mailaudit_record_begin(muser, &rec, MA_ACTION_MESSAGE_BIND, info);
-	(void)ma_record_add_item(&rec, uid, msgid, subject, 0);
-	mailaudit_record_emit(muser, &rec);
-	ma_record_deinit(&rec);
+	mailaudit_record_begin(muser, rec, MA_ACTION_MESSAGE_BIND, info);
+	(void)ma_record_add_item_ref(rec, uid, msgid, subject, 0);
+	mailaudit_record_emit(muser, rec);
+	mailaudit_record_put(&rec);
 }
 
 /* mailaudit_internal_read - reasons that are not the client reading. */

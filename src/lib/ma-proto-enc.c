@@ -3,6 +3,14 @@
  * ma-proto-enc.c - encode wire frames (see ma-proto.h and
  * docs/PROTOCOL.md).  This is the sensors' side (plugin, milter); the
  * daemon's strict decoder is in ma-proto.c.
+ *
+ * Sensors encode a few small records per IMAP command inside the mail
+ * process, where call overhead, not bytes, dominated: a checked append
+ * per key, '=', value and newline.  So a record is written in two passes:
+ * the worst case (every value byte escaped) is summed and reserved once,
+ * then everything is written straight into the buffer.  A record whose
+ * worst case does not fit the buffer's max (a long item list near the
+ * frame limit) takes the checked path, which writes the same bytes.
  */
 
 #include "ma-proto.h"
@@ -98,8 +106,9 @@ put_field(struct ma_buf *out, const char *value, bool tab)
 	return tab ? ma_buf_putc(out, '\t') : 0;
 }
 
-int
-ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
+/* The checked path: every write can fail at the buffer's max. */
+static int
+encode_detail_checked(const struct ma_record *rec, struct ma_buf *out)
 {
 	for (uint32_t i = 0; i < rec->item_count; i++) {
 		const struct ma_item *it = &rec->items[i];
@@ -126,8 +135,8 @@ ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
 	return 0;
 }
 
-int
-ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
+static int
+encode_record_checked(const struct ma_record *rec, struct ma_buf *out)
 {
 	size_t start = out->len;
 	char id[37];
@@ -152,7 +161,7 @@ ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
 	    ma_proto_put(out, "proto", rec->protocol) < 0 ||
 	    ma_proto_put(out, "server", rec->server) < 0 ||
 	    (rec->count != 0 && put_u64(out, "count", rec->count) < 0) ||
-	    ma_proto_encode_detail(rec, out) < 0 || ma_proto_end(out) < 0 ||
+	    encode_detail_checked(rec, out) < 0 || ma_proto_end(out) < 0 ||
 	    out->len - start > MA_PROTO_MAX_FRAME) {
 		/* Leave the buffer as it was: the caller splits and retries. */
 		out->len = start;
@@ -160,5 +169,248 @@ ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
 			out->data[start] = '\0';
 		return -1;
 	}
+	return 0;
+}
+
+/* The fast path ----------------------------------------------------------*/
+
+#define U64_DIGITS 20
+
+static inline bool
+needs_escape(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f || c == '%';
+}
+
+/* bound_add - *total += 3 * len + extra; false on overflow. */
+static bool
+bound_add(size_t *total, size_t len, size_t extra)
+{
+	size_t worst;
+
+	return !__builtin_mul_overflow(len, 3, &worst) &&
+	       !__builtin_add_overflow(*total, worst, total) &&
+	       !__builtin_add_overflow(*total, extra, total);
+}
+
+static size_t
+len_or_0(const char *s)
+{
+	return s == NULL ? 0 : strlen(s);
+}
+
+/* write_escaped - value as %XX-escaped spans; o has room for 3 * len. */
+static char *
+write_escaped(char *o, const char *value, size_t len)
+{
+	const char *start = value, *end = value + len;
+
+	for (const char *p = value; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (!needs_escape(c))
+			continue;
+		memcpy(o, start, (size_t)(p - start));
+		o += p - start;
+		*o++ = '%';
+		*o++ = hexdig[c >> 4];
+		*o++ = hexdig[c & 15];
+		start = p + 1;
+	}
+	memcpy(o, start, (size_t)(end - start));
+	return o + (end - start);
+}
+
+static char *
+write_u64(char *o, uint64_t v)
+{
+	char tmp[U64_DIGITS];
+	size_t n = 0;
+
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	memcpy(o, tmp + sizeof(tmp) - n, n);
+	return o + n;
+}
+
+/* write_line - "key=value\n" (key_eq includes the '='), or nothing. */
+static char *
+write_line(
+    char *o, const char *key_eq, size_t key_len, const char *value, size_t len)
+{
+	if (value == NULL)
+		return o;
+	memcpy(o, key_eq, key_len);
+	o += key_len;
+	o = write_escaped(o, value, len);
+	*o++ = '\n';
+	return o;
+}
+
+/* write_field - escaped value or nothing (NULL), then a TAB if more follow */
+static char *
+write_field(char *o, const char *value, bool tab)
+{
+	if (value != NULL)
+		o = write_escaped(o, value, strlen(value));
+	if (tab)
+		*o++ = '\t';
+	return o;
+}
+
+/* detail_bound - worst-case bytes of the item= and prop= lines. */
+static bool
+detail_bound(const struct ma_record *rec, size_t *total)
+{
+	for (uint32_t i = 0; i < rec->item_count; i++) {
+		const struct ma_item *it = &rec->items[i];
+		size_t len = len_or_0(it->message_id) + len_or_0(it->subject);
+
+		/* item=<uid>\t<msgid>\t<subject>\t<size>\n */
+		if (!bound_add(total, len, 5 + 2 * U64_DIGITS + 4))
+			return false;
+	}
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+		size_t len = len_or_0(p->name) + len_or_0(p->old_value) +
+			     len_or_0(p->new_value);
+
+		/* prop=<name>\t<old>\t<new>\n */
+		if (!bound_add(total, len, 5 + 3))
+			return false;
+	}
+	return true;
+}
+
+static char *
+write_detail(char *o, const struct ma_record *rec)
+{
+	for (uint32_t i = 0; i < rec->item_count; i++) {
+		const struct ma_item *it = &rec->items[i];
+
+		memcpy(o, "item=", 5);
+		o = write_u64(o + 5, it->uid);
+		*o++ = '\t';
+		o = write_field(o, it->message_id, true);
+		o = write_field(o, it->subject, true);
+		o = write_u64(o, it->size);
+		*o++ = '\n';
+	}
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+
+		memcpy(o, "prop=", 5);
+		o = write_field(o + 5, p->name, true);
+		o = write_field(o, p->old_value, true);
+		o = write_field(o, p->new_value, false);
+		*o++ = '\n';
+	}
+	return o;
+}
+
+int
+ma_proto_encode_detail(const struct ma_record *rec, struct ma_buf *out)
+{
+	size_t bound = 0;
+
+	if (!detail_bound(rec, &bound) || ma_buf_reserve(out, bound) < 0)
+		return encode_detail_checked(rec, out);
+	out->len =
+	    (size_t)(write_detail(out->data + out->len, rec) - out->data);
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+/* The single-valued string keys after t=, in frame order. */
+#define RECORD_STRINGS 13
+
+static void
+record_strings(const struct ma_record *rec, const char *values[RECORD_STRINGS])
+{
+	values[0] = rec->operation;
+	values[1] = ma_result_name(rec->result);
+	values[2] = ma_logon_name(rec->logon_type);
+	values[3] = rec->user;
+	values[4] = rec->mailbox;
+	values[5] = rec->folder;
+	values[6] = rec->dest_folder;
+	values[7] = rec->dest_mailbox;
+	values[8] = rec->session;
+	values[9] = rec->client_ip;
+	values[10] = rec->client_info;
+	values[11] = rec->protocol;
+	values[12] = rec->server;
+}
+
+/* "key=" and its length, in the order of record_strings(). */
+static const struct {
+	const char *key_eq;
+	size_t len;
+} record_keys[RECORD_STRINGS] = {
+    {"op=", 3},
+    {"res=", 4},
+    {"logon=", 6},
+    {"user=", 5},
+    {"mbox=", 5},
+    {"folder=", 7},
+    {"dfolder=", 8},
+    {"dmbox=", 6},
+    {"sess=", 5},
+    {"ip=", 3},
+    {"client=", 7},
+    {"proto=", 6},
+    {"server=", 7},
+};
+
+int
+ma_proto_encode_record(const struct ma_record *rec, struct ma_buf *out)
+{
+	const char *values[RECORD_STRINGS];
+	size_t lens[RECORD_STRINGS], start = out->len, bound;
+	char *o;
+
+	if (rec->time_ms < 0)
+		return encode_record_checked(rec, out);
+	record_strings(rec, values);
+	/* v=1, id=<36>, t=<ms>, count=<n>, the closing empty line */
+	bound = 4 + 40 + 3 + U64_DIGITS + 7 + U64_DIGITS + 1;
+	for (unsigned int i = 0; i < RECORD_STRINGS; i++) {
+		lens[i] = len_or_0(values[i]);
+		if (values[i] != NULL &&
+		    !bound_add(&bound, lens[i], record_keys[i].len + 1))
+			return encode_record_checked(rec, out);
+	}
+	if (!detail_bound(rec, &bound) || ma_buf_reserve(out, bound) < 0)
+		return encode_record_checked(rec, out);
+
+	o = out->data + start;
+	memcpy(o, "v=", 2);
+	o = write_u64(o + 2, MA_PROTO_VERSION);
+	memcpy(o, "\nid=", 4);
+	ma_uuid_fmt(rec->id, o + 4); /* 36 characters and a NUL */
+	o += 4 + 36;
+	memcpy(o, "\nt=", 3);
+	o = write_u64(o + 3, (uint64_t)rec->time_ms);
+	*o++ = '\n';
+	for (unsigned int i = 0; i < RECORD_STRINGS; i++) {
+		o = write_line(o, record_keys[i].key_eq, record_keys[i].len,
+		    values[i], lens[i]);
+	}
+	if (rec->count != 0) {
+		memcpy(o, "count=", 6);
+		o = write_u64(o + 6, rec->count);
+		*o++ = '\n';
+	}
+	o = write_detail(o, rec);
+	*o++ = '\n';
+	if ((size_t)(o - out->data) - start > MA_PROTO_MAX_FRAME) {
+		/* Leave the buffer as it was: the caller splits and retries. */
+		out->data[start] = '\0';
+		return -1;
+	}
+	out->len = (size_t)(o - out->data);
+	*o = '\0';
 	return 0;
 }

@@ -63,18 +63,37 @@ grow(struct ma_arena *arena, void *old, uint32_t count, uint32_t *cap,
 	return p;
 }
 
+/* item_slot - room for one more item; NULL when over the limit. */
+static struct ma_item *
+item_slot(struct ma_record *rec)
+{
+	if (rec->item_count >= MA_RECORD_MAX_ITEMS)
+		return NULL;
+	if (rec->item_count == rec->item_cap)
+		rec->items = grow(&rec->arena, rec->items, rec->item_count,
+		    &rec->item_cap, sizeof(*rec->items));
+	return &rec->items[rec->item_count++];
+}
+
+static struct ma_prop *
+prop_slot(struct ma_record *rec)
+{
+	if (rec->prop_count >= MA_RECORD_MAX_PROPS)
+		return NULL;
+	if (rec->prop_count == rec->prop_cap)
+		rec->props = grow(&rec->arena, rec->props, rec->prop_count,
+		    &rec->prop_cap, sizeof(*rec->props));
+	return &rec->props[rec->prop_count++];
+}
+
 int
 ma_record_add_item(struct ma_record *rec, uint32_t uid, const char *message_id,
     const char *subject, uint64_t size)
 {
-	struct ma_item *it;
+	struct ma_item *it = item_slot(rec);
 
-	if (rec->item_count >= MA_RECORD_MAX_ITEMS)
+	if (it == NULL)
 		return -1;
-	if (rec->item_count == rec->item_cap)
-		rec->items = grow(&rec->arena, rec->items, rec->item_count,
-		    &rec->item_cap, sizeof(*rec->items));
-	it = &rec->items[rec->item_count++];
 	it->uid = uid;
 	it->message_id = arena_dup_or_null(&rec->arena, message_id);
 	it->subject = arena_dup_or_null(&rec->arena, subject);
@@ -83,20 +102,45 @@ ma_record_add_item(struct ma_record *rec, uint32_t uid, const char *message_id,
 }
 
 int
+ma_record_add_item_ref(struct ma_record *rec, uint32_t uid,
+    const char *message_id, const char *subject, uint64_t size)
+{
+	struct ma_item *it = item_slot(rec);
+
+	if (it == NULL)
+		return -1;
+	it->uid = uid;
+	it->message_id = message_id;
+	it->subject = subject;
+	it->size = size;
+	return 0;
+}
+
+int
 ma_record_add_prop(struct ma_record *rec, const char *name,
     const char *old_value, const char *new_value)
 {
-	struct ma_prop *p;
+	struct ma_prop *p = prop_slot(rec);
 
-	if (rec->prop_count >= MA_RECORD_MAX_PROPS)
+	if (p == NULL)
 		return -1;
-	if (rec->prop_count == rec->prop_cap)
-		rec->props = grow(&rec->arena, rec->props, rec->prop_count,
-		    &rec->prop_cap, sizeof(*rec->props));
-	p = &rec->props[rec->prop_count++];
 	p->name = ma_arena_strdup(&rec->arena, name);
 	p->old_value = arena_dup_or_null(&rec->arena, old_value);
 	p->new_value = arena_dup_or_null(&rec->arena, new_value);
+	return 0;
+}
+
+int
+ma_record_add_prop_ref(struct ma_record *rec, const char *name,
+    const char *old_value, const char *new_value)
+{
+	struct ma_prop *p = prop_slot(rec);
+
+	if (p == NULL)
+		return -1;
+	p->name = name;
+	p->old_value = old_value;
+	p->new_value = new_value;
 	return 0;
 }
 

@@ -78,6 +78,15 @@ int ma_record_add_item(struct ma_record *rec, uint32_t uid,
     const char *message_id, const char *subject, uint64_t size);
 int ma_record_add_prop(struct ma_record *rec, const char *name,
     const char *old_value, const char *new_value);
+/*
+ * The same without copying: the strings are only pointed at and must
+ * outlive the record.  For a sensor's short-lived record that is encoded
+ * while the strings it names still exist.
+ */
+int ma_record_add_item_ref(struct ma_record *rec, uint32_t uid,
+    const char *message_id, const char *subject, uint64_t size);
+int ma_record_add_prop_ref(struct ma_record *rec, const char *name,
+    const char *old_value, const char *new_value);
 /* Look up a property by name; NULL if absent. */
 const struct ma_prop *ma_record_get_prop(
     const struct ma_record *rec, const char *name);
