@@ -8,7 +8,13 @@
  * is durable and searchable).  Sends until -n records were sent in total
  * or -d seconds passed, then waits (at most 10 s) for the outstanding acks.
  * Only acknowledged records count.  One thread, poll() over all
- * connections: the sender costs little CPU next to the daemon.
+ * connections.  So that the load generator takes as little of the
+ * machine's CPU from the daemon as it can, it encodes a pool of
+ * POOL_FRAMES distinct frames once and sends copies of them with a fresh
+ * record id (UUIDv7) and time patched in (same length, so the frame stays
+ * valid), up to SEND_BATCH frames per sendmmsg call.  Every record sent
+ * is therefore distinct by id; other content repeats every POOL_FRAMES
+ * records (-P 0 encodes every record afresh instead, the old way).
  *
  * Output, one line of key=value on stdout:
  *   conns window sent acked seconds rate frame_bytes lat_p50_ms
@@ -33,12 +39,20 @@
 #include "ma-proto.h"
 
 #define LAT_BUCKETS 200000 /* 0.1 ms each: up to 20 s */
+#define POOL_FRAMES 4096
+#define SEND_BATCH  32
+
+/* A pre-encoded frame and where its id and time values start. */
+struct pframe {
+	char *data;
+	size_t len, id_off, t_off, t_len;
+};
 
 struct bconn {
 	int fd;
 	uint64_t sent, acked;
 	int64_t *sent_us; /* ring of send times, window entries */
-	bool blocked;	  /* last send gave EAGAIN */
+	bool blocked;     /* last send gave EAGAIN */
 	bool dead;
 };
 
@@ -83,11 +97,63 @@ lat_pct(double p)
 	return LAT_BUCKETS / 10.0;
 }
 
+/* make_pool - encode POOL_FRAMES records of the stream seeded by *seed */
+static struct pframe *
+make_pool(uint64_t *seed)
+{
+	struct pframe *pool = ma_xcalloc(POOL_FRAMES, sizeof(*pool));
+	struct ma_record rec;
+	struct ma_buf frame;
+
+	ma_record_init(&rec);
+	ma_buf_init(&frame, MA_PROTO_MAX_FRAME);
+	for (unsigned int i = 0; i < POOL_FRAMES; i++) {
+		const char *id, *t;
+
+		ma_record_reset(&rec);
+		ma_buf_reset(&frame);
+		bench_make_record(&rec, seed, i, ma_now_ms());
+		if (ma_proto_encode_record(&rec, &frame) < 0 ||
+		    (id = strstr(frame.data, "\nid=")) == NULL ||
+		    (t = strstr(frame.data, "\nt=")) == NULL) {
+			fprintf(stderr, "encode failed\n");
+			exit(1);
+		}
+		pool[i].data = ma_xstrdup(frame.data);
+		pool[i].len = frame.len;
+		pool[i].id_off = (size_t)(id - frame.data) + 4;
+		pool[i].t_off = (size_t)(t - frame.data) + 3;
+		pool[i].t_len = strcspn(t + 3, "\n");
+	}
+	ma_record_deinit(&rec);
+	ma_buf_deinit(&frame);
+	return pool;
+}
+
+/* pool_frame - a copy of f with a new record id and time ms in out */
+static size_t
+pool_frame(const struct pframe *f, int64_t ms, char *out, size_t size)
+{
+	uint8_t id[16];
+	char text[37], t[24];
+
+	if (f->len > size)
+		return 0;
+	memcpy(out, f->data, f->len);
+	ma_uuid7(id, ms);
+	ma_uuid_fmt(id, text);
+	memcpy(out + f->id_off, text, 36);
+	if ((size_t)snprintf(t, sizeof(t), "%lld", (long long)ms) != f->t_len)
+		return 0;
+	memcpy(out + f->t_off, t, f->t_len);
+	return f->len;
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: ma-bench-send -s socket [-c conns] [-w window] "
-			"[-n records] [-d seconds] [-S seed] [-v]\n");
+			"[-n records] [-d seconds] [-S seed] [-P 0|1] [-v]\n");
 	exit(2);
 }
 
@@ -149,7 +215,12 @@ main(int argc, char **argv)
 	uint64_t limit = 0, seed = 0x9e3779b97f4a7c15ULL, sent_total = 0;
 	uint64_t acked_total = 0, bytes_total = 0;
 	double duration = 0;
-	bool verbose = false;
+	bool verbose = false, use_pool = true;
+	struct pframe *pool = NULL;
+	unsigned int pool_next = 0;
+	static char bufs[SEND_BATCH][4096];
+	struct mmsghdr msgs[SEND_BATCH];
+	struct iovec iov[SEND_BATCH];
 	struct bconn *conns;
 	struct pollfd *pfds;
 	struct ma_record rec;
@@ -157,7 +228,7 @@ main(int argc, char **argv)
 	int64_t t0, deadline, drain_end = 0, last_ack = 0, next_report;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "s:c:w:n:d:S:v")) != -1) {
+	while ((ch = getopt(argc, argv, "s:c:w:n:d:S:P:v")) != -1) {
 		switch (ch) {
 		case 's':
 			path = optarg;
@@ -176,6 +247,9 @@ main(int argc, char **argv)
 			break;
 		case 'S':
 			seed = strtoull(optarg, NULL, 0) | 1;
+			break;
+		case 'P':
+			use_pool = strtoul(optarg, NULL, 10) != 0;
 			break;
 		case 'v':
 			verbose = true;
@@ -196,14 +270,22 @@ main(int argc, char **argv)
 	}
 	ma_record_init(&rec);
 	ma_buf_init(&frame, MA_PROTO_MAX_FRAME);
+	if (use_pool)
+		pool = make_pool(&seed);
+	memset(msgs, 0, sizeof(msgs));
+	for (unsigned int k = 0; k < SEND_BATCH; k++) {
+		iov[k].iov_base = bufs[k];
+		msgs[k].msg_hdr.msg_iov = &iov[k];
+		msgs[k].msg_hdr.msg_iovlen = 1;
+	}
 
 	t0 = now_us();
 	deadline = duration > 0 ? t0 + (int64_t)(duration * 1e6) : INT64_MAX;
 	next_report = t0 + 1000000;
 	for (;;) {
 		int64_t now = now_us();
-		bool sending = now < deadline &&
-		    (limit == 0 || sent_total < limit);
+		bool sending =
+		    now < deadline && (limit == 0 || sent_total < limit);
 		uint64_t outstanding = 0;
 
 		if (!sending && drain_end == 0)
@@ -212,18 +294,51 @@ main(int argc, char **argv)
 			struct bconn *c = &conns[i];
 
 			while (sending && !c->dead && !c->blocked &&
-			    c->sent - c->acked < window &&
-			    (limit == 0 || sent_total < limit)) {
-				ma_record_reset(&rec);
-				ma_buf_reset(&frame);
-				bench_make_record(&rec, &seed, sent_total,
-				    ma_now_ms());
-				if (ma_proto_encode_record(&rec, &frame) < 0) {
-					fprintf(stderr, "encode failed\n");
-					return 1;
+			       c->sent - c->acked < window &&
+			       (limit == 0 || sent_total < limit)) {
+				uint64_t room = window - (c->sent - c->acked);
+				unsigned int n = SEND_BATCH;
+				int64_t ms = ma_now_ms(), t;
+				int r;
+
+				if (room < n)
+					n = (unsigned int)room;
+				if (limit != 0 && limit - sent_total < n)
+					n = (unsigned int)(limit - sent_total);
+				for (unsigned int k = 0; k < n; k++) {
+					size_t len = 0;
+
+					if (pool != NULL) {
+						len = pool_frame(
+						    &pool[pool_next++ %
+							  POOL_FRAMES],
+						    ms, bufs[k],
+						    sizeof(bufs[k]));
+					} else {
+						ma_record_reset(&rec);
+						ma_buf_reset(&frame);
+						bench_make_record(&rec, &seed,
+						    sent_total + k, ms);
+						if (ma_proto_encode_record(
+							&rec, &frame) == 0 &&
+						    frame.len <=
+							sizeof(bufs[k])) {
+							memcpy(bufs[k],
+							    frame.data,
+							    frame.len);
+							len = frame.len;
+						}
+					}
+					if (len == 0) {
+						fprintf(
+						    stderr, "encode failed\n");
+						return 1;
+					}
+					iov[k].iov_len = len;
 				}
-				if (send(c->fd, frame.data, frame.len,
-					MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+				r = sendmmsg(c->fd, msgs, n,
+				    MSG_DONTWAIT | MSG_NOSIGNAL);
+				if (r < 0) {
 					if (errno == EAGAIN) {
 						c->blocked = true;
 						break;
@@ -232,11 +347,19 @@ main(int argc, char **argv)
 					c->dead = true;
 					break;
 				}
-				c->sent_us[c->sent % window] = now_us();
-				c->sent++;
-				sent_total++;
-				bytes_total += frame.len;
+				t = now_us();
+				for (int k = 0; k < r; k++) {
+					c->sent_us[c->sent % window] = t;
+					c->sent++;
+					sent_total++;
+					bytes_total += iov[k].iov_len;
+				}
+				if ((unsigned int)r < n) {
+					c->blocked = true; /* socket full */
+					break;
+				}
 			}
+
 			pfds[i].fd = c->dead ? -1 : c->fd;
 			pfds[i].events = POLLIN | (c->blocked ? POLLOUT : 0);
 			pfds[i].revents = 0;
@@ -288,6 +411,11 @@ main(int argc, char **argv)
 	for (unsigned int i = 0; i < nconns; i++) {
 		close(conns[i].fd);
 		free(conns[i].sent_us);
+	}
+	if (pool != NULL) {
+		for (unsigned int i = 0; i < POOL_FRAMES; i++)
+			free(pool[i].data);
+		free(pool);
 	}
 	free(conns);
 	free(pfds);
