@@ -9,6 +9,7 @@
  */
 
 #include "ma-conf.h"
+#include "ma-journal.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@ enum opt_type {
 	OPT_UINT,
 	OPT_MODE,
 	OPT_BOOL,
+	OPT_RULE, /* repeatable; each value a journal rule, '\n'-joined */
 };
 
 struct opt {
@@ -29,36 +31,105 @@ struct opt {
 	const char *def;
 	size_t offset;
 	uint64_t min, max;
+	int (*check)(const char *value, struct ma_error *err); /* or NULL */
 };
 
 #define O(f) offsetof(struct ma_conf, f)
 
+static int
+check_mailbox_names(const char *value, struct ma_error *err)
+{
+	enum ma_mailbox_names names;
+
+	if (ma_mailbox_names_parse(value, &names) < 0)
+		return ma_error_set(
+		    err, "'%.64s' is not address or localpart", value);
+	return 0;
+}
+
+static int
+check_domains(const char *value, struct ma_error *err)
+{
+	struct ma_domains domains;
+
+	if (ma_domains_parse(value, &domains, err) < 0)
+		return -1;
+	ma_domains_free(&domains);
+	return 0;
+}
+
+static int
+check_milter_socket(const char *value, struct ma_error *err)
+{
+	if (strncmp(value, "unix:", 5) != 0 &&
+	    strncmp(value, "local:", 6) != 0 &&
+	    strncmp(value, "inet:", 5) != 0 && strncmp(value, "inet6:", 6) != 0)
+		return ma_error_set(err,
+		    "'%.64s' is not unix:/path, inet:port@host or "
+		    "inet6:port@host",
+		    value);
+	return 0;
+}
+
+static int
+check_lmtp(const char *value, struct ma_error *err)
+{
+	if (strncmp(value, "unix:/", 6) != 0 && strncmp(value, "inet:", 5) != 0)
+		return ma_error_set(
+		    err, "'%.64s' is not unix:/path or inet:host:port", value);
+	return 0;
+}
+
 static const struct opt opts[] = {
-    {"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path), 0,
-	0},
+    {"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path), 0, 0,
+	NULL},
     {"socket_path", OPT_PATH, "/run/mailaudit/ingest.sock", O(socket_path), 0,
-	0},
+	0, NULL},
     {"control_socket_path", OPT_PATH, "/run/mailaudit/control.sock",
-	O(control_socket_path), 0, 0},
-    {"spool_dir", OPT_PATH, "/var/spool/mailaudit", O(spool_dir), 0, 0},
+	O(control_socket_path), 0, 0, NULL},
+    {"spool_dir", OPT_PATH, "/var/spool/mailaudit", O(spool_dir), 0, 0, NULL},
     {"policy_snapshot_path", OPT_PATH, "/var/lib/mailaudit/policy.snapshot",
-	O(policy_snapshot_path), 0, 0},
-    {"user", OPT_STR, "", O(user), 0, 0},
-    {"organization_name", OPT_STR, "", O(organization_name), 0, 0},
-    {"organization_id", OPT_STR, "", O(organization_id), 0, 0},
-    {"server_name", OPT_STR, "", O(server_name), 0, 0},
-    {"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777},
-    {"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1, 1000000},
-    {"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900},
-    {"batch_min_delay_ms", OPT_UINT, "5", O(batch_min_delay_ms), 0, 900},
-    {"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0, 36500},
-    {"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1, 604800},
+	O(policy_snapshot_path), 0, 0, NULL},
+    {"user", OPT_STR, "", O(user), 0, 0, NULL},
+    {"organization_name", OPT_STR, "", O(organization_name), 0, 0, NULL},
+    {"organization_id", OPT_STR, "", O(organization_id), 0, 0, NULL},
+    {"server_name", OPT_STR, "", O(server_name), 0, 0, NULL},
+    {"socket_mode", OPT_MODE, "0666", O(socket_mode), 0, 0777, NULL},
+    {"batch_max_records", OPT_UINT, "10000", O(batch_max_records), 1, 1000000,
+	NULL},
+    {"batch_max_delay_ms", OPT_UINT, "50", O(batch_max_delay_ms), 1, 900, NULL},
+    {"batch_min_delay_ms", OPT_UINT, "5", O(batch_min_delay_ms), 0, 900, NULL},
+    {"retention_min_days", OPT_UINT, "90", O(retention_min_days), 0, 36500,
+	NULL},
+    {"purge_interval_s", OPT_UINT, "3600", O(purge_interval_s), 1, 604800,
+	NULL},
     {"spool_scan_interval_ms", OPT_UINT, "1000", O(spool_scan_interval_ms), 10,
-	3600000},
-    {"max_connections", OPT_UINT, "4096", O(max_connections), 1, 65536},
-    {"cache_size_kib", OPT_UINT, "16384", O(cache_size_kib), 256, 4194304},
-    {"record_subjects", OPT_BOOL, "yes", O(record_subjects), 0, 0},
-    {"sync_full", OPT_BOOL, "yes", O(sync_full), 0, 0},
+	3600000, NULL},
+    {"max_connections", OPT_UINT, "4096", O(max_connections), 1, 65536, NULL},
+    {"cache_size_kib", OPT_UINT, "16384", O(cache_size_kib), 256, 4194304,
+	NULL},
+    {"record_subjects", OPT_BOOL, "yes", O(record_subjects), 0, 0, NULL},
+    {"sync_full", OPT_BOOL, "yes", O(sync_full), 0, 0, NULL},
+    {"milter_socket", OPT_STR, "unix:/run/mailaudit/milter.sock",
+	O(milter_socket), 0, 0, check_milter_socket},
+    {"milter_socket_group", OPT_STR, "postfix", O(milter_socket_group), 0, 0,
+	NULL},
+    {"milter_socket_mode", OPT_MODE, "0660", O(milter_socket_mode), 0, 0777,
+	NULL},
+    {"local_domains", OPT_STR, "", O(local_domains), 0, 0, check_domains},
+    {"sender_login_maps", OPT_STR, "", O(sender_login_maps), 0, 0, NULL},
+    {"mailbox_names", OPT_STR, "address", O(mailbox_names), 0, 0,
+	check_mailbox_names},
+    {"originating_daemons", OPT_STR, "ORIGINATING SUBMISSION LOCAL",
+	O(originating_daemons), 0, 0, NULL},
+    {"milter_enforce_from", OPT_BOOL, "yes", O(milter_enforce_from), 0, 0,
+	NULL},
+    {"journal_rule", OPT_RULE, "", O(journal_rules), 0, 0, NULL},
+    {"journal_spool_dir", OPT_PATH, "/var/spool/mailaudit/journal",
+	O(journal_spool_dir), 0, 0, NULL},
+    {"journal_lmtp", OPT_STR, "unix:/run/dovecot/lmtp", O(journal_lmtp), 0, 0,
+	check_lmtp},
+    {"journal_report_from", OPT_STR, "", O(journal_report_from), 0, 0, NULL},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
 
@@ -76,6 +147,8 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 			return ma_error_set(err, "not an absolute path");
 		__attribute__((fallthrough));
 	case OPT_STR:
+		if (o->check != NULL && o->check(value, err) < 0)
+			return -1;
 		free(*(char **)field);
 		*(char **)field = ma_xstrdup(value);
 		return 0;
@@ -96,6 +169,23 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 			    "'%.64s' is not an octal mode like 0660", value);
 		*(uint64_t *)field = v;
 		return 0;
+	case OPT_RULE: {
+		struct ma_journal_rule rule;
+		char **list = (char **)field;
+		size_t old;
+
+		if (value[0] == '\0') /* the default: no rules */
+			return 0;
+		if (ma_journal_rule_parse(value, &rule, err) < 0)
+			return -1;
+		ma_journal_rule_free(&rule);
+		old = *list == NULL ? 0 : strlen(*list);
+		*list = ma_xrealloc(*list, old + strlen(value) + 2, 1);
+		if (old > 0)
+			(*list)[old++] = '\n';
+		memcpy(*list + old, value, strlen(value) + 1);
+		return 0;
+	}
 	case OPT_BOOL:
 		if (strcmp(value, "yes") == 0)
 			*(bool *)field = true;
@@ -144,7 +234,7 @@ parse_line(struct ma_conf *conf, char *line, bool *seen, struct ma_error *err)
 	for (size_t i = 0; i < OPT_COUNT; i++) {
 		if (strcmp(key, opts[i].name) != 0)
 			continue;
-		if (seen[i])
+		if (seen[i] && opts[i].type != OPT_RULE)
 			return ma_error_set(err, "%s: set twice", key);
 		seen[i] = true;
 		if (set_value(conf, &opts[i], value, err) < 0) {
@@ -239,7 +329,8 @@ void
 ma_conf_free(struct ma_conf *conf)
 {
 	for (size_t i = 0; i < OPT_COUNT; i++) {
-		if (opts[i].type == OPT_STR || opts[i].type == OPT_PATH) {
+		if (opts[i].type == OPT_STR || opts[i].type == OPT_PATH ||
+		    opts[i].type == OPT_RULE) {
 			char **f = (char **)((char *)conf + opts[i].offset);
 
 			free(*f);
@@ -259,6 +350,12 @@ format_value(
 	case OPT_PATH:
 		snprintf(out, size, "%s", *(char *const *)field);
 		break;
+	case OPT_RULE: {
+		const char *v = *(char *const *)field;
+
+		snprintf(out, size, "%s", v != NULL ? v : "");
+		break;
+	}
 	case OPT_UINT:
 		snprintf(out, size, "%llu",
 		    (unsigned long long)*(const uint64_t *)field);
@@ -283,8 +380,21 @@ ma_conf_print(const struct ma_conf *conf, FILE *fp, bool non_default)
 	for (size_t i = 0; i < OPT_COUNT; i++) {
 		format_value(conf, &opts[i], v, sizeof(v));
 		format_value(&def, &opts[i], d, sizeof(d));
-		if (!non_default || strcmp(v, d) != 0)
+		if (non_default && strcmp(v, d) == 0)
+			continue;
+		if (opts[i].type != OPT_RULE) {
 			fprintf(fp, "%s = %s\n", opts[i].name, v);
+			continue;
+		}
+		/* One line per rule, as they were given. */
+		for (char *line = v, *nl; *line != '\0'; line = nl + 1) {
+			nl = strchr(line, '\n');
+			if (nl != NULL)
+				*nl = '\0';
+			fprintf(fp, "%s = %s\n", opts[i].name, line);
+			if (nl == NULL)
+				break;
+		}
 	}
 	ma_conf_free(&def);
 }

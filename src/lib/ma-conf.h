@@ -37,6 +37,21 @@ struct ma_conf {
 	uint64_t cache_size_kib;
 	bool record_subjects;
 	bool sync_full;
+
+	/* mailaudit-milter (see mailaudit.conf(5), "MILTER") */
+	char *milter_socket; /* libmilter syntax: unix:/path, inet:port@host */
+	char *milter_socket_group; /* group given the socket, "" = keep */
+	uint64_t milter_socket_mode;
+	char *local_domains; /* comma/space separated */
+	char *
+	    sender_login_maps; /* texthash-format file, "" = own address only */
+	char *mailbox_names;   /* "address" or "localpart" */
+	char *originating_daemons; /* {daemon_name}s of our own submissions */
+	bool milter_enforce_from;
+	char *journal_rules; /* journal_rule lines, '\n'-separated */
+	char *journal_spool_dir;
+	char *journal_lmtp; /* unix:/path or inet:host:port */
+	char *journal_report_from;
 };
 
 /*
