@@ -23,7 +23,9 @@
 
 #include "ma-proto.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+#define MA_STR_(x)     #x
+#define MA_STR(x)      MA_STR_(x)
 
 struct checkpointer {
 	pthread_t thread;
@@ -36,9 +38,11 @@ struct checkpointer {
 /*
  * Secondary indexes.  Maintaining a B-tree index per row on random keys
  * (mailbox, user) costs more than the row itself; instead each batch's
- * (key, seq) pairs are collected, sorted and appended to WITHOUT ROWID
- * index tables at commit, where sorted keys hit each page once.  Names
- * are interned (names table) so index keys are small integers.
+ * (key, seq) pairs are collected and, at commit, written as posting
+ * lists: one row per key and batch, (k, first seq, JSON array of the
+ * batch's seqs for k), so a mailbox with 40 records in a batch costs one
+ * index row, not 40.  Names are interned (names table) so index keys are
+ * small integers.  Search expands the lists with json_each.
  */
 enum index_kind {
 	INDEX_MAILBOX,
@@ -71,8 +75,9 @@ struct ma_store {
 	struct checkpointer *ckpt;
 	sqlite3_stmt *insert, *name_get, *name_put;
 	sqlite3_stmt *index_put[INDEX_COUNT];
-	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS pairs */
+	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS rows */
 	struct pending pending[INDEX_COUNT];
+	struct ma_buf postings; /* JSON arrays of the rows being written */
 	struct name_slot *names;
 	size_t name_count, name_cap;
 	struct ma_buf detail;
@@ -108,11 +113,14 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS names ("
     " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;"
     "CREATE TABLE IF NOT EXISTS idx_mailbox (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS idx_user (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS idx_operation (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS mailboxes ("
     " name TEXT PRIMARY KEY,"
     " type TEXT NOT NULL,"
@@ -171,12 +179,23 @@ setup_schema(struct ma_store *store, struct ma_error *err)
 		    "store: schema version %d is newer "
 		    "than this program (%d)",
 		    version, SCHEMA_VERSION);
+	/* Version 1 kept one index row per record and name; there is no
+	   in-place conversion (the store format is new): refuse rather than
+	   mix the two. */
+	if (version != 0 && version < SCHEMA_VERSION)
+		return ma_error_set(err,
+		    "store: schema version %d is from an older mailauditd; "
+		    "this one needs version %d: move the old store (and its "
+		    "-wal and -shm files) aside, keep it for mailauditctl of "
+		    "that version, and start with a new store",
+		    version, SCHEMA_VERSION);
 	if (store->readonly)
 		return 0;
 	if (exec(store, "BEGIN", err) < 0)
 		return -1;
 	if (exec(store, schema_sql, err) < 0 ||
-	    exec(store, "PRAGMA user_version = 1", err) < 0) {
+	    exec(store, "PRAGMA user_version = " MA_STR(SCHEMA_VERSION), err) <
+		0) {
 		exec(store, "ROLLBACK", NULL);
 		return -1;
 	}
@@ -407,47 +426,104 @@ entry_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Index rows per multi-row INSERT: one statement step for many rows. */
+/* Posting rows per multi-row INSERT: one statement step for many rows. */
 #define INDEX_ROWS 64
 
-/* put_entries - n sorted entries with one step of st (2n parameters) */
+/* A posting row: key, first seq, its JSON array in store->postings. */
+struct posting {
+	int64_t key, seq;
+	size_t off, len;
+};
+
+/* put_postings - n rows with one step of st (3n parameters) */
 static int
-put_entries(struct ma_store *store, sqlite3_stmt *st,
-    const struct index_entry *e, size_t n, struct ma_error *err)
+put_postings(struct ma_store *store, sqlite3_stmt *st, const struct posting *r,
+    size_t n, struct ma_error *err)
 {
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_int64(st, (int)(2 * i + 1), e[i].key);
-		sqlite3_bind_int64(st, (int)(2 * i + 2), e[i].seq);
+		sqlite3_bind_int64(st, (int)(3 * i + 1), r[i].key);
+		sqlite3_bind_int64(st, (int)(3 * i + 2), r[i].seq);
+		sqlite3_bind_text(st, (int)(3 * i + 3),
+		    store->postings.data + r[i].off, (int)r[i].len,
+		    SQLITE_STATIC);
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(store, err, "index");
 }
 
-/* flush_indexes - the batch's sorted (key, seq) pairs into the tables */
+/*
+ * build_postings - group p's entries (sorted by key, then seq) into one
+ * row per key; the rows go to rows (room for p->count), their arrays to
+ * store->postings.  The number of rows, -1 if the text is too large.
+ */
+static long
+build_postings(
+    struct ma_store *store, const struct pending *p, struct posting *rows)
+{
+	struct ma_buf *b = &store->postings;
+	size_t n = 0;
+
+	ma_buf_reset(b);
+	for (size_t i = 0; i < p->count;) {
+		struct posting *r = &rows[n++];
+		size_t j = i;
+
+		r->key = p->v[i].key;
+		r->seq = p->v[i].seq;
+		r->off = b->len;
+		if (ma_buf_putc(b, '[') < 0)
+			return -1;
+		for (; j < p->count && p->v[j].key == r->key; j++) {
+			if ((j > i && ma_buf_putc(b, ',') < 0) ||
+			    ma_buf_put_u64(b, (uint64_t)p->v[j].seq) < 0)
+				return -1;
+		}
+		if (ma_buf_putc(b, ']') < 0)
+			return -1;
+		r->len = b->len - r->off;
+		i = j;
+	}
+	return (long)n;
+}
+
+/* flush_indexes - the batch's (key, seq) pairs into the posting tables */
 static int
 flush_indexes(struct ma_store *store, struct ma_error *err)
 {
-	for (int k = 0; k < INDEX_COUNT; k++) {
+	struct posting *rows = NULL;
+	size_t cap = 0;
+	int ret = 0;
+
+	for (int k = 0; k < INDEX_COUNT && ret == 0; k++) {
 		struct pending *p = &store->pending[k];
 		size_t i = 0;
+		long n;
 
+		if (p->count == 0)
+			continue;
+		if (p->count > cap) {
+			cap = p->count;
+			rows = ma_xrealloc(rows, cap, sizeof(*rows));
+		}
 		qsort(p->v, p->count, sizeof(*p->v), entry_cmp);
-		for (; i + INDEX_ROWS <= p->count; i += INDEX_ROWS) {
-			if (put_entries(store, store->index_put_many[k],
-				&p->v[i], INDEX_ROWS, err) < 0)
-				return -1;
+		n = build_postings(store, p, rows);
+		if (n < 0) {
+			ret = ma_error_set(err, "store: index batch too large");
+			break;
 		}
-		for (; i < p->count; i++) {
-			if (put_entries(store, store->index_put[k], &p->v[i], 1,
-				err) < 0)
-				return -1;
-		}
+		for (; i + INDEX_ROWS <= (size_t)n && ret == 0; i += INDEX_ROWS)
+			ret = put_postings(store, store->index_put_many[k],
+			    &rows[i], INDEX_ROWS, err);
+		for (; i < (size_t)n && ret == 0; i++)
+			ret = put_postings(
+			    store, store->index_put[k], &rows[i], 1, err);
 		p->count = 0;
 	}
-	return 0;
+	free(rows);
+	return ret;
 }
 
 static void
@@ -470,15 +546,15 @@ prepare_writer(struct ma_store *store, struct ma_error *err)
 		return -1;
 	for (int k = 0; k < INDEX_COUNT; k++) {
 		snprintf(sql, sizeof(sql),
-		    "INSERT OR IGNORE INTO %s (k, seq) VALUES (?, ?)",
+		    "INSERT INTO %s (k, seq, seqs) VALUES (?, ?, ?)",
 		    index_table[k]);
 		if (prepare(store, sql, &store->index_put[k], err) < 0)
 			return -1;
 		ma_buf_init(&many, 4096);
-		ma_buf_printf(&many, "INSERT OR IGNORE INTO %s (k, seq) VALUES",
+		ma_buf_printf(&many, "INSERT INTO %s (k, seq, seqs) VALUES",
 		    index_table[k]);
 		for (int i = 0; i < INDEX_ROWS; i++)
-			ma_buf_puts(&many, i == 0 ? " (?,?)" : ",(?,?)");
+			ma_buf_puts(&many, i == 0 ? " (?,?,?)" : ",(?,?,?)");
 		if (prepare(store, many.data, &store->index_put_many[k], err) <
 		    0) {
 			ma_buf_deinit(&many);
@@ -530,6 +606,7 @@ ma_store_open(
 	}
 	store->readonly = opts->readonly;
 	ma_buf_init(&store->detail, 4 * 1024 * 1024);
+	ma_buf_init(&store->postings, 64 * 1024 * 1024);
 	if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX,
 		NULL) != SQLITE_OK) {
 		ma_error_set(err, "store: open %s: %s", path,
@@ -577,6 +654,7 @@ ma_store_destroy(struct ma_store **storep)
 	names_clear(store);
 	sqlite3_close(store->db);
 	ma_buf_deinit(&store->detail);
+	ma_buf_deinit(&store->postings);
 	free(store);
 	*storep = NULL;
 }
@@ -757,9 +835,10 @@ sb_sql(struct sql_builder *b, const char *s)
 }
 
 /*
- * sb_indexed - " AND seq IN (SELECT seq FROM <table> WHERE k IN (SELECT id
- * FROM names WHERE name IN (?,...)))": a name filter through its index
- * table.  table is one of the fixed index table names, never a value.
+ * sb_indexed - " AND seq IN (SELECT j.value FROM <table> x,
+ * json_each(x.seqs) j WHERE x.k IN (SELECT id FROM names WHERE name IN
+ * (?,...)))": a name filter through the posting lists of its index table.
+ * table is one of the fixed index table names, never a value.
  */
 static void
 sb_indexed(struct sql_builder *b, const char *table, const char *const *vals,
@@ -767,9 +846,10 @@ sb_indexed(struct sql_builder *b, const char *table, const char *const *vals,
 {
 	if (count == 0)
 		return;
-	sb_sql(b, " AND seq IN (SELECT seq FROM ");
+	sb_sql(b, " AND seq IN (SELECT j.value FROM ");
 	sb_sql(b, table);
-	sb_sql(b, " WHERE k IN (SELECT id FROM names WHERE name IN (");
+	sb_sql(b, " x, json_each(x.seqs) j WHERE x.k IN"
+		  " (SELECT id FROM names WHERE name IN (");
 	for (unsigned int i = 0; i < count; i++) {
 		sb_sql(b, i == 0 ? "?" : ",?");
 		sb_text(b, vals[i]);
@@ -1237,18 +1317,40 @@ ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn, void *ctx,
 
 /* Retention. */
 
-/* purge_chunk - delete the rows listed in purge_chunk and their index
-   entries; runs inside the caller's transaction */
+/*
+ * The posting rows holding the seqs of purge_chunk: for each (k, seq), the
+ * row of k with the largest first seq not above seq.  %s: the table, %s:
+ * purge_chunk's column with its key.
+ */
+#define PURGE_POSTINGS                                                         \
+	" (k, seq) IN (SELECT p.%s, (SELECT max(x.seq) FROM %s x"              \
+	" WHERE x.k = p.%s AND x.seq <= p.seq) FROM purge_chunk p)"
+
+/*
+ * purge_chunk - delete the rows listed in purge_chunk and their index
+ * entries (taken out of their posting lists; a list left empty goes);
+ * runs inside the caller's transaction
+ */
 static int
 purge_chunk(struct ma_store *store, struct ma_error *err)
 {
+	static const char *const column[INDEX_COUNT] = {
+	    "mailbox", "user", "operation"};
+	char sql[1024];
+
+	for (int k = 0; k < INDEX_COUNT; k++) {
+		const char *t = index_table[k], *c = column[k];
+
+		snprintf(sql, sizeof(sql),
+		    "UPDATE %s SET seqs = (SELECT json_group_array(j.value)"
+		    " FROM json_each(%s.seqs) j WHERE j.value NOT IN"
+		    " (SELECT seq FROM purge_chunk)) WHERE" PURGE_POSTINGS ";"
+		    "DELETE FROM %s WHERE seqs = '[]' AND" PURGE_POSTINGS ";",
+		    t, t, c, t, c, t, c, t, c);
+		if (exec(store, sql, err) < 0)
+			return -1;
+	}
 	return exec(store,
-	    "DELETE FROM idx_mailbox WHERE (k, seq) IN"
-	    " (SELECT mailbox, seq FROM purge_chunk);"
-	    "DELETE FROM idx_user WHERE (k, seq) IN"
-	    " (SELECT user, seq FROM purge_chunk);"
-	    "DELETE FROM idx_operation WHERE (k, seq) IN"
-	    " (SELECT operation, seq FROM purge_chunk);"
 	    "DELETE FROM records WHERE seq IN (SELECT seq FROM purge_chunk);"
 	    "DELETE FROM purge_chunk;",
 	    err);

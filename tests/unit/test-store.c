@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test-store.c - the SQLite store: insert and de-duplication, every
- * search filter, paging counts, policy rows, retention.
+ * search filter, paging counts, policy rows, retention, the posting lists
+ * of the index tables, refusing a store of an older schema.
  */
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +324,138 @@ test_purge(void)
 	ut_end();
 }
 
+/* sql_text - the first column of the first row of sql, or "" */
+static void
+sql_text(const char *sql, char *out, size_t size)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	out[0] = '\0';
+	if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL) ==
+		SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_text(st, 0) != NULL)
+		snprintf(out, size, "%s", sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void
+test_postings(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct ma_query q = {.result = -1};
+	struct collect c;
+	const char *m1[] = {"m1"}, *both[] = {"m1", "m2"}, *u2[] = {"u2"};
+	const char *op[] = {"Create"};
+	int64_t day = 86400000, now = 1900000000000, old = now - 200 * day;
+	uint64_t deleted = 0;
+	char text[4096];
+	bool dup;
+
+	ut_begin("index tables: one posting list per key and batch; retention "
+		 "takes entries out");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(
+	    ma_store_purge(s, now + 1000 * day, 0, 0, &deleted, &err) == 0);
+	/* Batch 1: m1 three times (two of them old), m2 once. */
+	ut_assert(ma_store_begin(s, &err) == 0);
+	add(s, old, "Update", MA_LOGON_OWNER, "u1", "m1", NULL, &dup, NULL);
+	add(s, now, "Create", MA_LOGON_OWNER, "u2", "m2", NULL, &dup, NULL);
+	add(s, old + 1, "Update", MA_LOGON_OWNER, "u1", "m1", NULL, &dup, NULL);
+	add(s, now + 1, "Create", MA_LOGON_DELEGATE, "u2", "m1", NULL, &dup,
+	    NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	/* Batch 2: m1 and m2 once each. */
+	ut_assert(ma_store_begin(s, &err) == 0);
+	add(s, now + 2, "Update", MA_LOGON_OWNER, "u1", "m1", NULL, &dup, NULL);
+	add(s, now + 3, "Update", MA_LOGON_OWNER, "u2", "m2", NULL, &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+
+	sql_text("SELECT count(*) || ' ' || group_concat(seqs, ' ') FROM"
+		 " (SELECT seqs FROM idx_mailbox WHERE k = (SELECT id FROM"
+		 " names WHERE name = 'm1') ORDER BY seq)",
+	    text, sizeof(text));
+	ut_assert(strncmp(text, "2 [", 3) == 0); /* two batches, two rows */
+	q.mailboxes = m1;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 4);
+	ut_assert_cmp(c.n, ==, 4);
+	ut_assert(c.seqs[0] < c.seqs[1] && c.seqs[2] < c.seqs[3]);
+	q.mailboxes = both;
+	q.mailbox_count = 2;
+	ut_assert_cmp(run(s, &q, &c), ==, 6);
+	q.users = u2;
+	q.user_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 3);
+	q.operations = op;
+	q.operation_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	q.mailboxes = m1;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 1);
+
+	/* Retention removes the two old m1 records from batch 1's list,
+	   keeps the list (one record left in it), and leaves batch 2's. */
+	ut_assert(ma_store_purge(s, now, 30, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 2);
+	sql_text("SELECT count(*) || ' ' || sum(json_array_length(seqs)) FROM"
+		 " idx_mailbox WHERE k = (SELECT id FROM names WHERE name ="
+		 " 'm1')",
+	    text, sizeof(text));
+	ut_assert(strcmp(text, "2 2") == 0);
+	sql_text("SELECT count(*) || ' ' || sum(json_array_length(seqs)) FROM"
+		 " idx_user WHERE k = (SELECT id FROM names WHERE name = 'u1')",
+	    text, sizeof(text));
+	ut_assert(strcmp(text, "1 1") == 0); /* batch 1's list of u1 is gone */
+	sql_text("SELECT count(*) FROM idx_operation WHERE seqs = '[]'", text,
+	    sizeof(text));
+	ut_assert(strcmp(text, "0") == 0);
+	memset(&q, 0, sizeof(q));
+	q.result = -1;
+	q.mailboxes = m1;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 2);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
+static void
+test_old_schema(void)
+{
+	struct ma_store *s;
+	struct ma_error err = {0};
+	char text[64];
+
+	ut_begin("a store of schema version 1 is refused, with what to do");
+	s = open_rw();
+	ut_assert(s != NULL);
+	ma_store_destroy(&s);
+	sql_text("PRAGMA user_version = 1", text, sizeof(text));
+	s = open_rw();
+	ut_assert(s == NULL);
+	{
+		struct ma_store_options o = {.sync_full = false};
+
+		s = ma_store_open(dbpath, &o, &err);
+		ut_assert(s == NULL);
+		ut_assert(strstr(err.msg, "schema version 1") != NULL);
+		ut_assert(strstr(err.msg, "new store") != NULL);
+	}
+	sql_text("PRAGMA user_version = 2", text, sizeof(text));
+	s = open_rw();
+	ut_assert(s != NULL);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
 static void
 test_readonly(void)
 {
@@ -350,8 +484,9 @@ cleanup(void)
 int
 main(void)
 {
-	static void (*const tests[])(void) = {
-	    test_insert_search, test_policy_rows, test_purge, test_readonly};
+	static void (*const tests[])(void) = {test_insert_search,
+	    test_policy_rows, test_purge, test_postings, test_old_schema,
+	    test_readonly};
 	int fd, ret;
 
 	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");
