@@ -6,7 +6,11 @@ directory (users alice, bob and carol, master user admin, a shared
 namespace with ACLs, Trash as \\Trash, IMAP/POP3/ManageSieve/LMTP on free
 loopback ports), loads the mailaudit plugin from the build directory
 through a private mail_plugin_dir of symlinks, starts /usr/sbin/dovecot
-and stops it again by the pid in its master.pid.  It needs root (mail
+and stops it again by the pid in its master.pid.  With postfix=True it
+also serves a throwaway Postfix (postfix_fixture.py): an auth socket for
+SASL, user@domain -> user for LMTP and SASL only (POSTFIX_CONFIG);
+journal=True adds a user "journal", acl_groups={user: groups} the userdb
+field acl_groups.  It needs root (mail
 processes run as uid/gid 5000, which needs no passwd entry), as in the
 verified setup of docs/reference/dovecot-plugin.md section 7.
 
@@ -33,6 +37,8 @@ MAIL_UID = 5000
 
 USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
 MASTER_USERS = {"admin": "adminpw"}
+# the optional journal mailbox of the Postfix tests (journal=True)
+JOURNAL_USER = ("journal", "journalpw")
 
 
 def plugin_path():
@@ -110,7 +116,7 @@ protocol imap {{
 }}
 protocol lmtp {{
   mail_plugins = $mail_plugins sieve
-}}
+{lmtp_extra}}}
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
@@ -160,7 +166,37 @@ plugin {{
 metric mailaudit_sieve {{
   filter = event=sieve_storage_save_finished OR event=sieve_script_activated OR event=sieve_storage_deactivated OR event=sieve_script_renamed OR event=sieve_script_deleted
 }}
-{extra}
+{postfix}{extra}
+"""
+
+# postfix=True: what a throwaway Postfix (postfix_fixture.py) needs.  The
+# auth socket is Postfix's SASL backend (smtpd_sasl_type = dovecot; smtpd
+# runs as user postfix, chroot off, so an absolute path); the LMTP socket
+# is Dovecot's default unix_listener "lmtp" in base_dir (mode 0666).
+POSTFIX_CONFIG = """\
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+# Postfix says user@domain (LMTP RCPT TO, SASL logins); the users here
+# are plain names.  Strip the domain for these two services only, so
+# that alice@example.test is user "alice" (mailbox "alice" in records)
+# and IMAP/POP3/master-user logins stay exactly as before.
+protocol smtp {{
+  auth_username_format = %Ln
+}}
+# Postfix tests fail SASL logins on purpose; Dovecot would then delay
+# every later login from 127.0.0.1 (IMAP included) by seconds: no failure
+# delay, and no anvil auth penalty (auth skips it when the socket is gone).
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 """
 
 
@@ -195,7 +231,8 @@ class DovecotFixture:
     _counter = 0
 
     def __init__(self, socket_path=None, spool_dir=None, policy_path=None,
-                 server="testhost", extra_conf=""):
+                 server="testhost", extra_conf="", postfix=False,
+                 journal=False, acl_groups=None):
         DovecotFixture._counter += 1
         self.dir = tempfile.mkdtemp(prefix="mailaudit-dovecot-")
         os.chmod(self.dir, 0o755)
@@ -205,6 +242,20 @@ class DovecotFixture:
         self.policy_path = policy_path or os.path.join(self.dir, "policy.snapshot")
         self.server = server
         self.extra_conf = extra_conf
+        # postfix: an auth socket for Postfix's SASL and user@domain ->
+        # user for LMTP and SASL (POSTFIX_CONFIG); journal: one more user
+        # "journal"; acl_groups: {user: "group1,group2"} as the userdb
+        # field acl_groups (Dovecot's ACL group=... identifiers).
+        self.postfix = postfix
+        self.users = dict(USERS)
+        if journal:
+            self.users[JOURNAL_USER[0]] = JOURNAL_USER[1]
+        self.acl_groups = dict(acl_groups or {})
+        unknown = set(self.acl_groups) - set(self.users)
+        if unknown:
+            raise ValueError("acl_groups for unknown users: %s" % sorted(unknown))
+        self.auth_socket = os.path.join(self.dir, "run", "auth-postfix")
+        self.lmtp_socket = os.path.join(self.dir, "run", "lmtp")
         self.conf = os.path.join(self.dir, "dovecot.conf")
         self.log_path = os.path.join(self.dir, "log", "dovecot.log")
         self.pid = None
@@ -223,12 +274,16 @@ class DovecotFixture:
         # shared group; here world-writable sticky dirs keep it simple).
         os.chmod(self.spool_dir, 0o1777)
         os.chmod(os.path.dirname(self.socket_path), 0o1777)
-        for user in USERS:
+        for user in self.users:
             for sub in ("mail", "home"):
                 os.makedirs(os.path.join(d, sub, user), exist_ok=True)
         with open(os.path.join(d, "users"), "w") as f:
-            for user, pw in USERS.items():
-                f.write("%s:{PLAIN}%s::::::\n" % (user, pw))
+            for user, pw in self.users.items():
+                groups = self.acl_groups.get(user)
+                if isinstance(groups, (list, tuple)):
+                    groups = ",".join(groups)
+                extra = "userdb_acl_groups=%s" % groups if groups else ""
+                f.write("%s:{PLAIN}%s::::::%s\n" % (user, pw, extra))
         with open(os.path.join(d, "master-users"), "w") as f:
             for user, pw in MASTER_USERS.items():
                 f.write("%s:{PLAIN}%s::::::\n" % (user, pw))
@@ -250,6 +305,8 @@ class DovecotFixture:
                 sieve_port=self.sieve_port, lmtp_port=self.lmtp_port,
                 socket=self.socket_path, spool=self.spool_dir,
                 policy=self.policy_path, server=self.server,
+                lmtp_extra="  auth_username_format = %Ln\n" if self.postfix else "",
+                postfix=POSTFIX_CONFIG.format() if self.postfix else "",
                 extra=self.extra_conf))
 
     def start(self, timeout=10.0):
@@ -316,13 +373,13 @@ class DovecotFixture:
 
     def imap(self, user, password=None):
         conn = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
-        conn.login(user, password if password is not None else USERS[user])
+        conn.login(user, password if password is not None else self.users[user])
         return conn
 
     def pop3(self, user, password=None):
         conn = poplib.POP3("127.0.0.1", self.pop3_port, timeout=10)
         conn.user(user)
-        conn.pass_(password if password is not None else USERS[user])
+        conn.pass_(password if password is not None else self.users[user])
         return conn
 
     def lmtp(self):
@@ -330,7 +387,7 @@ class DovecotFixture:
 
     def sieve(self, user, password=None):
         return ManageSieveClient("127.0.0.1", self.sieve_port, user,
-                                 password if password is not None else USERS[user])
+                                 password if password is not None else self.users[user])
 
     def doveadm(self, *args, check=True, input=None):
         res = subprocess.run([DOVEADM, "-c", self.conf] + list(args),
