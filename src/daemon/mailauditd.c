@@ -222,6 +222,7 @@ setup(struct daemon *d)
 	    .readonly = false,
 	    .sync_full = d->conf.sync_full,
 	    .cache_kib = d->conf.cache_size_kib,
+	    .checkpoint_thread = true,
 	};
 	struct ma_error err = {0};
 	bool spool_created = false;

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,8 @@ void
 daemon_writer_start(struct daemon *d)
 {
 	struct writer *w = ma_xcalloc(1, sizeof(*w));
+	sigset_t all, old;
+	int rc;
 
 	memset(d->batches, 0, sizeof(d->batches));
 	d->filling = &d->batches[0];
@@ -382,7 +385,12 @@ daemon_writer_start(struct daemon *d)
 	w->store = d->store;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+	/* Signals are the event thread's (signalfd): none for the writer. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, writer_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
 		ma_fatalx("cannot start the writer thread");
 	d->writer = w;
 }

@@ -16,6 +16,7 @@
 #include "ma-store.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,10 @@
 #include "ma-proto.h"
 
 #define SCHEMA_VERSION 2
-#define MA_STR_(x)     #x
-#define MA_STR(x)      MA_STR_(x)
+/* WAL length (frames) at which the writer completes a checkpoint. */
+#define WAL_RESTART_FRAMES 16384
+#define MA_STR_(x)         #x
+#define MA_STR(x)          MA_STR_(x)
 
 struct checkpointer {
 	pthread_t thread;
@@ -73,6 +76,7 @@ struct ma_store {
 	sqlite3 *db;
 	bool readonly;
 	struct checkpointer *ckpt;
+	int wal_frames; /* frames in the WAL after the last commit */
 	sqlite3_stmt *insert, *name_get, *name_put;
 	sqlite3_stmt *index_put[INDEX_COUNT];
 	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS rows */
@@ -270,22 +274,46 @@ checkpoint_main(void *arg)
 	return NULL;
 }
 
+/* wal_hook - after each commit: how long the WAL is now */
+static int
+wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+	struct ma_store *store = ctx;
+
+	(void)db;
+	(void)name;
+	store->wal_frames = frames;
+	return SQLITE_OK;
+}
+
 static int
 checkpointer_start(
     struct ma_store *store, const char *path, struct ma_error *err)
 {
 	struct checkpointer *ck = ma_xcalloc(1, sizeof(*ck));
+	sigset_t all, old;
+	int rc;
 
 	ck->path = ma_xstrdup(path);
 	pthread_mutex_init(&ck->lock, NULL);
 	pthread_cond_init(&ck->wake, NULL);
-	if (pthread_create(&ck->thread, NULL, checkpoint_main, ck) != 0) {
+	/* The thread takes no signals: they stay with the program's own
+	   threads (a daemon that blocks SIGTERM for its signalfd must not
+	   have it delivered here, where it would kill the process). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&ck->thread, NULL, checkpoint_main, ck);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
 		free(ck->path);
 		free(ck);
 		return ma_error_set(err, "store: cannot start checkpointer");
 	}
 	store->ckpt = ck;
-	return exec(store, "PRAGMA wal_autocheckpoint = 0", err);
+	if (exec(store, "PRAGMA wal_autocheckpoint = 0", err) < 0)
+		return -1;
+	sqlite3_wal_hook(store->db, wal_hook, store);
+	return 0;
 }
 
 static void
@@ -671,7 +699,21 @@ ma_store_commit(struct ma_store *store, struct ma_error *err)
 {
 	if (!store->readonly && flush_indexes(store, err) < 0)
 		return -1;
-	return exec(store, "COMMIT", err);
+	if (exec(store, "COMMIT", err) < 0)
+		return -1;
+	/*
+	 * Under sustained load the checkpoint thread never quite catches up
+	 * with the WAL's end, and SQLite starts writing the WAL from its
+	 * beginning again only once everything is copied.  So now and then
+	 * the writer copies the rest itself, between transactions (PASSIVE:
+	 * never waits for readers; if one pins the WAL, the next try goes).
+	 */
+	if (store->ckpt != NULL && store->wal_frames >= WAL_RESTART_FRAMES) {
+		sqlite3_wal_checkpoint_v2(
+		    store->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		store->wal_frames = 0;
+	}
+	return 0;
 }
 
 void
