@@ -224,6 +224,7 @@ class PostfixFixture:
         self.mx_port = self.submission_port = self.relay_port = None
         self.pid = None
         self.start_output = ""
+        self.last_refused = {}
 
     # -- configuration -------------------------------------------------------
     def main_cf(self):
@@ -289,7 +290,7 @@ class PostfixFixture:
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
                 if line[0].isspace() and name:
-                    p[name] += " " + line.strip()
+                    p[name] = (p[name] + " " + line.strip()).strip()
                     continue
                 name, sep, value = line.partition("=")
                 if not sep:
