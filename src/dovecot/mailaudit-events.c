@@ -32,6 +32,7 @@
 #define MAILAUDIT_ID_VALUE_MAX 64
 
 static bool mailaudit_cmd_hooked = FALSE;
+static bool mailaudit_event_hooked = FALSE;
 
 /*
  * mailaudit_args_next - next string of an IMAP/ManageSieve argument
@@ -254,9 +255,18 @@ mailaudit_cmd_post(struct client_command_context *cmd)
 void
 mailaudit_events_init(void)
 {
-	event_register_callback(mailaudit_event_callback);
-	if (command_hook_register != NULL && master_service != NULL &&
-	    strcmp(master_service_get_name(master_service), "imap") == 0) {
+	const char *service = master_service == NULL
+				  ? ""
+				  : master_service_get_name(master_service);
+
+	/* Sieve scripts are managed by ManageSieve and doveadm, never from
+	   an imap or pop3 session; there every event the process sends
+	   would pass through the callback for nothing. */
+	if (strcmp(service, "imap") != 0 && strcmp(service, "pop3") != 0) {
+		event_register_callback(mailaudit_event_callback);
+		mailaudit_event_hooked = TRUE;
+	}
+	if (command_hook_register != NULL && strcmp(service, "imap") == 0) {
 		command_hook_register(mailaudit_cmd_pre, mailaudit_cmd_post);
 		mailaudit_cmd_hooked = TRUE;
 	}
@@ -269,5 +279,8 @@ mailaudit_events_deinit(void)
 		command_hook_unregister(mailaudit_cmd_pre, mailaudit_cmd_post);
 		mailaudit_cmd_hooked = FALSE;
 	}
-	event_unregister_callback(mailaudit_event_callback);
+	if (mailaudit_event_hooked) {
+		event_unregister_callback(mailaudit_event_callback);
+		mailaudit_event_hooked = FALSE;
+	}
 }

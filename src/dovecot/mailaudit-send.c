@@ -15,6 +15,12 @@
  * de-duplicates by record id.  Only when the spool itself fails are
  * records lost, and then we say so with i_error.
  *
+ * Frames wait back to back in one buffer that lives as long as the
+ * process (allocated when the first user is configured), not in one
+ * allocation each: an IMAP session then sends and forgets records
+ * without touching the heap, and when an ack happens to arrive does not
+ * change how Dovecot's own allocations are laid out.
+ *
  * Workload: a handful of small frames per IMAP command.  Nothing here
  * blocks except the bounded wait at logout (a few ms) and the fdatasync
  * of a spool file, which only happens when the daemon is unavailable.
@@ -43,24 +49,34 @@
 #define MAILAUDIT_BACKLOG_AGE_MS 2000
 #define MAILAUDIT_RETRY_MS       1000
 #define MAILAUDIT_WARN_MS        (60 * 1000)
+/* The queue buffer's size at start, and the most it keeps when empty. */
+#define MAILAUDIT_QUEUE_INITIAL (16 * 1024)
+#define MAILAUDIT_QUEUE_KEEP    (64 * 1024)
 
+/* A queued frame: this header, then len bytes, padded to 8 bytes. */
 struct mailaudit_queued {
-	struct mailaudit_queued *next;
 	int64_t queued_ms;
 	uint64_t seq; /* position on the connection, 0 = not sent yet */
 	size_t len;
 	char data[];
 };
+#define MAILAUDIT_QUEUED_SIZE(len)                                             \
+	((sizeof(struct mailaudit_queued) + (len) + 7) & ~(size_t)7)
 
 static struct {
 	char *socket_path, *spool_dir;
 	int fd;
 	int64_t last_fail_ms, last_warn_ms;
 	uint64_t sent; /* frames sent on the current connection */
-	struct mailaudit_queued *head, *tail;
+	/* Queued frames are queue[queue_head, queue_tail). */
+	char *queue;
+	size_t queue_head, queue_tail, queue_cap;
 	unsigned int count;
 	size_t bytes;
 	unsigned int spool_counter;
+	/* Decodes acks; reused so that an ack allocates nothing. */
+	struct ma_kvframe ack;
+	bool ack_ready;
 } mailaudit_send = {.fd = -1, .last_fail_ms = -MAILAUDIT_RETRY_MS};
 
 static void mailaudit_send_warn(const char *fmt, ...) ATTR_FORMAT(1, 2);
@@ -81,18 +97,91 @@ mailaudit_send_warn(const char *fmt, ...)
 	va_end(args);
 }
 
+static struct mailaudit_queued *
+mailaudit_queue_first(void)
+{
+	if (mailaudit_send.queue_head == mailaudit_send.queue_tail)
+		return NULL;
+	return (struct mailaudit_queued *)(mailaudit_send.queue +
+					   mailaudit_send.queue_head);
+}
+
+static struct mailaudit_queued *
+mailaudit_queue_next(const struct mailaudit_queued *q)
+{
+	size_t next = (size_t)((const char *)q - mailaudit_send.queue) +
+		      MAILAUDIT_QUEUED_SIZE(q->len);
+
+	if (next == mailaudit_send.queue_tail)
+		return NULL;
+	return (struct mailaudit_queued *)(mailaudit_send.queue + next);
+}
+
+static void
+mailaudit_queue_alloc(size_t cap)
+{
+	i_free(mailaudit_send.queue);
+	mailaudit_send.queue = i_malloc(cap);
+	mailaudit_send.queue_cap = cap;
+	mailaudit_send.queue_head = mailaudit_send.queue_tail = 0;
+}
+
+/* mailaudit_queue_append - room for a frame of len bytes at the end. */
+static struct mailaudit_queued *
+mailaudit_queue_append(size_t len)
+{
+	size_t need = MAILAUDIT_QUEUED_SIZE(len), used, cap;
+	struct mailaudit_queued *q;
+
+	if (mailaudit_send.queue == NULL)
+		mailaudit_queue_alloc(MAILAUDIT_QUEUE_INITIAL);
+	if (mailaudit_send.queue_cap - mailaudit_send.queue_tail < need) {
+		/* Move the frames still waiting to the front, then grow if
+		   that is not enough (only while the daemon lags). */
+		used = mailaudit_send.queue_tail - mailaudit_send.queue_head;
+		memmove(mailaudit_send.queue,
+		    mailaudit_send.queue + mailaudit_send.queue_head, used);
+		mailaudit_send.queue_head = 0;
+		mailaudit_send.queue_tail = used;
+		if (mailaudit_send.queue_cap - used < need) {
+			cap = mailaudit_send.queue_cap;
+			while (cap - used < need)
+				cap *= 2;
+			mailaudit_send.queue = i_realloc(mailaudit_send.queue,
+			    mailaudit_send.queue_cap, cap);
+			mailaudit_send.queue_cap = cap;
+		}
+	}
+	q = (struct mailaudit_queued *)(mailaudit_send.queue +
+					mailaudit_send.queue_tail);
+	mailaudit_send.queue_tail += need;
+	mailaudit_send.count++;
+	mailaudit_send.bytes += len;
+	return q;
+}
+
+/* mailaudit_queue_drop_first - forget the oldest frame. */
+static void
+mailaudit_queue_drop_first(void)
+{
+	struct mailaudit_queued *q = mailaudit_queue_first();
+
+	mailaudit_send.queue_head += MAILAUDIT_QUEUED_SIZE(q->len);
+	mailaudit_send.count--;
+	mailaudit_send.bytes -= q->len;
+	if (mailaudit_send.queue_head == mailaudit_send.queue_tail)
+		mailaudit_send.queue_head = mailaudit_send.queue_tail = 0;
+}
+
 static void
 mailaudit_queue_free_all(void)
 {
-	struct mailaudit_queued *q, *next;
-
-	for (q = mailaudit_send.head; q != NULL; q = next) {
-		next = q->next;
-		i_free(q);
-	}
-	mailaudit_send.head = mailaudit_send.tail = NULL;
+	mailaudit_send.queue_head = mailaudit_send.queue_tail = 0;
 	mailaudit_send.count = 0;
 	mailaudit_send.bytes = 0;
+	/* A backlog from a stalled daemon should not stay resident. */
+	if (mailaudit_send.queue_cap > MAILAUDIT_QUEUE_KEEP)
+		mailaudit_queue_alloc(MAILAUDIT_QUEUE_INITIAL);
 }
 
 static int
@@ -189,7 +278,8 @@ mailaudit_spool_write(const char **error_r)
 		    "fchmod(%s) failed: %s", tmp_path, strerror(errno));
 		goto fail;
 	}
-	for (q = mailaudit_send.head; q != NULL; q = q->next) {
+	for (q = mailaudit_queue_first(); q != NULL;
+	     q = mailaudit_queue_next(q)) {
 		if (mailaudit_write_all(fd, q->data, q->len) < 0) {
 			*error_r = t_strdup_printf(
 			    "write(%s) failed: %s", tmp_path, strerror(errno));
@@ -224,7 +314,7 @@ mailaudit_spool_all(const char *why)
 {
 	const char *error;
 
-	if (mailaudit_send.head == NULL)
+	if (mailaudit_send.count == 0)
 		return;
 	T_BEGIN
 	{
@@ -299,31 +389,26 @@ mailaudit_connect(void)
 static void
 mailaudit_ack(const char *frame, size_t len)
 {
+	struct ma_kvframe *kv = &mailaudit_send.ack;
 	struct mailaudit_queued *q;
-	struct ma_kvframe kv;
 	struct ma_error err;
 	const char *value;
 	uint64_t n;
+	bool ok;
 
-	ma_kvframe_init(&kv);
+	i_assert(mailaudit_send.ack_ready);
 	memset(&err, 0, sizeof(err));
-	if (ma_kvframe_decode(&kv, frame, len, &err) < 0 ||
-	    (value = ma_kvframe_get(&kv, "ack")) == NULL ||
-	    ma_parse_u64(value, mailaudit_send.sent, &n) < 0) {
-		ma_kvframe_deinit(&kv);
+	ok = ma_kvframe_decode(kv, frame, len, &err) == 0 &&
+	     (value = ma_kvframe_get(kv, "ack")) != NULL &&
+	     ma_parse_u64(value, mailaudit_send.sent, &n) == 0;
+	ma_kvframe_reset(kv);
+	if (!ok) {
 		mailaudit_fail("bad reply from daemon");
 		return;
 	}
-	ma_kvframe_deinit(&kv);
 	while (
-	    (q = mailaudit_send.head) != NULL && q->seq != 0 && q->seq <= n) {
-		mailaudit_send.head = q->next;
-		if (mailaudit_send.head == NULL)
-			mailaudit_send.tail = NULL;
-		mailaudit_send.count--;
-		mailaudit_send.bytes -= q->len;
-		i_free(q);
-	}
+	    (q = mailaudit_queue_first()) != NULL && q->seq != 0 && q->seq <= n)
+		mailaudit_queue_drop_first();
 }
 
 static void
@@ -353,7 +438,8 @@ mailaudit_send_unsent(void)
 	struct mailaudit_queued *q;
 	ssize_t ret;
 
-	for (q = mailaudit_send.head; q != NULL; q = q->next) {
+	for (q = mailaudit_queue_first(); q != NULL;
+	     q = mailaudit_queue_next(q)) {
 		if (q->seq != 0)
 			continue;
 		ret = send(mailaudit_send.fd, q->data, q->len,
@@ -376,6 +462,7 @@ mailaudit_send_unsent(void)
 static void
 mailaudit_pump(void)
 {
+	struct mailaudit_queued *oldest;
 	int64_t now;
 
 	if (mailaudit_send.fd < 0)
@@ -388,11 +475,11 @@ mailaudit_pump(void)
 	if (mailaudit_send.fd >= 0)
 		mailaudit_send_unsent();
 	now = ma_now_ms();
+	oldest = mailaudit_queue_first();
 	if (mailaudit_send.bytes > MAILAUDIT_BACKLOG_MAX) {
 		mailaudit_spool_all("daemon slow to acknowledge (backlog)");
-	} else if (mailaudit_send.head != NULL &&
-		   now - mailaudit_send.head->queued_ms >
-		       MAILAUDIT_BACKLOG_AGE_MS) {
+	} else if (oldest != NULL &&
+		   now - oldest->queued_ms > MAILAUDIT_BACKLOG_AGE_MS) {
 		mailaudit_spool_all("daemon slow to acknowledge");
 	}
 }
@@ -407,17 +494,11 @@ mailaudit_send_frame(const char *frame, size_t len)
 			"1 record lost");
 		return;
 	}
-	q = i_malloc(sizeof(*q) + len);
+	q = mailaudit_queue_append(len);
 	q->queued_ms = ma_now_ms();
+	q->seq = 0;
 	q->len = len;
 	memcpy(q->data, frame, len);
-	if (mailaudit_send.tail == NULL)
-		mailaudit_send.head = q;
-	else
-		mailaudit_send.tail->next = q;
-	mailaudit_send.tail = q;
-	mailaudit_send.count++;
-	mailaudit_send.bytes += len;
 	T_BEGIN
 	{
 		mailaudit_pump();
@@ -434,9 +515,9 @@ mailaudit_send_flush(unsigned int wait_msecs)
 
 	T_BEGIN
 	{
-		if (mailaudit_send.head != NULL)
+		if (mailaudit_send.count > 0)
 			mailaudit_pump();
-		while (mailaudit_send.head != NULL && mailaudit_send.fd >= 0) {
+		while (mailaudit_send.count > 0 && mailaudit_send.fd >= 0) {
 			left = deadline - ma_now_ms();
 			if (left <= 0)
 				break;
@@ -468,6 +549,17 @@ mailaudit_send_configure(const char *socket_path, const char *spool_dir)
 	i_free(mailaudit_send.spool_dir);
 	mailaudit_send.socket_path = i_strdup(socket_path);
 	mailaudit_send.spool_dir = i_strdup(spool_dir);
+	/* What the session keeps is allocated now, at login, not between
+	   two of the session's commands. */
+	if (mailaudit_send.queue == NULL)
+		mailaudit_queue_alloc(MAILAUDIT_QUEUE_INITIAL);
+	if (!mailaudit_send.ack_ready) {
+		ma_kvframe_init(&mailaudit_send.ack);
+		/* reset keeps the arena's first chunk for every later ack */
+		(void)ma_arena_alloc(&mailaudit_send.ack.arena, 1);
+		ma_kvframe_reset(&mailaudit_send.ack);
+		mailaudit_send.ack_ready = TRUE;
+	}
 }
 
 void
@@ -478,6 +570,12 @@ mailaudit_send_deinit(void)
 	if (mailaudit_send.fd >= 0)
 		i_close_fd(&mailaudit_send.fd);
 	mailaudit_queue_free_all();
+	i_free(mailaudit_send.queue);
+	mailaudit_send.queue_cap = 0;
 	i_free(mailaudit_send.socket_path);
 	i_free(mailaudit_send.spool_dir);
+	if (mailaudit_send.ack_ready) {
+		ma_kvframe_deinit(&mailaudit_send.ack);
+		mailaudit_send.ack_ready = FALSE;
+	}
 }
