@@ -140,7 +140,7 @@ apply(struct request *r, int (*fn)(struct request *))
 {
 	struct daemon *d = r->d;
 	struct ma_error err = {0};
-	bool dup = false;
+	bool dup = false, synced;
 
 	daemon_writer_idle(d);
 	if (ma_store_begin(d->store, &err) < 0) {
@@ -165,9 +165,19 @@ apply(struct request *r, int (*fn)(struct request *))
 		else
 			d->stored_total++;
 	}
+	/* Durable before the caller hears "ok" (the sync thread does this
+	   for batches; this transaction is the event thread's own). */
+	synced = !d->conf.sync_full || ma_store_sync(d->store, &err) == 0;
+	if (!synced)
+		ma_log_warnx("control: %s", err.msg);
 	if (control_write_snapshot(d) < 0)
 		return ma_error_set(&r->err, "change stored, but the policy "
 					     "snapshot could not be written");
+	if (!synced)
+		return ma_error_set(&r->err,
+		    "change stored and in effect, but not yet synced to disk: "
+		    "%s",
+		    err.msg);
 	return 0;
 }
 

@@ -9,9 +9,11 @@
  *
  * Threads: the event thread owns every connection, receives and decodes
  * frames into the filling batch, sends acks and runs control commands;
- * the writer thread inserts and commits one sealed batch at a time.  The
- * store belongs to the writer while a batch is in flight and to the event
- * thread only when the writer is idle (daemon_writer_idle).
+ * the writer thread inserts and commits one sealed batch at a time; the
+ * sync thread makes committed batches durable (fdatasync of the WAL)
+ * while the writer goes on; the store's own thread checkpoints.  The
+ * store belongs to the writer while batches are in flight and to the
+ * event thread only when all are done (daemon_writer_idle).
  */
 
 #include <stdbool.h>
@@ -71,7 +73,8 @@ struct batch {
 	struct batch_ack *acks;
 	size_t ack_count, ack_cap;
 	struct spooled *spooled;
-	/* Written by the writer thread. */
+	struct batch *next;
+	/* Written by the writer and sync threads. */
 	bool failed;
 	uint64_t stored, duplicates;
 	char error[256];
@@ -89,11 +92,13 @@ struct daemon {
 	unsigned int conn_count, control_count;
 	int64_t accept_resume_ms; /* 0: accepting */
 
-	/* Double buffering: the event thread fills one batch while the
-	   writer commits the other. */
-	struct batch batches[2];
-	struct batch *filling, *inflight;
-	struct conn *dirty; /* connections with records in filling */
+	/* The event thread fills one batch while the writer commits the
+	   previous one and the sync thread makes the one before durable. */
+	struct batch *filling, *free;
+	unsigned int batch_count; /* allocated */
+	unsigned int inflight;    /* handed to the writer, not yet done */
+	bool writer_busy;         /* the writer has a batch */
+	struct conn *dirty;       /* connections with records in filling */
 	struct writer *writer;
 	int writer_fd;              /* eventfd: the writer finished a batch */
 	uint64_t fail_epoch;        /* batches that failed so far */
@@ -139,12 +144,15 @@ bool daemon_batch_has_work(const struct daemon *d);
  * idle; with wait, first wait for it to finish the batch in flight.
  */
 void daemon_batch_submit(struct daemon *d, bool wait);
+/* daemon_writer_busy - the writer has a batch: the next one must wait */
+bool daemon_writer_busy(const struct daemon *d);
 /* daemon_writer_done - the eventfd fired: finish what the writer did. */
 void daemon_writer_done(struct daemon *d);
 /*
  * daemon_writer_idle - commit everything received so far and wait until
- * the writer is idle: then (until the next submit) the event thread may
- * use d->store.  -1 if any of those batches failed.
+ * it is durable and acknowledged and the writer is idle: then (until the
+ * next submit) the event thread may use d->store.  -1 if any of those
+ * batches failed.
  */
 int daemon_writer_idle(struct daemon *d);
 void daemon_conn_close(struct daemon *d, struct conn *c, const char *why);

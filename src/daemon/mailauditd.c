@@ -223,6 +223,7 @@ setup(struct daemon *d)
 	    .sync_full = d->conf.sync_full,
 	    .cache_kib = d->conf.cache_size_kib,
 	    .checkpoint_thread = true,
+	    .deferred_sync = d->conf.sync_full, /* the sync thread's job */
 	};
 	struct ma_error err = {0};
 	bool spool_created = false;
@@ -392,7 +393,7 @@ batch_wait_ms(const struct daemon *d)
 {
 	int64_t left;
 
-	if (d->inflight != NULL || !daemon_batch_has_work(d))
+	if (daemon_writer_busy(d) || !daemon_batch_has_work(d))
 		return -1;
 	left = d->filling->start_ms + (int64_t)d->conf.batch_min_delay_ms -
 	       ma_now_ms();

@@ -51,14 +51,21 @@ struct batch_block {
 	char data[];
 };
 
+/* Filling plus in flight (with the writer or waiting for a sync). */
+#define BATCHES_MAX 4
+
 struct writer {
-	pthread_t thread;
+	pthread_t thread, syncer;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_cond_t wake;      /* writer: todo or stop */
+	pthread_cond_t sync_wake; /* sync thread: unsynced or stop */
 	struct ma_store *store;
-	int fd;
-	struct batch *todo; /* sealed, not yet taken */
-	struct batch *done; /* finished, not yet collected */
+	bool sync; /* sync_full: ma_store_sync before a batch is done */
+	int fd;    /* eventfd to the event thread */
+	struct batch *todo;     /* sealed, for the writer */
+	bool writing;           /* the writer holds a batch */
+	struct batch *unsynced; /* committed, waiting for the sync */
+	struct batch *done;     /* finished, for the event thread */
 	bool stop;
 };
 
@@ -309,7 +316,7 @@ finish(struct daemon *d, struct batch *b)
 	batch_reset(b);
 }
 
-/* The writer thread. */
+/* The writer and sync threads. */
 
 static void
 writer_commit(struct ma_store *store, struct batch *b)
@@ -339,11 +346,28 @@ fail:
 	snprintf(b->error, sizeof(b->error), "%s", err.msg);
 }
 
+static void
+wake_event_thread(struct writer *w)
+{
+	const uint64_t one = 1;
+
+	while (write(w->fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* append - b (and what follows it) to the end of a list */
+static void
+append(struct batch **head, struct batch *b)
+{
+	while (*head != NULL)
+		head = &(*head)->next;
+	*head = b;
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
-	const uint64_t one = 1;
 	struct batch *b;
 
 	pthread_mutex_lock(&w->lock);
@@ -354,44 +378,106 @@ writer_main(void *arg)
 			break;
 		b = w->todo;
 		w->todo = NULL;
+		w->writing = true;
 		pthread_mutex_unlock(&w->lock);
 		writer_commit(w->store, b);
 		pthread_mutex_lock(&w->lock);
-		w->done = b;
+		w->writing = false;
+		b->next = NULL;
+		append(&w->unsynced, b);
+		pthread_cond_signal(&w->sync_wake);
 		pthread_mutex_unlock(&w->lock);
-		while (write(w->fd, &one, sizeof(one)) < 0 && errno == EINTR)
-			;
+		/* The event thread may hand over the next batch now. */
+		wake_event_thread(w);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
+/*
+ * sync_main - make committed batches durable, all that are waiting with
+ * one fdatasync, while the writer writes the next one; then they are
+ * done.  Without sync_full they are done at once.
+ */
+static void *
+sync_main(void *arg)
+{
+	struct writer *w = arg;
+	struct batch *list, *b;
+	struct ma_error err = {0};
+	bool need;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->unsynced == NULL && !w->stop)
+			pthread_cond_wait(&w->sync_wake, &w->lock);
+		if (w->unsynced == NULL)
+			break;
+		list = w->unsynced;
+		w->unsynced = NULL;
+		pthread_mutex_unlock(&w->lock);
+		need = false;
+		for (b = list; b != NULL; b = b->next)
+			need = need || (!b->failed && b->count > 0);
+		if (w->sync && need && ma_store_sync(w->store, &err) < 0) {
+			for (b = list; b != NULL; b = b->next) {
+				if (b->failed || b->count == 0)
+					continue;
+				b->failed = true;
+				snprintf(
+				    b->error, sizeof(b->error), "%s", err.msg);
+			}
+		}
+		pthread_mutex_lock(&w->lock);
+		append(&w->done, list);
+		pthread_mutex_unlock(&w->lock);
+		wake_event_thread(w);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static pthread_t
+start_thread(void *(*fn)(void *), void *arg, const char *what)
+{
+	sigset_t all, old;
+	pthread_t t;
+	int rc;
+
+	/* Signals are the event thread's (signalfd): none for these. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		ma_fatalx("cannot start the %s thread", what);
+	return t;
+}
+
 void
 daemon_writer_start(struct daemon *d)
 {
 	struct writer *w = ma_xcalloc(1, sizeof(*w));
-	sigset_t all, old;
-	int rc;
 
-	memset(d->batches, 0, sizeof(d->batches));
-	d->filling = &d->batches[0];
-	d->inflight = NULL;
+	d->filling = ma_xcalloc(1, sizeof(*d->filling));
+	d->free = NULL;
+	d->batch_count = 1;
+	d->inflight = 0;
+	d->writer_busy = false;
 	ma_buf_init(&d->detail, DETAIL_MAX);
 	d->writer_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->writer_fd < 0)
 		ma_fatal("eventfd");
 	w->fd = d->writer_fd;
 	w->store = d->store;
+	w->sync = d->conf.sync_full;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	/* Signals are the event thread's (signalfd): none for the writer. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&w->thread, NULL, writer_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		ma_fatalx("cannot start the writer thread");
+	pthread_cond_init(&w->sync_wake, NULL);
+	w->thread = start_thread(writer_main, w, "writer");
+	w->syncer = start_thread(sync_main, w, "sync");
 	d->writer = w;
 }
 
@@ -399,34 +485,37 @@ void
 daemon_writer_done(struct daemon *d)
 {
 	struct writer *w = d->writer;
+	struct batch *list, *b;
 	uint64_t n;
-	struct batch *b;
 
 	if (read(d->writer_fd, &n, sizeof(n)) < 0 && errno != EAGAIN &&
 	    errno != EINTR)
 		ma_log_warn("writer eventfd");
 	pthread_mutex_lock(&w->lock);
-	b = w->done;
+	d->writer_busy = w->todo != NULL || w->writing;
+	list = w->done;
 	w->done = NULL;
 	pthread_mutex_unlock(&w->lock);
-	if (b == NULL)
-		return;
-	MA_ASSERT(b == d->inflight);
-	d->inflight = NULL;
-	finish(d, b);
+	/* In the order they were filled: acks are cumulative. */
+	while ((b = list) != NULL) {
+		list = b->next;
+		MA_ASSERT(d->inflight > 0);
+		d->inflight--;
+		finish(d, b);
+		b->next = d->free;
+		d->free = b;
+	}
 }
 
-/* writer_wait - block until the batch in flight (if any) is finished */
+/* writer_wait - block until the writer or the sync thread reports */
 static void
 writer_wait(struct daemon *d)
 {
 	struct pollfd pfd = {.fd = d->writer_fd, .events = POLLIN};
 
-	while (d->inflight != NULL) {
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-			ma_fatal("poll");
-		daemon_writer_done(d);
-	}
+	if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		ma_fatal("poll");
+	daemon_writer_done(d);
 }
 
 void
@@ -437,19 +526,36 @@ daemon_batch_submit(struct daemon *d, bool wait)
 
 	if (!daemon_batch_has_work(d))
 		return;
-	if (d->inflight != NULL) {
+	/* The writer takes one batch at a time; batches it committed wait
+	   for their sync in the meantime, up to BATCHES_MAX in all. */
+	while (d->writer_busy ||
+	       (d->free == NULL && d->batch_count == BATCHES_MAX)) {
 		if (!wait)
 			return;
 		writer_wait(d);
 	}
 	b = d->filling;
 	seal(d, b);
-	d->filling = b == &d->batches[0] ? &d->batches[1] : &d->batches[0];
-	d->inflight = b;
+	if (d->free != NULL) {
+		d->filling = d->free;
+		d->free = d->free->next;
+	} else {
+		d->filling = ma_xcalloc(1, sizeof(*d->filling));
+		d->batch_count++;
+	}
+	d->filling->next = NULL;
+	d->inflight++;
+	d->writer_busy = true;
 	pthread_mutex_lock(&w->lock);
 	w->todo = b;
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
+}
+
+bool
+daemon_writer_busy(const struct daemon *d)
+{
+	return d->writer_busy;
 }
 
 int
@@ -460,7 +566,8 @@ daemon_writer_idle(struct daemon *d)
 	if (d->writer == NULL)
 		return 0; /* not started yet: the store is ours */
 	daemon_batch_submit(d, true);
-	writer_wait(d);
+	while (d->inflight > 0)
+		writer_wait(d);
 	return d->fail_epoch == epoch ? 0 : -1;
 }
 
@@ -468,6 +575,7 @@ void
 daemon_writer_stop(struct daemon *d)
 {
 	struct writer *w = d->writer;
+	struct batch *b;
 
 	if (w == NULL)
 		return;
@@ -475,16 +583,24 @@ daemon_writer_stop(struct daemon *d)
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_cond_signal(&w->wake);
+	pthread_cond_signal(&w->sync_wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	pthread_join(w->syncer, NULL);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
+	pthread_cond_destroy(&w->sync_wake);
 	free(w);
 	d->writer = NULL;
 	close(d->writer_fd);
 	d->writer_fd = -1;
-	batch_free(&d->batches[0]);
-	batch_free(&d->batches[1]);
-	d->filling = d->inflight = NULL;
+	batch_free(d->filling);
+	free(d->filling);
+	while ((b = d->free) != NULL) {
+		d->free = b->next;
+		batch_free(b);
+		free(b);
+	}
+	d->filling = NULL;
 	ma_buf_deinit(&d->detail);
 }

@@ -15,12 +15,15 @@
 
 #include "ma-store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ma-proto.h"
 
@@ -77,6 +80,11 @@ struct ma_store {
 	bool readonly;
 	struct checkpointer *ckpt;
 	int wal_frames; /* frames in the WAL after the last commit */
+	/* ma_store_sync's own: the WAL's path and descriptor (opened on
+	   first use, under the lock, since two threads may sync). */
+	char *wal_path;
+	pthread_mutex_t wal_lock;
+	int wal_fd;
 	sqlite3_stmt *insert, *name_get, *name_put;
 	sqlite3_stmt *index_put[INDEX_COUNT];
 	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS rows */
@@ -225,8 +233,9 @@ configure(struct ma_store *store, const struct ma_store_options *opts,
 		return 0;
 	if (exec(store, "PRAGMA journal_mode = WAL", err) < 0 ||
 	    exec(store,
-		opts->sync_full ? "PRAGMA synchronous = FULL"
-				: "PRAGMA synchronous = NORMAL",
+		opts->sync_full && !opts->deferred_sync
+		    ? "PRAGMA synchronous = FULL"
+		    : "PRAGMA synchronous = NORMAL",
 		err) < 0 ||
 	    exec(store, "PRAGMA foreign_keys = OFF", err) < 0)
 		return -1;
@@ -253,6 +262,10 @@ checkpoint_main(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 100);
+	/* A connection learns that the file is in WAL mode only when it
+	   first reads it; until then a checkpoint is a no-op. */
+	sqlite3_exec(
+	    db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
 	pthread_mutex_lock(&ck->lock);
 	while (!ck->stop) {
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -633,6 +646,11 @@ ma_store_open(
 		configured = true;
 	}
 	store->readonly = opts->readonly;
+	store->wal_fd = -1;
+	pthread_mutex_init(&store->wal_lock, NULL);
+	store->wal_path = ma_xmalloc(strlen(path) + 5);
+	memcpy(store->wal_path, path, strlen(path));
+	memcpy(store->wal_path + strlen(path), "-wal", 5);
 	ma_buf_init(&store->detail, 4 * 1024 * 1024);
 	ma_buf_init(&store->postings, 64 * 1024 * 1024);
 	if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX,
@@ -681,10 +699,67 @@ ma_store_destroy(struct ma_store **storep)
 	}
 	names_clear(store);
 	sqlite3_close(store->db);
+	if (store->wal_fd >= 0)
+		close(store->wal_fd);
+	pthread_mutex_destroy(&store->wal_lock);
+	free(store->wal_path);
 	ma_buf_deinit(&store->detail);
 	ma_buf_deinit(&store->postings);
 	free(store);
 	*storep = NULL;
+}
+
+/* fsync_dir - make the directory entry of path durable */
+static int
+fsync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, rc;
+
+	if (slash == NULL)
+		dir = ma_xstrdup(".");
+	else if (slash == path)
+		dir = ma_xstrdup("/");
+	else
+		dir = ma_xstrndup(path, (size_t)(slash - path));
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int
+ma_store_sync(struct ma_store *store, struct ma_error *err)
+{
+	int fd;
+
+	pthread_mutex_lock(&store->wal_lock);
+	if (store->wal_fd < 0) {
+		/* SQLite keeps the WAL file (same inode) for as long as the
+		   store is open; it is created by the first commit. */
+		store->wal_fd =
+		    open(store->wal_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (store->wal_fd < 0 || fsync_dir(store->wal_path) < 0) {
+			ma_error_set(err, "store: sync: open %s: %s",
+			    store->wal_path, strerror(errno));
+			if (store->wal_fd >= 0)
+				close(store->wal_fd);
+			store->wal_fd = -1;
+			pthread_mutex_unlock(&store->wal_lock);
+			return -1;
+		}
+	}
+	fd = store->wal_fd;
+	pthread_mutex_unlock(&store->wal_lock);
+	/* fdatasync flushes the file's data whichever descriptor wrote it. */
+	if (fdatasync(fd) < 0)
+		return ma_error_set(err, "store: sync %s: %s", store->wal_path,
+		    strerror(errno));
+	return 0;
 }
 
 int

@@ -30,6 +30,13 @@ struct ma_store_options {
 	 * never pays for copying pages into the database file.
 	 */
 	bool checkpoint_thread;
+	/*
+	 * Commit without waiting for the disk (synchronous=NORMAL) and leave
+	 * durability to the caller: ma_store_sync, typically on a thread of
+	 * its own while the next transaction is being written.  A commit
+	 * counts as durable only once a later ma_store_sync has returned 0.
+	 */
+	bool deferred_sync;
 };
 
 /*
@@ -83,6 +90,16 @@ struct ma_store_row {
  */
 int ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
     int64_t received_ms, int64_t *seq_r, struct ma_error *err);
+
+/*
+ * ma_store_sync - make every transaction committed before the call
+ * durable: fdatasync of the WAL (and, the first time, of its directory,
+ * which holds a WAL file the process may have just created).  It uses only
+ * a file descriptor of its own, so one other thread may call it while
+ * the writer works on the store.  -1 with err on failure: commits since
+ * the last successful call may be lost on a power failure.
+ */
+int ma_store_sync(struct ma_store *store, struct ma_error *err);
 
 /* Search filters; zero/NULL members do not filter. */
 struct ma_query {
