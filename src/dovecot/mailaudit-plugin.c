@@ -24,6 +24,8 @@
 #include "failures.h"
 #include "mail-namespace.h"
 #include "mail-storage-hooks.h"
+#include "mail-cache.h"
+#include "message-header-decode.h"
 #include "strnum.h"
 
 #include <fcntl.h>
@@ -390,6 +392,173 @@ mailaudit_cut_utf8(const char *value, size_t max)
 	return t_strndup(value, len);
 }
 
+/*
+ * Reading Message-ID and Subject from Dovecot's cache in one lookup.
+ *
+ * mail_get_first_header() registers the field by name and asks the cache
+ * once per header; the two headers are normally cached together, so one
+ * mail_cache_lookup_headers() for both costs half as much.  The values
+ * must be exactly what mail_get_first_header() and
+ * mail_get_first_header_utf8() return for cached headers (Dovecot
+ * 2.3.19's index-mail-headers.c): the first occurrence, blanks after the
+ * colon skipped, NUL bytes as U+FFFD; the Subject also unfolded, MIME
+ * words decoded to UTF-8 and NULs that decoding produced as spaces.
+ * Anything else (a field not cached or not registered yet, a line this
+ * code does not recognise, a fold Dovecot would call corrupted) makes it
+ * give up, and the caller asks Dovecot header by header as before.
+ */
+#define MAILAUDIT_HDR_MSGID   0
+#define MAILAUDIT_HDR_SUBJECT 1
+
+static const char *const mailaudit_hdr_names[] = {"Message-ID", "Subject"};
+static const char *const mailaudit_hdr_fields[] = {
+    "hdr.Message-ID", "hdr.Subject"};
+
+/* mailaudit_hdr_end - end of the (folded) header line starting at p. */
+static const unsigned char *
+mailaudit_hdr_end(const unsigned char *p, const unsigned char *end)
+{
+	for (; p < end; p++) {
+		if (*p == '\n' &&
+		    (p + 1 == end || (p[1] != ' ' && p[1] != '\t')))
+			return p + 1;
+	}
+	return end;
+}
+
+/* mailaudit_hdr_which - the header a line belongs to, or -1. */
+static int
+mailaudit_hdr_which(const unsigned char *name, size_t len)
+{
+	unsigned int i;
+
+	while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+		len--;
+	for (i = 0; i < N_ELEMENTS(mailaudit_hdr_names); i++) {
+		if (strlen(mailaudit_hdr_names[i]) == len &&
+		    strncasecmp(
+			(const char *)name, mailaudit_hdr_names[i], len) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* mailaudit_hdr_value - the value as a string, NULs as U+FFFD. */
+static const char *
+mailaudit_hdr_value(const unsigned char *p, size_t len)
+{
+	string_t *str;
+	size_t i;
+
+	if (memchr(p, '\0', len) == NULL)
+		return t_strndup(p, len);
+	str = t_str_new(len + 8);
+	for (i = 0; i < len; i++) {
+		if (p[i] != '\0')
+			str_append_c(str, (char)p[i]);
+		else
+			str_append(str, "\xEF\xBF\xBD");
+	}
+	return str_c(str);
+}
+
+/* mailaudit_hdr_utf8 - unfold and decode a Subject; FALSE if a line
+   break is not followed by a blank (Dovecot re-reads the mail then). */
+static bool
+mailaudit_hdr_utf8(const char *value, const char **utf8_r)
+{
+	string_t *unfolded = NULL, *decoded;
+	const char *p;
+	size_t i;
+
+	if (strchr(value, '\n') != NULL) {
+		unfolded = t_str_new(strlen(value));
+		for (p = value; *p != '\0'; p++) {
+			if (*p != '\n') {
+				str_append_c(unfolded, *p);
+				continue;
+			}
+			/* the break and the blank after it become a space */
+			str_append_c(unfolded, ' ');
+			if (p[1] == '\0')
+				break;
+			if (p[1] != ' ' && p[1] != '\t')
+				return FALSE;
+			p++;
+		}
+		value = str_c(unfolded);
+	}
+	decoded = t_str_new(strlen(value) + 16);
+	message_header_decode_utf8(
+	    (const unsigned char *)value, strlen(value), decoded, NULL);
+	if (strcmp(str_c(decoded), value) == 0) {
+		*utf8_r = value;
+		return TRUE;
+	}
+	/* decoding may produce NULs: they become spaces */
+	for (i = 0; i < str_len(decoded); i++) {
+		if (str_c(decoded)[i] == '\0')
+			str_c_modifiable(decoded)[i] = ' ';
+	}
+	*utf8_r = str_c(decoded);
+	return TRUE;
+}
+
+static bool
+mailaudit_cached_headers(struct mail *mail, bool subjects, const char **msgid_r,
+    const char **subject_r)
+{
+	const char *values[N_ELEMENTS(mailaudit_hdr_names)] = {NULL, NULL};
+	unsigned int idx[N_ELEMENTS(mailaudit_hdr_fields)];
+	unsigned int i, count = subjects ? 2 : 1;
+	const unsigned char *p, *end, *line_end, *colon;
+	string_t *dest;
+	int which;
+
+	if (mail->box->cache == NULL || mail->transaction->cache_view == NULL)
+		return FALSE;
+	for (i = 0; i < count; i++) {
+		idx[i] = mail_cache_register_lookup(
+		    mail->box->cache, mailaudit_hdr_fields[i]);
+		if (idx[i] == UINT_MAX)
+			return FALSE;
+	}
+	dest = t_str_new(256);
+	if (mail_cache_lookup_headers(mail->transaction->cache_view, dest,
+		mail->seq, idx, count) <= 0)
+		return FALSE;
+	/* header lines, each "Name: value\n" with its folds, in the order
+	   of the message */
+	p = str_data(dest);
+	end = p + str_len(dest);
+	for (; p < end; p = line_end) {
+		line_end = mailaudit_hdr_end(p, end);
+		colon = memchr(p, ':', (size_t)(line_end - p));
+		if (colon == NULL)
+			return FALSE;
+		which = mailaudit_hdr_which(p, (size_t)(colon - p));
+		if (which < 0 || (unsigned int)which >= count)
+			return FALSE;
+		if (values[which] != NULL)
+			continue;
+		for (p = colon + 1; p < line_end && (*p == ' ' || *p == '\t');
+		     p++)
+			;
+		values[which] = mailaudit_hdr_value(
+		    p, (size_t)(line_end - p) -
+			   (line_end > p && line_end[-1] == '\n' ? 1 : 0));
+	}
+	if (values[MAILAUDIT_HDR_SUBJECT] != NULL &&
+	    !mailaudit_hdr_utf8(
+		values[MAILAUDIT_HDR_SUBJECT], &values[MAILAUDIT_HDR_SUBJECT]))
+		return FALSE;
+	/* Dovecot counts one cache hit per header it was asked for. */
+	mail->transaction->stats.cache_hit_count += count;
+	*msgid_r = values[MAILAUDIT_HDR_MSGID];
+	*subject_r = values[MAILAUDIT_HDR_SUBJECT];
+	return TRUE;
+}
+
 void
 mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
     bool subjects, bool cached_only, const char **msgid_r,
@@ -397,27 +566,34 @@ mailaudit_mail_headers(struct mailaudit_user *muser, struct mail *mail,
 {
 	enum mail_lookup_abort old_abort = mail->lookup_abort;
 	bool old_reading = mailaudit_reading;
-	const char *value;
+	const char *msgid = NULL, *subject = NULL;
 
 	*msgid_r = NULL;
 	*subject_r = NULL;
 	if (mail->expunged)
 		return;
 	mailaudit_reading = TRUE;
-	if ((muser->cached_only || cached_only) && !mail->saving)
-		mail->lookup_abort = MAIL_LOOKUP_ABORT_NOT_IN_CACHE;
-	if (mail_get_first_header(mail, "Message-ID", &value) > 0)
-		*msgid_r = mailaudit_trim(value);
-	if (subjects &&
-	    mail_get_first_header_utf8(mail, "Subject", &value) > 0) {
-		value = mailaudit_trim(value);
-		if (value != NULL)
-			value =
-			    mailaudit_cut_utf8(value, MA_RECORD_MAX_SUBJECT);
-		*subject_r = value;
+	if (!mailaudit_cached_headers(mail, subjects, &msgid, &subject)) {
+		msgid = subject = NULL;
+		if ((muser->cached_only || cached_only) && !mail->saving)
+			mail->lookup_abort = MAIL_LOOKUP_ABORT_NOT_IN_CACHE;
+		if (mail_get_first_header(mail, "Message-ID", &msgid) <= 0)
+			msgid = NULL;
+		if (subjects &&
+		    mail_get_first_header_utf8(mail, "Subject", &subject) <= 0)
+			subject = NULL;
+		mail->lookup_abort = old_abort;
 	}
-	mail->lookup_abort = old_abort;
 	mailaudit_reading = old_reading;
+	if (msgid != NULL)
+		*msgid_r = mailaudit_trim(msgid);
+	if (subject != NULL) {
+		subject = mailaudit_trim(subject);
+		if (subject != NULL)
+			subject =
+			    mailaudit_cut_utf8(subject, MA_RECORD_MAX_SUBJECT);
+		*subject_r = subject;
+	}
 }
 
 static const char *

@@ -380,6 +380,66 @@ class OwnerTests(PluginTestCase):
         self.assertSession(rec, "alice", "alice", "Owner")
         self.assertNoPluginErrors()
 
+    def test_header_values(self):
+        """Message-ID and Subject as Dovecot reads them (first occurrence,
+        unfolded, MIME-decoded, trimmed, cut at 255 bytes), and the same
+        whether they come from the file or Dovecot's cache: every message
+        is named by a Create, two Updates, a Copy and a read."""
+        d = self.dovecot
+        tag = uuid.uuid4().hex[:8]
+        folder, other = "Hdr" + tag, "HdrCopy" + tag
+        long_subject = "\u00e9" * 200  # 400 bytes: cut to 127 characters
+        # (raw header lines, expected msgid, expected subject); None = absent
+        cases = [
+            ("Message-ID: <plain-%s@x>\r\nSubject: Plain subject" % tag,
+             "<plain-%s@x>" % tag, "Plain subject"),
+            ("Message-ID:\t <tab-%s@x> \r\nSubject:   =?UTF-8?B?w6TDtsO8IGNhZsOp?="
+             % tag, "<tab-%s@x>" % tag, "\u00e4\u00f6\u00fc caf\u00e9"),
+            ("message-id: <lower-%s@x>\r\nSUBJECT: Upper case names" % tag,
+             "<lower-%s@x>" % tag, "Upper case names"),
+            ("Message-ID: <two-%s@x>\r\nSubject: First\r\nSubject: Second" % tag,
+             "<two-%s@x>" % tag, "First"),
+            ("Message-ID: <nosubj-%s@x>" % tag, "<nosubj-%s@x>" % tag, None),
+            ("Subject: No message id %s" % tag, None, "No message id %s" % tag),
+            ("Message-ID: <fold-%s@x>\r\nSubject: Folded\r\n\tacross\r\n  lines"
+             % tag, "<fold-%s@x>" % tag, "Folded across  lines"),
+            ("Message-ID: <nul-%s@x>\r\nSubject: =?utf-8?q?a=00b?=" % tag,
+             "<nul-%s@x>" % tag, "a b"),
+            ("Message-ID: <long-%s@x>\r\nSubject: =?utf-8?b?%s?=" % (
+                tag, __import__("base64").b64encode(long_subject.encode()).decode()),
+             "<long-%s@x>" % tag, "\u00e9" * 127),
+        ]
+        imap = d.imap("alice")
+        self.addCleanup(imap.logout)
+        self.assertEqual(imap.create(folder)[0], "OK")
+        self.assertEqual(imap.create(other)[0], "OK")
+        for i, (hdrs, _, _) in enumerate(cases):
+            msg = ("From: carol@example.test\r\n%s\r\nX-Case: %d\r\n\r\nbody\r\n"
+                   % (hdrs, i)).encode()
+            self.assertEqual(imap.append(folder, None, None, msg)[0], "OK")
+        self.assertEqual(imap.select(folder)[0], "OK")
+        typ, data = imap.uid("SEARCH", None, "ALL")
+        uids = [int(x) for x in data[0].split()]
+        self.assertEqual(len(uids), len(cases))
+        for flag in ("\\Flagged", "\\Answered"):
+            for uid in uids:
+                self.assertEqual(imap.uid("STORE", str(uid), "+FLAGS", "(%s)" % flag)[0], "OK")
+        self.assertEqual(imap.uid("COPY", "1:*", other)[0], "OK")
+        self.assertEqual(imap.uid("FETCH", "1:*", "(BODY.PEEK[])")[0], "OK")
+        imap.close()
+
+        self.wait_op(op="Copy", folder=folder)
+        self.wait_op(op="MailItemsAccessed", folder=folder)
+        self.wait_op(op="Update", folder=folder, count=2 * len(cases))
+        recs = [r for r in self.receiver.snapshot() if r.get("folder") == folder]
+        for op, per_uid in (("Create", 1), ("Update", 2), ("Copy", 1),
+                            ("MailItemsAccessed", 1)):
+            items = [i for r in find(recs, op=op) for i in r["items"]]
+            for uid, (_, msgid, subject) in zip(uids, cases):
+                got = [(i["msgid"], i["subject"]) for i in items if i["uid"] == uid]
+                self.assertEqual(got, [(msgid, subject)] * per_uid, (op, uid))
+        self.assertNoPluginErrors()
+
     def test_login_record(self):
         before = len(find(self.receiver.snapshot(), op="MailboxLogin", user="bob"))
         imap = self.dovecot.imap("bob")
