@@ -526,7 +526,9 @@ ma_login_map_parse(const char *name, const char *text, struct ma_error *err)
 			p++;
 	}
 	ma_buf_deinit(&logical);
-	qsort(map->entries, map->count, sizeof(*map->entries), entry_cmp);
+	if (map->count > 0)
+		qsort(
+		    map->entries, map->count, sizeof(*map->entries), entry_cmp);
 	return map;
 fail:
 	ma_buf_deinit(&logical);
@@ -581,6 +583,8 @@ map_find(const struct ma_login_map *map, const char *key)
 {
 	struct login_entry k = {.key = (char *)(uintptr_t)key};
 
+	if (map->count == 0)
+		return NULL;
 	return bsearch(
 	    &k, map->entries, map->count, sizeof(*map->entries), entry_cmp);
 }
@@ -601,17 +605,20 @@ bool
 ma_login_map_allows(
     const struct ma_login_map *map, const char *login, const char *address)
 {
-	char key[MA_ADDRESS_MAX + 2];
-	const char *dom = ma_address_domain(address);
+	char key[MA_ADDRESS_MAX + 2], addr[MA_ADDRESS_MAX + 1],
+	    who[MA_ADDRESS_MAX + 1];
+	const char *dom;
 
-	if (map == NULL || *address == '\0')
+	if (map == NULL || ma_address_normalize(address, addr) < 0 ||
+	    addr[0] == '\0' || ma_address_normalize(login, who) < 0)
 		return false;
-	if (entry_has(map_find(map, address), login))
+	if (entry_has(map_find(map, addr), who))
 		return true;
+	dom = ma_address_domain(addr);
 	if (*dom == '\0')
 		return false;
 	snprintf(key, sizeof(key), "@%s", dom);
-	return entry_has(map_find(map, key), login);
+	return entry_has(map_find(map, key), who);
 }
 
 /* Send classification. */
