@@ -322,21 +322,17 @@ static void
 writer_commit(struct ma_store *store, struct batch *b)
 {
 	struct ma_error err = {0};
-	int64_t now = ma_now_ms(), seq;
+	size_t stored;
 
 	if (b->count == 0)
 		return; /* spool files without records */
 	if (ma_store_begin(store, &err) < 0)
 		goto fail;
-	for (size_t i = 0; i < b->count; i++) {
-		if (ma_store_insert_row(store, &b->rows[i], now, &seq, &err) <
-		    0)
-			goto rollback;
-		if (seq != 0)
-			b->stored++;
-		else
-			b->duplicates++;
-	}
+	if (ma_store_insert_rows(
+		store, b->rows, b->count, ma_now_ms(), &stored, &err) < 0)
+		goto rollback;
+	b->stored = stored;
+	b->duplicates = b->count - stored;
 	if (ma_store_commit(store, &err) == 0)
 		return;
 rollback:

@@ -28,6 +28,19 @@
 #include "ma-proto.h"
 
 #define SCHEMA_VERSION 2
+/*
+ * Records: the INSERT of one row (INSERT_COLS parameters), and of
+ * INSERT_ROWS rows in one statement, which saves the per-statement work
+ * (cursors, halt) for all but one of them.
+ */
+#define INSERT_HEAD                                                            \
+	"INSERT INTO records (id, time_ms, received_ms, operation, result,"    \
+	" logon_type, user, mailbox, folder, dest_folder, dest_mailbox,"       \
+	" session, client_ip, client_info, protocol, server, count,"           \
+	" item_count, detail, seq) VALUES"
+#define INSERT_COLS 20
+#define INSERT_ROWS 32
+
 /* WAL length (frames) at which the writer completes a checkpoint. */
 #define WAL_RESTART_FRAMES 16384
 #define MA_STR_(x)         #x
@@ -86,6 +99,8 @@ struct ma_store {
 	pthread_mutex_t wal_lock;
 	int wal_fd;
 	sqlite3_stmt *insert, *name_get, *name_put;
+	sqlite3_stmt *insert_many; /* INSERT_ROWS records */
+	sqlite3_stmt *delete_seqs;
 	sqlite3_stmt *index_put[INDEX_COUNT];
 	sqlite3_stmt *index_put_many[INDEX_COUNT]; /* INDEX_ROWS rows */
 	struct pending pending[INDEX_COUNT];
@@ -580,6 +595,22 @@ prepare_writer(struct ma_store *store, struct ma_error *err)
 	char sql[128];
 	struct ma_buf many;
 
+	ma_buf_init(&many, 64 * 1024);
+	ma_buf_puts(&many, INSERT_HEAD);
+	for (int i = 0; i < INSERT_ROWS; i++)
+		ma_buf_puts(&many, i == 0 ? " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+					    "?,?,?,?)"
+					  : ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+					    "?,?,?,?)");
+	ma_buf_puts(&many, " ON CONFLICT(id) DO NOTHING");
+	if (prepare(store, many.data, &store->insert_many, err) < 0) {
+		ma_buf_deinit(&many);
+		return -1;
+	}
+	ma_buf_deinit(&many);
+	if (prepare(store, "DELETE FROM records WHERE seq BETWEEN ? AND ?",
+		&store->delete_seqs, err) < 0)
+		return -1;
 	if (prepare(store, "SELECT id FROM names WHERE name = ?",
 		&store->name_get, err) < 0 ||
 	    prepare(store, "INSERT INTO names (name) VALUES (?)",
@@ -664,12 +695,8 @@ ma_store_open(
 	if (configure(store, opts, err) < 0 || setup_schema(store, err) < 0 ||
 	    (!store->readonly &&
 		prepare(store,
-		    "INSERT INTO records (id, time_ms, received_ms, operation,"
-		    " result, logon_type, user, mailbox, folder, dest_folder,"
-		    " dest_mailbox, session, client_ip, client_info, protocol,"
-		    " server, count, item_count, detail, seq) VALUES"
-		    " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-		    " ON CONFLICT(id) DO NOTHING",
+		    INSERT_HEAD " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+				" ON CONFLICT(id) DO NOTHING",
 		    &store->insert, err) < 0) ||
 	    (!store->readonly && prepare_writer(store, err) < 0) ||
 	    (!store->readonly && load_next_seq(store, err) < 0) ||
@@ -690,6 +717,8 @@ ma_store_destroy(struct ma_store **storep)
 		return;
 	checkpointer_stop(store);
 	sqlite3_finalize(store->insert);
+	sqlite3_finalize(store->insert_many);
+	sqlite3_finalize(store->delete_seqs);
 	sqlite3_finalize(store->name_get);
 	sqlite3_finalize(store->name_put);
 	for (int k = 0; k < INDEX_COUNT; k++) {
@@ -814,6 +843,53 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
+/* intern_row - check row's sizes and look up its three name ids */
+static int
+intern_row(struct ma_store *store, const struct ma_store_row *row,
+    int64_t key[INDEX_COUNT], struct ma_error *err)
+{
+	if (row->detail_len > INT32_MAX)
+		return ma_error_set(err, "store: record detail too large");
+	if (intern(store, row->mailbox, &key[INDEX_MAILBOX], err) < 0 ||
+	    intern(store, row->user, &key[INDEX_USER], err) < 0 ||
+	    intern(store, row->operation, &key[INDEX_OPERATION], err) < 0)
+		return -1;
+	return 0;
+}
+
+/* bind_row - row's INSERT_COLS parameters, after the first base */
+static void
+bind_row(sqlite3_stmt *st, int base, const struct ma_store_row *row,
+    const int64_t key[INDEX_COUNT], int64_t received_ms, int64_t seq)
+{
+	/* Every parameter is bound on every call, so the statements never
+	   need sqlite3_clear_bindings. */
+	sqlite3_bind_blob(st, base + 1, row->id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, base + 2, row->time_ms);
+	sqlite3_bind_int64(st, base + 3, received_ms);
+	sqlite3_bind_int64(st, base + 4, key[INDEX_OPERATION]);
+	sqlite3_bind_int(st, base + 5, (int)row->result);
+	sqlite3_bind_int(st, base + 6, (int)row->logon_type);
+	sqlite3_bind_int64(st, base + 7, key[INDEX_USER]);
+	sqlite3_bind_int64(st, base + 8, key[INDEX_MAILBOX]);
+	bind_text(st, base + 9, row->folder);
+	bind_text(st, base + 10, row->dest_folder);
+	bind_text(st, base + 11, row->dest_mailbox);
+	bind_text(st, base + 12, row->session);
+	bind_text(st, base + 13, row->client_ip);
+	bind_text(st, base + 14, row->client_info);
+	bind_text(st, base + 15, row->protocol);
+	bind_text(st, base + 16, row->server);
+	sqlite3_bind_int64(st, base + 17, row->count);
+	sqlite3_bind_int64(st, base + 18, row->item_count);
+	if (row->detail == NULL || row->detail_len == 0)
+		sqlite3_bind_null(st, base + 19);
+	else
+		sqlite3_bind_text(st, base + 19, row->detail,
+		    (int)row->detail_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, base + 20, seq);
+}
+
 int
 ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
     int64_t received_ms, int64_t *seq_r, struct ma_error *err)
@@ -825,38 +901,9 @@ ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
 	/* Index entries are written at commit: no batch, no indexes. */
 	if (sqlite3_get_autocommit(store->db))
 		return ma_error_set(err, "store: insert outside a batch");
-	if (row->detail_len > INT32_MAX)
-		return ma_error_set(err, "store: record detail too large");
-	if (intern(store, row->mailbox, &key[INDEX_MAILBOX], err) < 0 ||
-	    intern(store, row->user, &key[INDEX_USER], err) < 0 ||
-	    intern(store, row->operation, &key[INDEX_OPERATION], err) < 0)
+	if (intern_row(store, row, key, err) < 0)
 		return -1;
-	/* Every parameter is bound on every call, so the statement never
-	   needs sqlite3_clear_bindings. */
-	sqlite3_bind_blob(st, 1, row->id, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, row->time_ms);
-	sqlite3_bind_int64(st, 3, received_ms);
-	sqlite3_bind_int64(st, 4, key[INDEX_OPERATION]);
-	sqlite3_bind_int(st, 5, (int)row->result);
-	sqlite3_bind_int(st, 6, (int)row->logon_type);
-	sqlite3_bind_int64(st, 7, key[INDEX_USER]);
-	sqlite3_bind_int64(st, 8, key[INDEX_MAILBOX]);
-	bind_text(st, 9, row->folder);
-	bind_text(st, 10, row->dest_folder);
-	bind_text(st, 11, row->dest_mailbox);
-	bind_text(st, 12, row->session);
-	bind_text(st, 13, row->client_ip);
-	bind_text(st, 14, row->client_info);
-	bind_text(st, 15, row->protocol);
-	bind_text(st, 16, row->server);
-	sqlite3_bind_int64(st, 17, row->count);
-	sqlite3_bind_int64(st, 18, row->item_count);
-	if (row->detail == NULL || row->detail_len == 0)
-		sqlite3_bind_null(st, 19);
-	else
-		sqlite3_bind_text(
-		    st, 19, row->detail, (int)row->detail_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 20, store->next_seq);
+	bind_row(st, 0, row, key, received_ms, store->next_seq);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
@@ -868,6 +915,87 @@ ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
 	*seq_r = store->next_seq++;
 	for (int k = 0; k < INDEX_COUNT; k++)
 		pending_add(&store->pending[k], key[k], *seq_r);
+	return 0;
+}
+
+/*
+ * insert_chunk - INSERT_ROWS rows with one step of the multi-row INSERT.
+ * 1 if all were new; 0 if any was a duplicate, and then nothing of the
+ * chunk is left in the table (the caller inserts it row by row, so that
+ * sequence numbers have no gaps); -1 on error.
+ */
+static int
+insert_chunk(struct ma_store *store, const struct ma_store_row *rows,
+    int64_t received_ms, struct ma_error *err)
+{
+	sqlite3_stmt *st = store->insert_many;
+	int64_t key[INSERT_ROWS][INDEX_COUNT], first = store->next_seq;
+	int rc, changes;
+
+	for (int j = 0; j < INSERT_ROWS; j++) {
+		if (intern_row(store, &rows[j], key[j], err) < 0)
+			return -1;
+		bind_row(st, j * INSERT_COLS, &rows[j], key[j], received_ms,
+		    first + j);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return db_error(store, err, "insert");
+	changes = sqlite3_changes(store->db);
+	if (changes == INSERT_ROWS) {
+		for (int j = 0; j < INSERT_ROWS; j++) {
+			for (int k = 0; k < INDEX_COUNT; k++)
+				pending_add(
+				    &store->pending[k], key[j][k], first + j);
+		}
+		store->next_seq += INSERT_ROWS;
+		return 1;
+	}
+	if (changes > 0) {
+		sqlite3_bind_int64(store->delete_seqs, 1, first);
+		sqlite3_bind_int64(
+		    store->delete_seqs, 2, first + INSERT_ROWS - 1);
+		rc = sqlite3_step(store->delete_seqs);
+		sqlite3_reset(store->delete_seqs);
+		if (rc != SQLITE_DONE)
+			return db_error(store, err, "insert");
+	}
+	return 0;
+}
+
+int
+ma_store_insert_rows(struct ma_store *store, const struct ma_store_row *rows,
+    size_t n, int64_t received_ms, size_t *stored_r, struct ma_error *err)
+{
+	size_t i = 0, end;
+	int64_t seq;
+	int r;
+
+	*stored_r = 0;
+	if (sqlite3_get_autocommit(store->db))
+		return ma_error_set(err, "store: insert outside a batch");
+	while (i < n) {
+		end = i + 1;
+		if (n - i >= INSERT_ROWS) {
+			r = insert_chunk(store, &rows[i], received_ms, err);
+			if (r < 0)
+				return -1;
+			end = i + INSERT_ROWS;
+			if (r == 1) {
+				*stored_r += INSERT_ROWS;
+				i = end;
+				continue;
+			}
+		}
+		for (; i < end; i++) {
+			if (ma_store_insert_row(
+				store, &rows[i], received_ms, &seq, err) < 0)
+				return -1;
+			if (seq != 0)
+				(*stored_r)++;
+		}
+	}
 	return 0;
 }
 

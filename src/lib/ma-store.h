@@ -101,6 +101,15 @@ int ma_store_insert_row(struct ma_store *store, const struct ma_store_row *row,
  */
 int ma_store_sync(struct ma_store *store, struct ma_error *err);
 
+/*
+ * ma_store_insert_rows - insert n prepared rows, in order, several per
+ * statement; *stored_r counts the new ones (the rest were duplicates).
+ * Sequence numbers are assigned as by ma_store_insert_row, without gaps.
+ */
+int ma_store_insert_rows(struct ma_store *store,
+    const struct ma_store_row *rows, size_t n, int64_t received_ms,
+    size_t *stored_r, struct ma_error *err);
+
 /* Search filters; zero/NULL members do not filter. */
 struct ma_query {
 	const char *const *mailboxes;

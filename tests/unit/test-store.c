@@ -428,6 +428,59 @@ test_postings(void)
 }
 
 static void
+test_insert_rows(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct ma_store_row rows[80];
+	struct ma_query q = {.result = -1};
+	struct collect c;
+	const char *mb[] = {"rows-b"};
+	int64_t t = 1950000000000, last0, last1;
+	uint64_t count0, count1;
+	size_t stored = 0;
+
+	ut_begin("multi-row insert: duplicates leave no gap in the sequence");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	memset(rows, 0, sizeof(rows));
+	for (int i = 0; i < 80; i++) {
+		ma_uuid7(rows[i].id, t + i);
+		rows[i].time_ms = t + i;
+		rows[i].operation = "Update";
+		rows[i].user = "rows-u";
+		rows[i].mailbox = i % 2 == 0 ? "rows-a" : "rows-b";
+		rows[i].folder = "INBOX";
+		rows[i].detail = "item=1\t<m@x>\tsubject\t10\n";
+		rows[i].detail_len = strlen(rows[i].detail);
+	}
+	/* Row 40 was stored before; row 70 repeats row 65 (same batch). */
+	ut_assert(ma_store_begin(s, &err) == 0);
+	ut_assert(ma_store_insert_rows(s, &rows[40], 1, t, &stored, &err) == 0);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	ut_assert_cmp(stored, ==, 1);
+	memcpy(rows[70].id, rows[65].id, 16);
+	ut_assert(ma_store_stats(s, &count0, &last0, &err) == 0);
+	ut_assert(ma_store_begin(s, &err) == 0);
+	ut_assert(ma_store_insert_rows(s, rows, 80, t, &stored, &err) == 0);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	ut_assert_cmp(stored, ==, 78);
+	ut_assert(ma_store_stats(s, &count1, &last1, &err) == 0);
+	ut_assert_cmp(count1 - count0, ==, 78);
+	ut_assert_cmp(last1 - last0, ==, 78); /* no gaps */
+	/* Every stored row is indexed once: 40 odd rows minus row 65's twin
+	   (row 70 is even) ... b has rows 1, 3, ..., 79. */
+	q.mailboxes = mb;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 40);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
+static void
 test_old_schema(void)
 {
 	struct ma_store *s;
@@ -485,8 +538,8 @@ int
 main(void)
 {
 	static void (*const tests[])(void) = {test_insert_search,
-	    test_policy_rows, test_purge, test_postings, test_old_schema,
-	    test_readonly};
+	    test_policy_rows, test_purge, test_postings, test_insert_rows,
+	    test_old_schema, test_readonly};
 	int fd, ret;
 
 	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");
