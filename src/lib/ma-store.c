@@ -472,14 +472,44 @@ pending_add(struct pending *p, int64_t key, int64_t seq)
 	p->count++;
 }
 
-static int
-entry_cmp(const void *a, const void *b)
+/*
+ * sort_entries - p's entries by key, keeping seq order within a key: an
+ * LSD radix sort over the key's bytes in use (name ids are small), which
+ * is stable, and entries arrive in seq order.  tmp: scratch of p->count.
+ */
+static void
+sort_entries(struct pending *p, struct index_entry *tmp)
 {
-	const struct index_entry *x = a, *y = b;
+	struct index_entry *src = p->v, *dst = tmp, *swap;
+	uint64_t max = 0;
+	size_t count[256];
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
+	for (size_t i = 0; i < p->count; i++) {
+		if ((uint64_t)p->v[i].key > max)
+			max = (uint64_t)p->v[i].key;
+	}
+	for (unsigned int shift = 0; shift < 64 && (max >> shift) != 0;
+	     shift += 8) {
+		size_t sum = 0;
+
+		memset(count, 0, sizeof(count));
+		for (size_t i = 0; i < p->count; i++)
+			count[((uint64_t)src[i].key >> shift) & 0xff]++;
+		for (int b = 0; b < 256; b++) {
+			size_t c = count[b];
+
+			count[b] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < p->count; i++)
+			dst[count[((uint64_t)src[i].key >> shift) & 0xff]++] =
+			    src[i];
+		swap = src;
+		src = dst;
+		dst = swap;
+	}
+	if (src != p->v)
+		memcpy(p->v, src, p->count * sizeof(*p->v));
 }
 
 /* Posting rows per multi-row INSERT: one statement step for many rows. */
@@ -550,6 +580,7 @@ static int
 flush_indexes(struct ma_store *store, struct ma_error *err)
 {
 	struct posting *rows = NULL;
+	struct index_entry *tmp = NULL;
 	size_t cap = 0;
 	int ret = 0;
 
@@ -563,8 +594,9 @@ flush_indexes(struct ma_store *store, struct ma_error *err)
 		if (p->count > cap) {
 			cap = p->count;
 			rows = ma_xrealloc(rows, cap, sizeof(*rows));
+			tmp = ma_xrealloc(tmp, cap, sizeof(*tmp));
 		}
-		qsort(p->v, p->count, sizeof(*p->v), entry_cmp);
+		sort_entries(p, tmp);
 		n = build_postings(store, p, rows);
 		if (n < 0) {
 			ret = ma_error_set(err, "store: index batch too large");
@@ -579,6 +611,7 @@ flush_indexes(struct ma_store *store, struct ma_error *err)
 		p->count = 0;
 	}
 	free(rows);
+	free(tmp);
 	return ret;
 }
 
