@@ -5,7 +5,9 @@
 - a daemon that takes frames but never acknowledges them: the frames
   are spooled at logout (so they are both received and spooled; the
   real daemon de-duplicates by record id);
-- a daemon that acknowledges: nothing is spooled.
+- a daemon that acknowledges: nothing is spooled;
+- both again with a backlog of many and large frames (the sender's
+  queue buffer grows past its initial 16 KiB and past 64 KiB).
 """
 
 import os
@@ -122,6 +124,56 @@ class SpoolTests(unittest.TestCase):
         self.expect_complete(recs, folder, msgids)
         time.sleep(0.5)  # logout flush has happened by now
         self.assertEqual([r for r in self.spooled() if r.get("folder") == folder], [])
+
+    def big_session(self, folder, msgids):
+        """60 Creates of ~650 bytes, then a COPY and a MOVE of all of them
+        (one frame of ~20 KiB each): well over 64 KiB in flight."""
+        imap = self.dovecot.imap("alice")
+        imap.create(folder)
+        imap.create(folder + "-copy")
+        for i, m in enumerate(msgids):
+            subject = "%03d %s" % (i, "x" * 250)
+            self.assertEqual(imap.append(folder, None, None, message(m, subject))[0], "OK")
+        imap.select(folder)
+        self.assertEqual(imap.uid("COPY", "1:*", folder + "-copy")[0], "OK")
+        self.assertEqual(imap.uid("MOVE", "1:*", "Trash")[0], "OK")
+        imap.logout()
+
+    def expect_big(self, recs, folder, msgids):
+        created = sorted(i["msgid"] for r in find(recs, op="Create", folder=folder) for i in r["items"])
+        self.assertEqual(created, sorted(msgids))
+        for op in ("Copy", "MoveToDeletedItems"):
+            items = [i for r in find(recs, op=op, folder=folder) for i in r["items"]]
+            self.assertEqual(sorted(i["msgid"] for i in items), sorted(msgids), op)
+            self.assertTrue(all(len(i["subject"]) == 254 for i in items), op)
+        ids = [r["id"] for r in recs if r.get("folder") == folder]
+        self.assertEqual(len(ids), len(set(ids)))
+
+    def test_large_unacked_backlog_spooled(self):
+        receiver = WireReceiver(self.dovecot.socket_path, ack=False)
+        self.addCleanup(receiver.close)
+        folder = "BigNoAck" + uuid.uuid4().hex[:6]
+        msgids = [new_msgid("bn%d" % i) for i in range(60)]
+        self.big_session(folder, msgids)
+        recs = self.wait_spooled(
+            lambda rs: rs if find(rs, op="MoveToDeletedItems", folder=folder) else None)
+        self.assertTrue(recs, "unacknowledged frames were not spooled")
+        self.expect_big(recs, folder, msgids)
+        self.assertNotIn("LOST", self.dovecot.log_text())
+
+    def test_large_acked_backlog_not_spooled(self):
+        receiver = WireReceiver(self.dovecot.socket_path, ack=True)
+        self.addCleanup(receiver.close)
+        folder = "BigAcked" + uuid.uuid4().hex[:6]
+        msgids = [new_msgid("ba%d" % i) for i in range(60)]
+        self.big_session(folder, msgids)
+        recs = receiver.wait_for(
+            lambda rs: rs if find(rs, op="MoveToDeletedItems", folder=folder) else None)
+        self.assertTrue(recs)
+        self.expect_big(recs, folder, msgids)
+        time.sleep(0.5)  # logout flush has happened by now
+        self.assertEqual([r for r in self.spooled() if r.get("folder") == folder], [])
+        self.assertEqual(receiver.errors, [])
 
 
 if __name__ == "__main__":
