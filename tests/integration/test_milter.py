@@ -1,0 +1,373 @@
+# SPDX-License-Identifier: MIT
+"""mailaudit-milter in a real Postfix, delivering to a real Dovecot.
+
+Real mailauditd, real Dovecot (with the plugin), real Postfix with the
+built milter in smtpd_milters and non_smtpd_milters; mail goes in with
+smtplib (MX port, submission port with SASL) and Postfix's sendmail, and
+comes out over IMAP and from the audit store (mailauditctl search).
+
+  MilterSend     Send / SendAs / SendOnBehalf records, refusals by Postfix
+                 (envelope forgery) and by the milter (From: forgery).
+  MilterCopy     copy-mode journaling: every direction, once per message,
+                 no bounce and no trace visible to the recipients, the
+                 journal address closed to the outside, forged journal
+                 markers stripped.
+  MilterReport   report-mode journaling: the envelope report with To/Cc/Bcc
+                 and the original attached, and a journal mailbox that is
+                 unreachable for a while (report kept, delivered later).
+
+Needs root, Postfix, libmilter and a built tree.
+"""
+
+import email
+import email.policy
+import os
+import smtplib
+import time
+import unittest
+
+from daemon_fixture import MailauditDaemon
+from dovecot_fixture import DovecotFixture
+from milter_fixture import MilterFixture
+from postfix_fixture import PostfixFixture, imap_messages, message, message_id
+
+D = "@example.test"
+
+
+class MilterBase(unittest.TestCase):
+    """daemon + Dovecot + milter + Postfix, shared by a class's tests."""
+
+    RULES = ()
+    MILTER_OPTIONS = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = cls.dovecot = cls.milter = cls.postfix = None
+        try:
+            cls.d = MailauditDaemon()
+            cls.d.start()
+            for user in ("alice", "bob", "carol"):
+                cls.d.ctl("mailbox", "add", user)
+            # Send is not in the seed's owner set; audit it here.
+            cls.d.ctl("set-mailbox", "alice", "--audit-owner-add", "Send")
+            cls.dovecot = DovecotFixture(
+                socket_path=cls.d.socket, spool_dir=cls.d.spool,
+                policy_path=cls.d.snapshot, postfix=True, journal=True,
+                acl_groups={"alice": "journal-readers"})
+            cls.dovecot.start()
+            opts = {"journal_lmtp": "unix:" + cls.dovecot.lmtp_socket}
+            opts.update(cls.MILTER_OPTIONS)
+            cls.milter = MilterFixture(cls.d, options=opts, rules=cls.RULES)
+            # carol lets alice send as her (a permitted delegate)
+            cls.postfix = PostfixFixture(
+                cls.dovecot, milter=cls.milter.postfix_spec,
+                sender_login={"carol" + D: ["carol", "alice"]})
+            cls.milter.options_file_add(
+                "sender_login_maps", os.path.join(cls.postfix.etc,
+                                                  "sender_login"))
+            cls.postfix.start()  # writes the map the milter reads
+            cls.milter.start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for fx in (cls.postfix, cls.milter, cls.dovecot, cls.d):
+            if fx is None:
+                continue
+            if hasattr(fx, "cleanup"):
+                fx.cleanup()
+            else:
+                fx.stop()
+
+    def deliver(self, sender, rcpts, data, **kw):
+        qid = self.postfix.send(sender, rcpts, data, **kw)
+        return qid, self.postfix.wait_delivered(qid)
+
+    def records(self, n, *filters, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        recs = []
+        while time.monotonic() < deadline:
+            self.d.ctl("flush")
+            recs = self.d.records(*filters)
+            if len(recs) >= n:
+                return recs
+            time.sleep(0.1)
+        return recs
+
+    def journal(self, data, timeout=10.0, n=1):
+        """Messages in the journal mailbox that carry data's Message-ID
+        anywhere (a copy in its header, a report in its attachment),
+        waiting until n are there."""
+        msgid = message_id(data).encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.journal_all() if msgid in m]
+            if len(found) >= n or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    def journal_all(self):
+        conn = self.dovecot.imap("journal")
+        try:
+            conn.select("INBOX", readonly=True)
+            typ, data = conn.uid("SEARCH", None, "ALL")
+            out = []
+            for uid in data[0].split():
+                typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")
+                out += [p[1] for p in parts if isinstance(p, tuple)]
+            return out
+        finally:
+            conn.logout()
+
+    def props(self, rec):
+        return {p["Name"]: p["Value"]
+                for p in rec.get("OperationProperties", [])}
+
+
+class MilterSend(MilterBase):
+    RULES = ()
+
+    def test_owner_send(self):
+        data = message("alice" + D, ["bob" + D], subject="owner send")
+        qid, _ = self.deliver("alice" + D, ["bob" + D, "carol" + D], data,
+                              port="submission", user="alice",
+                              password="alicepw")
+        [rec] = self.records(1, "--operations", "Send", "--free-text",
+                             message_id(data))
+        self.assertEqual(rec["Operation"], "Send")
+        self.assertEqual(rec["LogonType"], 0)
+        self.assertEqual(rec["UserId"], "alice")
+        self.assertEqual(rec["MailboxOwnerUPN"], "alice")
+        self.assertEqual(rec["ResultStatus"], "Succeeded")
+        self.assertEqual(rec["ClientIPAddress"], "127.0.0.1")
+        self.assertEqual(rec["SessionId"], qid)
+        props = self.props(rec)
+        self.assertEqual(props["RecipientCount"], "2")
+        self.assertEqual(props["Recipients"],
+                         "bob@example.test, carol@example.test")
+        self.assertEqual(props["HasAttachments"], "false")
+        self.assertIn("SMTP-Submission", rec["ClientInfoString"])
+
+    def test_send_as_permitted_delegate(self):
+        data = message("carol" + D, ["bob" + D], subject="as carol",
+                       headers=[("Content-Type",
+                                 'multipart/mixed; boundary="b"')],
+                       body="--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+                            "--b\r\nContent-Type: application/pdf\r\n"
+                            "Content-Disposition: attachment; "
+                            "filename=\"quote.pdf\"\r\n\r\nJVBER\r\n"
+                            "--b--\r\n")
+        self.deliver("carol" + D, ["bob" + D], data, port="submission",
+                     user="alice", password="alicepw")
+        [rec] = self.records(1, "--operations", "SendAs", "--free-text",
+                             message_id(data))
+        self.assertEqual(rec["LogonType"], 2)
+        self.assertEqual(rec["UserId"], "alice")
+        self.assertEqual(rec["MailboxOwnerUPN"], "carol")
+        self.assertEqual(rec["ResultStatus"], "Succeeded")
+        props = self.props(rec)
+        self.assertEqual(props["SendAsUserSmtp"], "carol@example.test")
+        self.assertEqual(props["HasAttachments"], "true")
+        self.assertEqual(props["Attachments"], "quote.pdf")
+        self.assertNotIn("Permitted", props)
+
+    def test_send_on_behalf(self):
+        data = message("carol" + D, ["bob" + D], subject="on behalf",
+                       headers=[("Sender", "alice" + D)])
+        self.deliver("alice" + D, ["bob" + D], data, port="submission",
+                     user="alice", password="alicepw")
+        [rec] = self.records(1, "--operations", "SendOnBehalf",
+                             "--free-text", message_id(data))
+        self.assertEqual(rec["LogonType"], 2)
+        self.assertEqual(rec["MailboxOwnerUPN"], "carol")
+        self.assertEqual(self.props(rec)["SendOnBehalfOfUserSmtp"],
+                         "carol@example.test")
+
+    def test_envelope_forgery_refused_by_postfix_is_audited(self):
+        data = message("bob" + D, ["carol" + D], subject="forged envelope")
+        with self.assertRaises(smtplib.SMTPRecipientsRefused):
+            self.postfix.send("bob" + D, ["carol" + D], data,
+                              port="submission", user="alice",
+                              password="alicepw")
+        recs = self.records(1, "--operations", "SendAs", "--mailboxes", "bob",
+                            "--user-ids", "alice")
+        failed = [r for r in recs if r["ResultStatus"] == "Failed"]
+        self.assertEqual(len(failed), 1, recs)
+        self.assertIn("Sender address rejected",
+                      self.props(failed[0])["FailureReason"])
+
+    def test_header_forgery_refused_by_milter_is_audited(self):
+        data = message("bob" + D, ["carol" + D], subject="forged From")
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            self.postfix.send("alice" + D, ["carol" + D], data,
+                              port="submission", user="alice",
+                              password="alicepw")
+        self.assertEqual(cm.exception.smtp_code, 550)
+        self.assertIn(b"5.7.1", cm.exception.smtp_error)
+        [rec] = self.records(1, "--operations", "SendAs", "--free-text",
+                             message_id(data))
+        self.assertEqual(rec["ResultStatus"], "Failed")
+        self.assertEqual(rec["MailboxOwnerUPN"], "bob")
+        self.assertEqual(self.props(rec)["Permitted"], "false")
+        self.assertEqual(imap_messages(self.dovecot, "carol",
+                                       message_id(data)), [])
+
+    def test_unaudited_send_produces_nothing(self):
+        # bob's owner set is the seed's: no Send.
+        data = message("bob" + D, ["carol" + D], subject="bob plain")
+        self.deliver("bob" + D, ["carol" + D], data, port="submission",
+                     user="bob", password="bobpw")
+        self.d.ctl("flush")
+        time.sleep(0.5)
+        self.d.ctl("flush")
+        self.assertEqual(self.d.records("--free-text", message_id(data)), [])
+
+
+class MilterCopy(MilterBase):
+    RULES = ("all copy all journal" + D,)
+
+    def test_every_direction_journaled_once(self):
+        cases = [
+            ("inbound", "eve@outside.test", ["alice" + D, "bob" + D], "mx",
+             None),
+            ("internal", "alice" + D, ["bob" + D, "carol" + D],
+             "submission", "alice"),
+            ("outbound", "alice" + D, ["x@remote.test"], "submission",
+             "alice"),
+        ]
+        for name, sender, rcpts, port, user in cases:
+            with self.subTest(direction=name):
+                data = message(sender, rcpts, subject="copy " + name)
+                kw = {"port": port}
+                if user:
+                    kw.update(user=user, password=user + "pw")
+                qid = self.postfix.send(sender, rcpts, data, **kw)
+                if name == "outbound":
+                    # The remote copy stays queued; the journal copy is local.
+                    self.postfix.wait_deferred(qid)
+                else:
+                    self.postfix.wait_delivered(qid)
+                copies = self.journal(data)
+                self.assertEqual(len(copies), 1)
+                self.assertIn(b"Subject: copy " + name.encode(), copies[0])
+                time.sleep(0.3)
+                self.assertEqual(len(self.journal(data, timeout=0)), 1)
+
+    def test_bcc_and_recipients_see_no_trace(self):
+        data = message("alice" + D, ["bob" + D], subject="bcc copy")
+        self.deliver("alice" + D, ["bob" + D, "carol" + D], data,
+                     port="submission", user="alice", password="alicepw")
+        [bob_copy] = imap_messages(self.dovecot, "bob", message_id(data))
+        self.assertNotIn(b"journal", bob_copy.lower())
+        self.assertNotIn(b"carol", bob_copy.lower())
+        self.assertEqual(len(self.journal(data)), 1)
+        # Nothing came back to the sender.
+        time.sleep(0.5)
+        self.assertNotIn("bounce", self.postfix.maillog_text().lower())
+
+    def test_journal_address_closed_to_outside(self):
+        data = message("eve@outside.test", ["journal" + D], subject="fake")
+        with self.assertRaises(smtplib.SMTPRecipientsRefused):
+            self.postfix.send("eve@outside.test", ["journal" + D], data)
+
+    def test_forged_journal_markers_are_stripped(self):
+        data = message("eve@outside.test", ["alice" + D], subject="marker",
+                       headers=[("X-MS-Journal-Report", ""),
+                                ("X-Mailaudit-Journal-Report", "rule=x")])
+        self.deliver("eve@outside.test", ["alice" + D], data)
+        [copy] = imap_messages(self.dovecot, "alice", message_id(data))
+        self.assertNotIn(b"journal-report", copy.lower())
+        [jcopy] = self.journal(data)
+        self.assertNotIn(b"journal-report", jcopy.lower())
+
+    def test_local_submission_journaled(self):
+        data = message("alice" + D, ["bob" + D], subject="local sendmail")
+        qid = self.postfix.sendmail("alice" + D, ["bob" + D], data)
+        self.postfix.wait_delivered(qid)
+        self.assertEqual(len(self.journal(data)), 1)
+
+
+class MilterReport(MilterBase):
+    RULES = ("rep report all journal" + D,)
+
+    @classmethod
+    def setUpClass(cls):
+        # The journal goes through a path that a test can make disappear.
+        cls.lmtp_link = None
+        super().setUpClass()
+
+    def report_parts(self, report):
+        msg = email.message_from_bytes(report, policy=email.policy.default)
+        self.assertEqual(msg.get_content_type(), "multipart/mixed")
+        self.assertIn("X-MS-Journal-Report", msg)
+        parts = list(msg.iter_parts())
+        self.assertEqual(len(parts), 2)
+        envelope = parts[0].get_content()
+        self.assertEqual(parts[1].get_content_type(), "message/rfc822")
+        return msg, envelope, parts[1]
+
+    def test_internal_report_splits_to_cc_bcc(self):
+        data = message("alice" + D, ["bob" + D], cc=["carol" + D],
+                       subject="report internal")
+        self.deliver("alice" + D, ["bob" + D, "carol" + D, "alice" + D],
+                     data, port="submission", user="alice",
+                     password="alicepw")
+        [report] = self.journal(data)
+        msg, env, original = self.report_parts(report)
+        lines = env.splitlines()
+        self.assertIn("Sender: alice@example.test", lines)
+        self.assertIn("Subject: report internal", lines)
+        self.assertIn("Message-ID: " + message_id(data), lines)
+        self.assertIn("To: bob@example.test", lines)
+        self.assertIn("Cc: carol@example.test", lines)
+        self.assertIn("Bcc: alice@example.test", lines)
+        self.assertIn("Direction: internal", lines)
+        self.assertIn("Authenticated-User: alice", lines)
+        inner = original.get_payload()[0]
+        self.assertEqual(inner["Message-ID"], message_id(data))
+        self.assertIn("report internal", inner["Subject"])
+        # Bob's copy shows no Bcc and no journal trace.
+        [bob_copy] = imap_messages(self.dovecot, "bob", message_id(data))
+        self.assertNotIn(b"journal", bob_copy.lower())
+
+    def test_inbound_report_uses_recipient_lines(self):
+        data = message("eve@outside.test", ["alice" + D],
+                       subject="report inbound")
+        self.deliver("eve@outside.test", ["alice" + D, "bob" + D], data)
+        [report] = self.journal(data)
+        _, env, _ = self.report_parts(report)
+        lines = env.splitlines()
+        self.assertIn("Recipient: alice@example.test", lines)
+        self.assertIn("Recipient: bob@example.test", lines)
+        self.assertIn("Direction: inbound", lines)
+
+    def test_report_kept_while_journal_store_unreachable(self):
+        # Point the milter at an LMTP socket that is not there yet.
+        self.milter.stop()
+        link = os.path.join(self.milter.dir, "lmtp-later")
+        self.milter.options_file_add("journal_lmtp", "unix:" + link)
+        self.milter.start()
+        data = message("eve@outside.test", ["alice" + D],
+                       subject="report later")
+        self.deliver("eve@outside.test", ["alice" + D], data)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                self.milter.journal_status().get("state") != "retrying":
+            time.sleep(0.1)
+        status = self.milter.journal_status()
+        self.assertEqual(status.get("state"), "retrying", status)
+        self.assertEqual(status.get("queued"), "1")
+        self.assertIn("lmtp-later", status.get("last_error", "") +
+                      self.milter.log_text())
+        self.assertEqual(len(self.milter.journal_queued()), 1)
+        self.assertEqual(self.journal(data, timeout=0), [])
+        # The store comes back: the report is delivered, once.
+        os.symlink(self.dovecot.lmtp_socket, link)
+        self.assertEqual(len(self.journal(data, timeout=15)), 1)
+        self.assertEqual(self.milter.journal_queued(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
