@@ -417,6 +417,58 @@ jitems(struct json_build *b)
 	return items;
 }
 
+/*
+ * add_send_fields - the send properties the milter records, under the
+ * schema's names: SendAsUserSmtp, SendOnBehalfOfUserSmtp, recipientCount,
+ * recipientList [{Address}], Item.Attachments; the rest (EnvelopeSender,
+ * HasAttachments, Permitted, FailureReason) as OperationProperties.
+ */
+static void
+add_send_fields(struct json_build *b, json_t *obj)
+{
+	static const char *const mapped[] = {"SendAsUserSmtp",
+	    "SendOnBehalfOfUserSmtp", "RecipientCount", "Recipients",
+	    "Attachments", NULL};
+	const struct ma_record *rec = b->rec;
+	const struct ma_prop *p;
+	json_t *rest;
+	uint64_t count;
+
+	if ((p = ma_record_get_prop(rec, "SendAsUserSmtp")) != NULL)
+		jset_str(b, obj, "SendAsUserSmtp", prop_value(p));
+	if ((p = ma_record_get_prop(rec, "SendOnBehalfOfUserSmtp")) != NULL)
+		jset_str(b, obj, "SendOnBehalfOfUserSmtp", prop_value(p));
+	if ((p = ma_record_get_prop(rec, "RecipientCount")) != NULL &&
+	    ma_parse_u64(prop_value(p), INT64_MAX, &count) == 0)
+		jset_int(obj, "recipientCount", (int64_t)count);
+	if ((p = ma_record_get_prop(rec, "Recipients")) != NULL) {
+		json_t *list = jcheck(json_array());
+		const char *s = prop_value(p);
+
+		while (s != NULL && *s != '\0') {
+			const char *end = strstr(s, ", ");
+			size_t len =
+			    end != NULL ? (size_t)(end - s) : strlen(s);
+			char *addr = ma_xstrndup(s, len);
+			json_t *e = jcheck(json_object());
+
+			jset_str(b, e, "Address", addr);
+			jappend(list, e);
+			free(addr);
+			s = end != NULL ? end + 2 : NULL;
+		}
+		jset(obj, "recipientList", list);
+	}
+	if ((p = ma_record_get_prop(rec, "Attachments")) != NULL) {
+		json_t *item = json_object_get(obj, "Item");
+
+		if (item != NULL)
+			jset_str(b, item, "Attachments", prop_value(p));
+	}
+	rest = op_props(b, jcheck(json_array()), mapped);
+	jset_nonempty(obj, "OperationProperties", rest);
+}
+
 /* add_item_record - ExchangeMailboxAuditRecord (RecordType 2). */
 static void
 add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
@@ -457,6 +509,9 @@ add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
 		return;
 	if (action == MA_ACTION_UPDATE)
 		add_update_props(b, obj);
+	else if (action == MA_ACTION_SEND || action == MA_ACTION_SEND_AS ||
+		 action == MA_ACTION_SEND_ON_BEHALF)
+		add_send_fields(b, obj);
 	else
 		jset(obj, "OperationProperties",
 		    op_props(b, jcheck(json_array()), NULL));

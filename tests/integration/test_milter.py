@@ -143,11 +143,15 @@ class MilterSend(MilterBase):
         self.assertEqual(rec["ResultStatus"], "Succeeded")
         self.assertEqual(rec["ClientIPAddress"], "127.0.0.1")
         self.assertEqual(rec["SessionId"], qid)
+        self.assertEqual(rec["recipientCount"], 2)
+        self.assertEqual([r["Address"] for r in rec["recipientList"]],
+                         ["bob@example.test", "carol@example.test"])
+        self.assertEqual(rec["Item"]["InternetMessageId"], message_id(data))
+        self.assertEqual(rec["Item"]["Subject"], "owner send")
+        self.assertEqual(rec["Item"]["SizeInBytes"], len(data))
         props = self.props(rec)
-        self.assertEqual(props["RecipientCount"], "2")
-        self.assertEqual(props["Recipients"],
-                         "bob@example.test, carol@example.test")
         self.assertEqual(props["HasAttachments"], "false")
+        self.assertEqual(props["EnvelopeSender"], "alice@example.test")
         self.assertIn("SMTP-Submission", rec["ClientInfoString"])
 
     def test_send_as_permitted_delegate(self):
@@ -167,10 +171,10 @@ class MilterSend(MilterBase):
         self.assertEqual(rec["UserId"], "alice")
         self.assertEqual(rec["MailboxOwnerUPN"], "carol")
         self.assertEqual(rec["ResultStatus"], "Succeeded")
+        self.assertEqual(rec["SendAsUserSmtp"], "carol@example.test")
+        self.assertEqual(rec["Item"]["Attachments"], "quote.pdf")
         props = self.props(rec)
-        self.assertEqual(props["SendAsUserSmtp"], "carol@example.test")
         self.assertEqual(props["HasAttachments"], "true")
-        self.assertEqual(props["Attachments"], "quote.pdf")
         self.assertNotIn("Permitted", props)
 
     def test_send_on_behalf(self):
@@ -182,8 +186,7 @@ class MilterSend(MilterBase):
                              "--free-text", message_id(data))
         self.assertEqual(rec["LogonType"], 2)
         self.assertEqual(rec["MailboxOwnerUPN"], "carol")
-        self.assertEqual(self.props(rec)["SendOnBehalfOfUserSmtp"],
-                         "carol@example.test")
+        self.assertEqual(rec["SendOnBehalfOfUserSmtp"], "carol@example.test")
 
     def test_envelope_forgery_refused_by_postfix_is_audited(self):
         data = message("bob" + D, ["carol" + D], subject="forged envelope")
