@@ -40,6 +40,42 @@ ma_proto_frame_len(const char *data, size_t len)
 /* Decoding. */
 
 /*
+ * dec_u64 - ma_parse_u64 without strtoull: only digits (at least one),
+ * no overflow, at most max.  Numbers are in every record frame.
+ */
+static int
+dec_u64(const char *s, uint64_t max, uint64_t *val_r)
+{
+	uint64_t v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned int d = (unsigned int)(*s - '0');
+
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v > max)
+		return -1;
+	*val_r = v;
+	return 0;
+}
+
+static int
+dec_i64(const char *s, int64_t *val_r)
+{
+	uint64_t v;
+	bool neg = *s == '-';
+
+	if (dec_u64(neg ? s + 1 : s, INT64_MAX, &v) < 0)
+		return -1;
+	*val_r = neg ? -(int64_t)v : (int64_t)v;
+	return 0;
+}
+
+/*
  * unescape - decode s[0..len) into a NUL-terminated arena string.  Fails
  * on a malformed escape and on raw control bytes (a sensor must escape
  * them).  Invalid UTF-8 is repaired.
@@ -137,8 +173,8 @@ decode_item(
 
 	if (split_fields(&rec->arena, v, len, f, 4, err) < 0)
 		return -1;
-	if ((f[0] != NULL && ma_parse_u64(f[0], UINT32_MAX, &uid) < 0) ||
-	    (f[3] != NULL && ma_parse_u64(f[3], UINT64_MAX, &size) < 0))
+	if ((f[0] != NULL && dec_u64(f[0], UINT32_MAX, &uid) < 0) ||
+	    (f[3] != NULL && dec_u64(f[3], UINT64_MAX, &size) < 0))
 		return ma_error_set(err, "bad number in item");
 	if (rec->item_count >= MA_RECORD_MAX_ITEMS)
 		return ma_error_set(
@@ -198,14 +234,49 @@ static const struct {
     KEY("dfolder"), KEY("dmbox"), KEY("sess"), KEY("ip"), KEY("client"),
     KEY("proto"), KEY("server"), KEY("item"), KEY("prop")};
 
+/* key_lookup - by length and first byte, then one comparison */
 static enum key_id
 key_lookup(const char *key, size_t klen)
 {
-	for (int k = 0; k < K_UNKNOWN; k++) {
-		if (keys[k].len == klen && memcmp(keys[k].name, key, klen) == 0)
-			return (enum key_id)k;
+	enum key_id k = K_UNKNOWN;
+
+	switch (klen) {
+	case 1:
+		k = key[0] == 'v' ? K_V : K_T;
+		break;
+	case 2:
+		k = key[0] == 'o' ? K_OP : key[1] == 'd' ? K_ID : K_IP;
+		break;
+	case 3:
+		k = K_RES;
+		break;
+	case 4:
+		k = key[0] == 'u'   ? K_USER
+		    : key[0] == 'm' ? K_MBOX
+		    : key[0] == 's' ? K_SESS
+		    : key[0] == 'i' ? K_ITEM
+				    : K_PROP;
+		break;
+	case 5:
+		k = key[0] == 'l'   ? K_LOGON
+		    : key[0] == 'c' ? K_COUNT
+		    : key[0] == 'd' ? K_DMBOX
+				    : K_PROTO;
+		break;
+	case 6:
+		k = key[0] == 'f'   ? K_FOLDER
+		    : key[0] == 'c' ? K_CLIENT
+				    : K_SERVER;
+		break;
+	case 7:
+		k = K_DFOLDER;
+		break;
+	default:
+		return K_UNKNOWN;
 	}
-	return K_UNKNOWN;
+	/* The guess above is the only key of that length and first byte
+	   that can match; confirm it. */
+	return memcmp(keys[k].name, key, klen) == 0 ? k : K_UNKNOWN;
 }
 
 /* string_field - the record's string field for a key, or NULL */
@@ -251,7 +322,7 @@ decode_scalar(struct ma_record *rec, enum key_id k, const char *val,
 	*seen |= 1U << k;
 	switch (k) {
 	case K_V:
-		if (ma_parse_u64(val, 1000, &u) < 0 || u != MA_PROTO_VERSION)
+		if (dec_u64(val, 1000, &u) < 0 || u != MA_PROTO_VERSION)
 			return ma_error_set(err, "unsupported version");
 		return 0;
 	case K_ID:
@@ -259,7 +330,7 @@ decode_scalar(struct ma_record *rec, enum key_id k, const char *val,
 			   ? ma_error_set(err, "bad id")
 			   : 0;
 	case K_T:
-		return ma_parse_i64(val, &rec->time_ms) < 0
+		return dec_i64(val, &rec->time_ms) < 0
 			   ? ma_error_set(err, "bad time")
 			   : 0;
 	case K_RES:
@@ -271,7 +342,7 @@ decode_scalar(struct ma_record *rec, enum key_id k, const char *val,
 			   ? ma_error_set(err, "bad logon type")
 			   : 0;
 	case K_COUNT:
-		if (ma_parse_u64(val, UINT32_MAX, &u) < 0)
+		if (dec_u64(val, UINT32_MAX, &u) < 0)
 			return ma_error_set(err, "bad count");
 		rec->count = (uint32_t)u;
 		return 0;
