@@ -130,6 +130,8 @@ static const struct opt opts[] = {
     {"journal_lmtp", OPT_STR, "unix:/run/dovecot/lmtp", O(journal_lmtp), 0, 0,
 	check_lmtp},
     {"journal_report_from", OPT_STR, "", O(journal_report_from), 0, 0, NULL},
+    {"journal_alias_maps", OPT_STR, "", O(journal_alias_maps), 0, 0, NULL},
+    {"postfix_config_dir", OPT_STR, "", O(postfix_config_dir), 0, 0, NULL},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
 

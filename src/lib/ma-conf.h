@@ -52,6 +52,8 @@ struct ma_conf {
 	char *journal_spool_dir;
 	char *journal_lmtp; /* unix:/path or inet:host:port */
 	char *journal_report_from;
+	char *journal_alias_maps; /* Postfix map specs, for Expanded: lines */
+	char *postfix_config_dir; /* postmap -c, "" = Postfix's default */
 };
 
 /*

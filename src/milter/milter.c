@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alias.h"
 #include "journal.h"
 #include "ma-client.h"
 #include "ma-conf.h"
@@ -87,6 +88,7 @@ static struct {
 
 	struct ma_client *client;
 	struct journal *journal;
+	struct alias_resolver *aliases; /* NULL: no journal_alias_maps */
 	char server[256];
 	bool quit;
 } milter;
@@ -557,13 +559,26 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 		ret |= ma_buf_printf(b, "On-Behalf-Of: %s\r\n", cls->principal);
 	for (size_t i = 0; i < m->rcpt_count; i++) {
 		const char *kind = "Recipient";
+		char **members = NULL;
+		size_t n = 0;
 
 		/* To/Cc/Bcc only where we trust how it was addressed. */
 		if (split)
 			kind = header_lists(m->to, m->rcpts[i])   ? "To"
 			       : header_lists(m->cc, m->rcpts[i]) ? "Cc"
 								  : "Bcc";
-		ret |= ma_buf_printf(b, "%s: %s\r\n", kind, m->rcpts[i]);
+		if (milter.aliases != NULL &&
+		    ma_domains_has(&milter.local, m->rcpts[i]))
+			n = alias_expand(milter.aliases, m->rcpts[i], &members);
+		if (n == 0)
+			ret |=
+			    ma_buf_printf(b, "%s: %s\r\n", kind, m->rcpts[i]);
+		for (size_t k = 0; k < n; k++) {
+			ret |= ma_buf_printf(b, "%s: %s, Expanded: %s\r\n",
+			    kind, members[k], m->rcpts[i]);
+			free(members[k]);
+		}
+		free(members);
 	}
 	ret |= ma_buf_printf(b,
 	    "\r\nDirection: %s%s\r\nAuthenticated-User: %s\r\n"
@@ -1223,6 +1238,10 @@ main(int argc, char **argv)
 		}
 	}
 
+	if (milter.conf.journal_alias_maps[0] != '\0')
+		milter.aliases = alias_create(milter.conf.journal_alias_maps,
+		    milter.conf.postfix_config_dir);
+
 	if (smfi_setconn(milter.conf.milter_socket) != MI_SUCCESS)
 		ma_fatalx(
 		    "milter_socket %s: not usable", milter.conf.milter_socket);
@@ -1250,6 +1269,7 @@ main(int argc, char **argv)
 	__atomic_store_n(&milter.quit, true, __ATOMIC_RELAXED);
 	pthread_join(pump, NULL);
 	journal_destroy(&milter.journal);
+	alias_destroy(&milter.aliases);
 	ma_client_destroy(&milter.client);
 	for (size_t i = 0; i < milter.rule_count; i++)
 		ma_journal_rule_free(&milter.rules[i]);

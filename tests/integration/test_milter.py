@@ -65,6 +65,12 @@ class MilterBase(unittest.TestCase):
             cls.milter.options_file_add(
                 "sender_login_maps", os.path.join(cls.postfix.etc,
                                                   "sender_login"))
+            # Expanded: lines come from Postfix's own alias table.
+            cls.milter.options_file_add(
+                "journal_alias_maps",
+                "texthash:" + os.path.join(cls.postfix.etc, "virtual_alias"))
+            cls.milter.options_file_add("postfix_config_dir",
+                                        cls.postfix.etc)
             cls.postfix.start()  # writes the map the milter reads
             cls.milter.start()
         except BaseException:
@@ -334,6 +340,19 @@ class MilterReport(MilterBase):
         # Bob's copy shows no Bcc and no journal trace.
         [bob_copy] = imap_messages(self.dovecot, "bob", message_id(data))
         self.assertNotIn(b"journal", bob_copy.lower())
+
+    def test_alias_expansion_in_report(self):
+        data = message("alice" + D, ["team" + D], subject="to the team")
+        self.deliver("alice" + D, ["team" + D], data, port="submission",
+                     user="alice", password="alicepw")
+        [report] = self.journal(data)
+        _, env, _ = self.report_parts(report)
+        lines = env.splitlines()
+        self.assertIn("To: alice@example.test, Expanded: team@example.test",
+                      lines)
+        self.assertIn("To: bob@example.test, Expanded: team@example.test",
+                      lines)
+        self.assertNotIn("To: team@example.test", lines)
 
     def test_inbound_report_uses_recipient_lines(self):
         data = message("eve@outside.test", ["alice" + D],
