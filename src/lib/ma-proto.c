@@ -76,6 +76,41 @@ dec_i64(const char *s, int64_t *val_r)
 }
 
 /*
+ * plain_span - how many bytes from s on are printable ASCII other than
+ * '%' (what unescape copies as they are), eight at a time: each test
+ * below works on the low seven bits of every byte without carries, so a
+ * set bit 7 in a byte of bad means exactly that byte is not plain.
+ */
+static size_t
+plain_span(const char *s, size_t len)
+{
+	const uint64_t h = 0x8080808080808080ULL, l7 = 0x7f7f7f7f7f7f7f7fULL;
+	size_t i = 0;
+
+	while (i + 8 <= len) {
+		uint64_t w, w7, bad;
+
+		memcpy(&w, s + i, 8);
+		w7 = w & l7;
+		bad = (w & h) |                                   /* >= 0x80 */
+		      (~(w7 + 0x6060606060606060ULL) & h) |       /* < 0x20 */
+		      ((w7 + 0x0101010101010101ULL) & h) |        /* 0x7f */
+		      (~((w7 ^ 0x2525252525252525ULL) + l7) & h); /* % */
+		if (bad != 0)
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+			return i + (size_t)__builtin_clzll(bad) / 8;
+#else
+			return i + (size_t)__builtin_ctzll(bad) / 8;
+#endif
+		i += 8;
+	}
+	while (i < len && (unsigned char)s[i] >= 0x20 &&
+	       (unsigned char)s[i] < 0x7f && s[i] != '%')
+		i++;
+	return i;
+}
+
+/*
  * unescape - decode s[0..len) into a NUL-terminated arena string.  Fails
  * on a malformed escape and on raw control bytes (a sensor must escape
  * them).  Invalid UTF-8 is repaired.
@@ -95,9 +130,7 @@ unescape(struct ma_arena *arena, const char *s, size_t len, const char **r,
 
 		/* Printable ASCII is copied in spans: the common case. */
 		start = i;
-		while (i < len && (unsigned char)s[i] >= 0x20 &&
-		       (unsigned char)s[i] < 0x7f && s[i] != '%')
-			i++;
+		i += plain_span(s + i, len - i);
 		memcpy(out + o, s + start, i - start);
 		o += i - start;
 		if (i == len)
