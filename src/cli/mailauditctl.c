@@ -25,6 +25,7 @@
 #include "ma-conf.h"
 #include "ma-config.h"
 #include "ma-export.h"
+#include "journal-cmd.h"
 #include "ma-log.h"
 #include "ma-policy.h"
 #include "ma-proto.h"
@@ -46,6 +47,9 @@ usage(void)
 	      "  mailbox remove NAME\n"
 	      "  get-org / set-org [--audit-disabled yes|no] [--preset P]\n"
 	      "  get-bypass / set-bypass ACCOUNT --enabled yes|no\n"
+	      "  journal setup USER --group GROUP   restrict the journal "
+	      "mailbox\n"
+	      "  journal status             the journal report spool\n"
 	      "  presets                    show the preset action sets\n"
 	      "  status | purge | flush | config [-n]\n"
 	      "see mailauditctl(8)\n",
@@ -67,9 +71,13 @@ open_store(void)
 
 /* Control socket. */
 
-/* control - send one request frame, read the reply; exits on failure */
-static void
-control(struct ma_buf *req, struct ma_kvframe *reply)
+/*
+ * control_try - send one request frame, read the reply; 0, or -1 with
+ * the daemon's error in error_r.  Exits when the daemon is unreachable.
+ */
+static int
+control_try(struct ma_buf *req, struct ma_kvframe *reply, char *error_r,
+    size_t error_size)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct ma_error err = {0};
@@ -107,8 +115,21 @@ control(struct ma_buf *req, struct ma_kvframe *reply)
 		"ok") != 0) {
 		const char *e = ma_kvframe_get(reply, "error");
 
-		fprintf(stderr, "mailauditctl: %s\n",
+		snprintf(error_r, error_size, "%s",
 		    e != NULL ? e : "request failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* control - the same; exits on failure */
+static void
+control(struct ma_buf *req, struct ma_kvframe *reply)
+{
+	char error[512];
+
+	if (control_try(req, reply, error, sizeof(error)) < 0) {
+		fprintf(stderr, "mailauditctl: %s\n", error);
 		exit(1);
 	}
 }
@@ -678,6 +699,52 @@ cmd_presets(void)
 	return 0;
 }
 
+/*
+ * journal_policy - the journal mailbox is shared and every access to it,
+ * by anyone, is audited.
+ */
+static int
+journal_policy(const char *user)
+{
+	static const char *const actions =
+	    "MailboxLogin,FolderBind,MessageBind,MailItemsAccessed,Create,"
+	    "Update,Copy,Move,MoveToDeletedItems,SoftDelete,HardDelete,"
+	    "UpdateFolderPermissions";
+	struct ma_buf req;
+	struct ma_kvframe reply;
+	char error[512];
+	int ret;
+
+	ma_buf_init(&req, MA_PROTO_MAX_FRAME);
+	ma_kvframe_init(&reply);
+	ma_proto_put(&req, "cmd", "mailbox-add");
+	ma_proto_put(&req, "mailbox", user);
+	ma_proto_put(&req, "type", "shared");
+	if (control_try(&req, &reply, error, sizeof(error)) < 0 &&
+	    strstr(error, "already exists") == NULL) {
+		fprintf(stderr, "mailauditctl: %s\n", error);
+		ma_kvframe_deinit(&reply);
+		ma_buf_deinit(&req);
+		return -1;
+	}
+	ma_kvframe_deinit(&reply);
+	ma_buf_reset(&req);
+	ma_kvframe_init(&reply);
+	ma_proto_put(&req, "cmd", "set-mailbox");
+	ma_proto_put(&req, "mailbox", user);
+	ma_proto_put(&req, "type", "shared");
+	ma_proto_put(&req, "audit_enabled", "yes");
+	ma_proto_put(&req, "audit_owner_add", actions);
+	ma_proto_put(&req, "audit_delegate_add", actions);
+	ma_proto_put(&req, "audit_admin_add", actions);
+	ret = control_try(&req, &reply, error, sizeof(error));
+	if (ret < 0)
+		fprintf(stderr, "mailauditctl: %s\n", error);
+	ma_kvframe_deinit(&reply);
+	ma_buf_deinit(&req);
+	return ret < 0 ? -1 : cmd_get_mailbox(1, &user);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -717,6 +784,12 @@ main(int argc, char **argv)
 		return cmd_get_bypass();
 	if (strcmp(argv[0], "set-bypass") == 0)
 		return cmd_set_bypass(argc, argv);
+	if (strcmp(argv[0], "journal") == 0 && argc >= 2 &&
+	    strcmp(argv[1], "setup") == 0)
+		return journal_setup(argc - 1, argv + 1, journal_policy);
+	if (strcmp(argv[0], "journal") == 0 && argc == 2 &&
+	    strcmp(argv[1], "status") == 0)
+		return journal_status(&conf);
 	if (strcmp(argv[0], "presets") == 0 && argc == 1)
 		return cmd_presets();
 	if (strcmp(argv[0], "status") == 0 && argc == 1)

@@ -23,6 +23,7 @@ import email
 import email.policy
 import os
 import smtplib
+import subprocess
 import time
 import unittest
 
@@ -291,6 +292,47 @@ class MilterCopy(MilterBase):
         [jcopy] = self.journal(data)
         self.assertNotIn(b"journal-report", jcopy.lower())
 
+    def test_journal_mailbox_readable_by_group_only(self):
+        out = self.d.ctl("journal", "setup", "journal", "--group",
+                         "journal-readers", "--dovecot-config",
+                         self.dovecot.conf).stdout
+        self.assertIn("group=journal-readers lookup read", out)
+        # Deliveries still reach it after the ACL change.
+        data = message("eve@outside.test", ["bob" + D], subject="secret")
+        self.deliver("eve@outside.test", ["bob" + D], data)
+        self.assertEqual(len(self.journal(data)), 1)
+        box = '"shared/journal/INBOX"'
+        # alice is in journal-readers: she reads, but cannot delete.
+        a = self.dovecot.imap("alice")
+        # Plain SELECT: Dovecot itself reports the mailbox read-only.
+        typ, resp = a._simple_command("SELECT", box)
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"READ-ONLY", resp[-1])
+        a.state, a.is_readonly = "SELECTED", True
+        typ, hits = a.uid("SEARCH", None, "HEADER", "Message-ID",
+                          '"%s"' % message_id(data))
+        [uid] = hits[0].split()
+        typ, parts = a.uid("FETCH", uid, "(BODY[])")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"Subject: secret", parts[0][1])
+        # Dovecot answers OK but applies no flag the ACL does not allow.
+        a.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+        typ, flags = a.uid("FETCH", uid, "(FLAGS)")
+        self.assertNotIn(b"\\Deleted", flags[0])
+        a.expunge()
+        a.logout()
+        self.assertEqual(len(self.journal(data, timeout=0)), 1)
+        # bob is not: the mailbox does not exist for him.
+        b = self.dovecot.imap("bob")
+        typ, _ = b.select(box)
+        self.assertEqual(typ, "NO")
+        b.logout()
+        # alice's reading is on record, as a delegate of the journal.
+        recs = self.records(1, "--mailboxes", "journal", "--user-ids",
+                            "alice", "--operations", "MessageBind")
+        self.assertGreaterEqual(len(recs), 1)
+        self.assertEqual(recs[0]["LogonType"], 2)
+
     def test_local_submission_journaled(self):
         data = message("alice" + D, ["bob" + D], subject="local sendmail")
         qid = self.postfix.sendmail("alice" + D, ["bob" + D], data)
@@ -385,6 +427,13 @@ class MilterReport(MilterBase):
                       self.milter.log_text())
         self.assertEqual(len(self.milter.journal_queued()), 1)
         self.assertEqual(self.journal(data, timeout=0), [])
+        # What an administrator sees.
+        out = subprocess.run(
+            [self.d.binary("mailauditctl"), "-c", self.milter.conf,
+             "journal", "status"], capture_output=True, text=True,
+            timeout=30).stdout
+        self.assertIn("queued: 1", out)
+        self.assertIn("state = retrying", out)
         # The store comes back: the report is delivered, once.
         os.symlink(self.dovecot.lmtp_socket, link)
         self.assertEqual(len(self.journal(data, timeout=15)), 1)

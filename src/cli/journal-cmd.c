@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal-cmd.c - mailauditctl's journal commands.
+ *
+ * journal setup USER --group GROUP: make USER's INBOX the restricted
+ * journal mailbox.  Dovecot's ACLs (doveadm acl set) give the members of
+ * GROUP (userdb field acl_groups) lookup and read rights and nothing
+ * else; the owner keeps lookup, read and post (deliveries) but loses
+ * write, expunge, delete and admin, so no IMAP client can change or
+ * remove a journaled message; removal is retention's job.  The mailbox's
+ * audit policy is set so that every read and change by anyone is
+ * recorded.
+ *
+ * journal status: the report spool (queued, oldest, last error) from the
+ * files mailaudit-milter keeps there, so it works whether or not the
+ * milter runs.
+ */
+
+#include "journal-cmd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ma-log.h"
+
+/* What a group member may do, and what the owner keeps. */
+#define GROUP_RIGHTS "lookup read"
+#define OWNER_RIGHTS "lookup read post"
+
+/* run - argv through fork/exec, echoing it; its exit status */
+static int
+run(char *const *argv)
+{
+	pid_t pid;
+	int status;
+
+	printf("+");
+	for (char *const *a = argv; *a != NULL; a++)
+		printf(" %s", *a);
+	printf("\n");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		ma_fatal("fork");
+	if (pid == 0) {
+		execv(argv[0], argv);
+		fprintf(stderr, "mailauditctl: cannot run %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			ma_fatal("waitpid");
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* doveadm - doveadm [-c config] acl ARGS...; fatal on failure */
+static void
+doveadm(const char *doveadm_path, const char *config, const char *const *args)
+{
+	char *argv[32];
+	size_t n = 0;
+
+	argv[n++] = (char *)(uintptr_t)doveadm_path;
+	if (config != NULL) {
+		argv[n++] = (char *)(uintptr_t) "-c";
+		argv[n++] = (char *)(uintptr_t)config;
+	}
+	for (; *args != NULL && n < 31; args++)
+		argv[n++] = (char *)(uintptr_t)*args;
+	argv[n] = NULL;
+	if (run(argv) != 0)
+		ma_fatalx("%s failed; the journal mailbox is NOT restricted",
+		    doveadm_path);
+}
+
+static const struct option setup_longopts[] = {
+    {"group", required_argument, NULL, 'g'},
+    {"dovecot-config", required_argument, NULL, 'c'},
+    {"doveadm", required_argument, NULL, 'p'},
+    {"mailbox", required_argument, NULL, 'm'},
+    {NULL, 0, NULL, 0},
+};
+
+int
+journal_setup(int argc, char **argv, journal_policy_fn *policy)
+{
+	const char *group = NULL, *config = NULL, *path = "/usr/bin/doveadm";
+	const char *mailbox = "INBOX", *user;
+	char group_id[300];
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", setup_longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'g':
+			group = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'p':
+			path = optarg;
+			break;
+		case 'm':
+			mailbox = optarg;
+			break;
+		default:
+			ma_fatalx("usage: journal setup USER --group GROUP "
+				  "[--mailbox NAME] [--dovecot-config PATH] "
+				  "[--doveadm PATH]");
+		}
+	}
+	if (optind != argc - 1 || group == NULL)
+		ma_fatalx("journal setup: give the journal user and --group");
+	user = argv[optind];
+	if (strpbrk(group, " \t\r\n=") != NULL || strlen(group) > 255)
+		ma_fatalx("journal setup: '%s' is not a group name", group);
+	snprintf(group_id, sizeof(group_id), "group=%s", group);
+
+	/* Members read; the owner only receives; nobody else anything. */
+	doveadm(path, config,
+	    (const char *const[]){"acl", "set", "-u", user, mailbox, group_id,
+		"lookup", "read", NULL});
+	doveadm(path, config,
+	    (const char *const[]){"acl", "set", "-u", user, mailbox, "owner",
+		"lookup", "read", "post", NULL});
+	doveadm(path, config,
+	    (const char *const[]){"acl", "get", "-u", user, mailbox, NULL});
+	if (policy(user) < 0)
+		return 1;
+	printf("journal mailbox %s of %s: readable by members of %s (%s), "
+	       "owner %s; every access audited\n",
+	    mailbox, user, group, GROUP_RIGHTS, OWNER_RIGHTS);
+	return 0;
+}
+
+/* Status. */
+
+static unsigned int
+count_dir(const char *dir, const char *sub, char *oldest, size_t size)
+{
+	char path[4096];
+	struct dirent *de;
+	unsigned int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (oldest != NULL)
+		oldest[0] = '\0';
+	d = opendir(path);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n++;
+		if (oldest != NULL &&
+		    (oldest[0] == '\0' || strcmp(de->d_name, oldest) < 0))
+			snprintf(oldest, size, "%s", de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+int
+journal_status(const struct ma_conf *conf)
+{
+	const char *dir = conf->journal_spool_dir;
+	char path[4096], line[1024], oldest[256];
+	unsigned int queued, failed;
+	FILE *fp;
+
+	if (access(dir, F_OK) < 0) {
+		printf(
+		    "journal spool %s: none (no report rules have run)\n", dir);
+		return 0;
+	}
+	queued = count_dir(dir, "new", oldest, sizeof(oldest));
+	failed = count_dir(dir, "failed", NULL, 0);
+	printf("spool: %s\nqueued: %u\nrefused (in failed/): %u\n", dir, queued,
+	    failed);
+	if (queued > 0)
+		printf("oldest queued: %s\n", oldest);
+	snprintf(path, sizeof(path), "%s/status", dir);
+	fp = fopen(path, "re");
+	if (fp == NULL) {
+		printf("delivery: no status yet (%s: %s)\n", path,
+		    strerror(errno));
+	} else {
+		printf("delivery thread (as of its last pass):\n");
+		while (fgets(line, sizeof(line), fp) != NULL)
+			printf("  %s", line);
+		fclose(fp);
+	}
+	/* Non-zero when something needs an administrator. */
+	return failed > 0 ? 3 : 0;
+}
