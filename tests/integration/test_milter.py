@@ -407,6 +407,70 @@ class MilterReport(MilterBase):
         self.assertIn("Recipient: bob@example.test", lines)
         self.assertIn("Direction: inbound", lines)
 
+    def journal_with(self, token, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.journal_all() if token in m]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    def test_malformed_mail_journaled_intact(self):
+        cases = {
+            "no-msgid": b"From: eve@outside.test\r\nSubject: tok-no-msgid"
+                        b"\r\n\r\nbody\r\n",
+            "broken-mime": b"From: eve@outside.test\r\nSubject: "
+                           b"tok-broken-mime\r\nMIME-Version: 1.0\r\n"
+                           b"Content-Type: multipart/mixed; boundary=\"b\""
+                           b"\r\n\r\n--b\r\nContent-Type: text/plain;;;"
+                           b" name=\"\r\nContent-Disposition: attach"
+                           b"ment; filename*0*=bad%%%\r\n\r\nno end\r\n",
+            "8bit": "From: \u00c9ve <eve@outside.test>\r\nSubject: "
+                    "tok-8bit gr\u00fc\u00dfe \udcff\r\n\r\nk\u00f6rper\r\n"
+                    .encode("utf-8", "surrogateescape"),
+            "long-header": b"From: eve@outside.test\r\nSubject: tok-long-"
+                           b"header\r\nX-Long: " + b"x" * 5000 +
+                           b"\r\n\r\nbody\r\n",
+            "nul": b"From: eve@outside.test\r\nSubject: tok-nul\r\n\r\n"
+                   b"before\x00after\r\n",
+        }
+        for name, data in cases.items():
+            with self.subTest(case=name):
+                self.deliver("eve@outside.test", ["alice" + D], data)
+                token = b"tok-" + name.encode()
+                [report] = self.journal_with(token)
+                _, env, original = self.report_parts(report)
+                inner = original.get_payload()[0].as_bytes()
+                # The body the recipient got is the body in the report.
+                conn = self.dovecot.imap("alice")
+                try:
+                    conn.select("INBOX", readonly=True)
+                    typ, hits = conn.uid("SEARCH", None, "SUBJECT",
+                                         token.decode())
+                    uid = hits[0].split()[-1]
+                    typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[TEXT])")
+                    body = parts[0][1]
+                finally:
+                    conn.logout()
+                raw = report.split(b"Content-Type: message/rfc822", 1)[1]
+                self.assertIn(body, raw)
+                self.assertIn(token, raw)
+        self.assertIsNone(self.milter.proc.poll())
+
+    def test_thousand_recipients(self):
+        rcpts = ["r%04d@remote.test" % i for i in range(1000)]
+        data = message("alice" + D, ["list@remote.test"],
+                       subject="to a thousand")
+        qid = self.postfix.send("alice" + D, rcpts, data,
+                                port="submission", user="alice",
+                                password="alicepw")
+        [report] = self.journal(data, timeout=20)
+        _, env, _ = self.report_parts(report)
+        lines = [l for l in env.splitlines() if l.startswith("Bcc: r")]
+        self.assertEqual(len(lines), 1000)
+        self.assertIn("Direction: outbound", env.splitlines())
+        self.assertIsNone(self.milter.proc.poll())
+
     def test_report_kept_while_journal_store_unreachable(self):
         # Point the milter at an LMTP socket that is not there yet.
         self.milter.stop()
