@@ -3,12 +3,16 @@
 """The README's first command: install, build, and show mailaudit at work.
 
 Installs missing Debian packages, builds with meson, then starts a
-sandboxed mailauditd and a sandboxed Dovecot (loopback ports, a temporary
-directory, the mailaudit plugin loaded) and exercises them as a real user
+sandboxed mailauditd, a sandboxed Dovecot (loopback ports, a temporary
+directory, the mailaudit plugin loaded), mailaudit-milter and a sandboxed
+Postfix delivering to that Dovecot, and exercises them as real users
 would: alice works in her own mailbox (Owner), shares her INBOX with bob
 who reads and deletes there (Delegate), an administrator logs in as alice
-through a master user and runs doveadm (Admin).  It then prints the audit
-log and stops everything it started, by pid.
+through a master user and runs doveadm (Admin); mail arrives from outside,
+alice sends as carol (SendAs), every message is journaled as an envelope
+report into a journal mailbox that only carol's security group may read,
+and carol reads it (audited too).  It then prints the audit log and stops
+everything it started, by pid.
 
 Needs root (Dovecot's mail processes switch to a mail uid).  Keep the
 sandbox with --keep.
@@ -75,6 +79,59 @@ def exercise(dov, daemon):
     dov.doveadm("expunge", "-u", "alice", "mailbox", "Trash", "all")
 
 
+def mail(dov, daemon, milter, postfix):
+    from postfix_fixture import message
+    d = "@example.test"
+    step("mail from outside to alice (MX port 127.0.0.1:%d)"
+         % postfix.mx_port)
+    data = message("eve@outside.test", ["alice" + d],
+                   subject="Invoice overdue")
+    postfix.wait_delivered(postfix.send("eve@outside.test", ["alice" + d],
+                                        data))
+    step("alice sends as carol through the submission port (SendAs; the "
+         "sender login map allows it), Bcc to bob")
+    data = message("carol" + d, ["x@partner.example"],
+                   subject="Signed contract")
+    qid = postfix.send("carol" + d, ["x@partner.example", "bob" + d], data,
+                       port="submission", user="alice", password="alicepw")
+    postfix.wait_deferred(qid)  # the partner copy never leaves the sandbox
+    step("alice tries to send as bob: refused (550 5.7.1), and audited")
+    try:
+        postfix.send("alice" + d, ["carol" + d],
+                     message("bob" + d, ["carol" + d], subject="forged"),
+                     port="submission", user="alice", password="alicepw")
+    except Exception as e:
+        print("  refused: %s" % str(e).strip()[:100])
+    step("restrict the journal mailbox to the group journal-readers")
+    res = daemon.ctl("journal", "setup", "journal", "--group",
+                     "journal-readers", "--dovecot-config", dov.conf)
+    print("\n".join("  " + l for l in res.stdout.splitlines()
+                    if "group=" in l or "owner" in l))
+    step("carol (journal-readers) reads the journal; bob may not")
+    deadline = time.monotonic() + 10
+    while True:
+        c = dov.imap("carol")
+        c.state, c.is_readonly = "SELECTED", True
+        typ, resp = c._simple_command("SELECT", '"shared/journal/INBOX"')
+        typ, hits = c.uid("SEARCH", None, "ALL")
+        if len(hits[0].split()) >= 2 or time.monotonic() > deadline:
+            break
+        c.logout()
+        time.sleep(0.2)
+    uid = hits[0].split()[-1]
+    typ, parts = c.uid("FETCH", uid, "(BODY.PEEK[])")
+    report = parts[0][1].decode(errors="replace")
+    c.logout()
+    env = report.split("Content-Transfer-Encoding: 8bit", 1)[-1]
+    env = env.split("--=_mailaudit", 1)[0].strip()
+    print("  the envelope journal report of the SendAs message:")
+    print("\n".join("    " + l for l in env.splitlines()))
+    b = dov.imap("bob")
+    typ, _ = b._simple_command("SELECT", '"shared/journal/INBOX"')
+    print("  bob: SELECT shared/journal/INBOX -> %s" % typ)
+    b.logout()
+
+
 def show(daemon):
     daemon.ctl("flush")
     step("the audit log (mailauditctl search --oldest-first)")
@@ -94,9 +151,14 @@ def show(daemon):
                      "--logon-types", "Delegate", "--operations",
                      "SoftDelete")
     print(res.stdout.strip())
+    step("send auditing: the SendAs records (--operations SendAs)")
+    res = daemon.ctl("search", "--oldest-first", "--operations", "SendAs")
+    sys.stdout.write(res.stdout)
     missing = {0, 1, 2} - set(by_logon)
     if missing:
         sys.exit("demo: no records of logon type(s) %s" % sorted(missing))
+    if not any(r["Operation"] == "SendAs" for r in recs):
+        sys.exit("demo: no SendAs record")
 
 
 def main():
@@ -104,23 +166,47 @@ def main():
     build()
     from daemon_fixture import MailauditDaemon
     from dovecot_fixture import DovecotFixture
+    from milter_fixture import MilterFixture
+    from postfix_fixture import PostfixFixture
 
     daemon = MailauditDaemon()
-    dov = None
+    dov = milter = postfix = None
     try:
         step("starting mailauditd in %s" % daemon.dir)
         daemon.start()
         dov = DovecotFixture(socket_path=daemon.socket,
                              spool_dir=daemon.spool,
                              policy_path=daemon.snapshot,
-                             server="demo.example.test")
+                             server="demo.example.test", postfix=True,
+                             journal=True,
+                             acl_groups={"carol": "journal-readers"})
         step("starting Dovecot with the mailaudit plugin (IMAP on "
              "127.0.0.1, sandbox %s)" % dov.dir)
         dov.start()
         exercise(dov, daemon)
+        milter = MilterFixture(daemon, rules=[
+            "all report all journal@example.test"], options={
+            "journal_lmtp": "unix:" + dov.lmtp_socket})
+        postfix = PostfixFixture(
+            dov, milter=milter.postfix_spec,
+            sender_login={"carol@example.test": ["carol", "alice"]})
+        step("starting Postfix (sandbox %s) with mailaudit-milter: every "
+             "message journaled as a report to journal@example.test"
+             % postfix.dir)
+        postfix.start()
+        milter.options_file_add("sender_login_maps",
+                                os.path.join(postfix.etc, "sender_login"))
+        milter.options_file_add("journal_alias_maps", "texthash:" +
+                                os.path.join(postfix.etc, "virtual_alias"))
+        milter.options_file_add("postfix_config_dir", postfix.etc)
+        milter.start()
+        mail(dov, daemon, milter, postfix)
         time.sleep(0.2)
         show(daemon)
     finally:
+        for fx in (postfix, milter):
+            if fx is not None:
+                fx.stop() if keep else fx.cleanup()
         if dov is not None:
             dov.stop() if keep else dov.cleanup()
         if keep:
@@ -129,7 +215,7 @@ def main():
                                          dov.dir if dov else "-"))
         else:
             daemon.cleanup()
-    step("done: Dovecot and mailauditd stopped")
+    step("done: Postfix, the milter, Dovecot and mailauditd stopped")
 
 
 if __name__ == "__main__":
