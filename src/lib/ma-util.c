@@ -11,6 +11,7 @@
 #include "ma-util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,20 +581,38 @@ ma_utf8_repair(const char *s, size_t len, struct ma_buf *out)
 
 /*
  * random_bytes - from a per-thread pool refilled by getrandom(): one
- * system call per 25 ids instead of one per id.  The pool is tied to the
- * process id, so a child of fork() never repeats its parent's bytes (two
- * records with one id would be de-duplicated into one).
+ * system call per 25 ids instead of one per id.  The pool is tied to a
+ * fork generation that a pthread_atfork() child handler advances, so a
+ * child of fork() never repeats its parent's bytes (two records with one
+ * id would be de-duplicated into one), without a getpid() per id.
  */
+static unsigned int fork_generation = 1;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void
+fork_child(void)
+{
+	__atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void
+fork_register(void)
+{
+	MA_ASSERT(pthread_atfork(NULL, NULL, fork_child) == 0);
+}
+
 static void
 random_bytes(uint8_t *out, size_t len)
 {
 	static __thread uint8_t pool[256];
 	static __thread size_t avail;
-	static __thread pid_t owner;
-	pid_t pid = getpid();
+	static __thread unsigned int owner;
+	unsigned int gen;
 
+	pthread_once(&fork_once, fork_register);
+	gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
 	MA_ASSERT(len <= sizeof(pool));
-	if (owner != pid || avail < len) {
+	if (owner != gen || avail < len) {
 		size_t got = 0;
 
 		while (got < sizeof(pool)) {
@@ -608,7 +627,7 @@ random_bytes(uint8_t *out, size_t len)
 			got += (size_t)n;
 		}
 		avail = sizeof(pool);
-		owner = pid;
+		owner = gen;
 	}
 	avail -= len;
 	memcpy(out, pool + avail, len);
