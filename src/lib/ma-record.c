@@ -180,12 +180,18 @@ operation_known(const char *op)
 }
 
 static int
+check_len_max(const char *name, const char *s, size_t max, struct ma_error *err)
+{
+	if (s != NULL && strlen(s) > max)
+		return ma_error_set(
+		    err, "field %s longer than %zu bytes", name, max);
+	return 0;
+}
+
+static int
 check_len(const char *name, const char *s, struct ma_error *err)
 {
-	if (s != NULL && strlen(s) > MA_RECORD_MAX_STRING)
-		return ma_error_set(err, "field %s longer than %d bytes", name,
-		    MA_RECORD_MAX_STRING);
-	return 0;
+	return check_len_max(name, s, MA_RECORD_MAX_STRING, err);
 }
 
 static int
@@ -218,8 +224,10 @@ check_strings(const struct ma_record *rec, struct ma_error *err)
 	}
 	for (uint32_t i = 0; i < rec->prop_count; i++) {
 		if (check_len("prop", rec->props[i].name, err) < 0 ||
-		    check_len("prop", rec->props[i].old_value, err) < 0 ||
-		    check_len("prop", rec->props[i].new_value, err) < 0)
+		    check_len_max("prop", rec->props[i].old_value,
+			MA_RECORD_MAX_PROP_VALUE, err) < 0 ||
+		    check_len_max("prop", rec->props[i].new_value,
+			MA_RECORD_MAX_PROP_VALUE, err) < 0)
 			return -1;
 	}
 	return 0;

@@ -15,10 +15,12 @@
 #include "ma-util.h"
 
 /* Limits every sensor and the daemon enforce. */
-#define MA_RECORD_MAX_ITEMS   1000
-#define MA_RECORD_MAX_PROPS   64
-#define MA_RECORD_MAX_STRING  4096 /* any one field, in bytes */
-#define MA_RECORD_MAX_SUBJECT 255  /* sensors cut subjects here */
+#define MA_RECORD_MAX_ITEMS  1000
+#define MA_RECORD_MAX_PROPS  64
+#define MA_RECORD_MAX_STRING 4096 /* any one field, in bytes */
+/* A property value may hold a list (a send's recipients, up to 1000). */
+#define MA_RECORD_MAX_PROP_VALUE (64 * 1024)
+#define MA_RECORD_MAX_SUBJECT    255 /* sensors cut subjects here */
 
 /* A message the action touched. */
 struct ma_item {

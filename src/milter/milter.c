@@ -377,8 +377,8 @@ record_send(SMFICTX *ctx, struct conn *c, const struct ma_send_class *cls,
 	    m->env_from[0] != '\0' ? m->env_from : "<>");
 	snprintf(num, sizeof(num), "%zu", m->rcpt_count);
 	ma_record_add_prop(&rec, "RecipientCount", NULL, num);
-	/* The list, as far as one property holds it; the count is exact. */
-	ma_buf_init(&list, MA_RECORD_MAX_STRING - 1);
+	/* Exchange lists up to 1000; the count is always exact. */
+	ma_buf_init(&list, MA_RECORD_MAX_PROP_VALUE - 1);
 	for (size_t i = 0; i < m->rcpt_count && i < RECORD_RCPTS; i++) {
 		if ((i > 0 && ma_buf_puts(&list, ", ") < 0) ||
 		    ma_buf_puts(&list, m->rcpts[i]) < 0)

@@ -469,6 +469,12 @@ class MilterReport(MilterBase):
         lines = [l for l in env.splitlines() if l.startswith("Bcc: r")]
         self.assertEqual(len(lines), 1000)
         self.assertIn("Direction: outbound", env.splitlines())
+        [rec] = self.records(1, "--operations", "Send", "--free-text",
+                             message_id(data))
+        self.assertEqual(rec["recipientCount"], 1000)
+        self.assertEqual(len(rec["recipientList"]), 1000)
+        self.assertEqual(rec["recipientList"][999]["Address"],
+                         "r0999@remote.test")
         self.assertIsNone(self.milter.proc.poll())
 
     def test_report_kept_while_journal_store_unreachable(self):

@@ -4,6 +4,7 @@
  * malformed frames that must each be rejected with a useful reason.
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "ma-proto.h"
@@ -173,6 +174,29 @@ test_limits(void)
 		ma_record_add_prop(&rec, "p", big, big);
 	ut_assert(ma_proto_encode_record(&rec, &buf) < 0);
 	ut_assert_str(buf.data, "keep");
+	{
+		/* A property value may be a list up to 64 KiB, no more. */
+		struct ma_record r2;
+		struct ma_error err = {0};
+		char *list = malloc(MA_RECORD_MAX_PROP_VALUE + 2);
+
+		ma_record_init(&r2);
+		fill(&r2);
+		memset(list, 'r', MA_RECORD_MAX_PROP_VALUE);
+		list[MA_RECORD_MAX_PROP_VALUE] = '\0';
+		ut_assert(
+		    ma_record_add_prop(&r2, "Recipients", NULL, list) == 0);
+		ut_assert(ma_record_validate(&r2, &err) == 0);
+		ma_record_reset(&r2);
+		fill(&r2);
+		list[MA_RECORD_MAX_PROP_VALUE] = 'r';
+		list[MA_RECORD_MAX_PROP_VALUE + 1] = '\0';
+		ut_assert(
+		    ma_record_add_prop(&r2, "Recipients", NULL, list) == 0);
+		ut_assert(ma_record_validate(&r2, &err) < 0);
+		ma_record_deinit(&r2);
+		free(list);
+	}
 	ma_buf_deinit(&buf);
 	ma_record_deinit(&rec);
 	ut_end();
