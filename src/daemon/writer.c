@@ -1,30 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * writer.c - batches and the SQLite writer thread.
+ * writer.c - batches, the SQLite writer thread and the sync thread.
  *
  * The event thread receives and decodes frames and copies each record
  * into the filling batch: its strings into the batch's blocks, its items
  * and properties already encoded as the store keeps them.  A batch is
- * sealed when the writer is idle and the batch is batch_min_delay_ms old,
- * or when it is full (batch_max_records, BATCH_MAX_BYTES); sealing notes
- * for each connection how many of its records the batch completes.  The
- * writer thread inserts the sealed batch in one transaction and commits
- * it while the event thread fills the other batch (double buffering);
- * then it signals an eventfd, and the event thread sends the acks and
- * unlinks the batch's spool files.  A full batch with the writer still
- * busy makes the event thread wait: that is the back pressure that fills
- * the sensors' sockets.
+ * sealed when the writer is free and the batch is batch_min_delay_ms
+ * old, or when it is full (batch_max_records, BATCH_MAX_BYTES); sealing
+ * notes for each connection how many of its records the batch completes.
+ * The writer thread inserts the sealed batch in one transaction and
+ * commits it without waiting for the disk; the sync thread then makes
+ * every batch committed so far durable with one fdatasync of the WAL
+ * (ma_store_sync) while the writer goes on with the next batch.  Then
+ * the eventfd wakes the event thread, which sends the acks and unlinks
+ * the batch's spool files.  So one batch fills while one is written and
+ * others wait for their sync (at most BATCHES_MAX in all).  A full batch
+ * with the writer still busy makes the event thread wait: that is the
+ * back pressure that fills the sensors' sockets.
  *
- * Only one batch is ever with the writer, and batches commit in the order
- * they were filled, so sequence numbers stay in arrival order and an ack
- * (cumulative) never covers a record of a later batch.  If a batch fails,
- * every connection with records in it is closed (its sensor spools what
- * is unacknowledged), and spool files read since are kept for a retry.
+ * The writer takes one batch at a time, and batches are finished in the
+ * order they were filled, so sequence numbers stay in arrival order and
+ * an ack (cumulative) never covers a record of a later batch.  If a
+ * batch fails (insert, commit or sync), every connection with records in
+ * it is closed (its sensor spools what is unacknowledged), and spool
+ * files read since are kept for a retry.
  *
- * The writer thread touches the store only while it holds a batch; the
- * event thread only when the writer is idle (daemon_writer_idle), which
- * is how control commands, retention and status reach the store.  The
- * mutex that hands batches over orders every access.
+ * The writer thread touches the store only while it holds a batch, the
+ * sync thread only its WAL descriptor, and the event thread the store
+ * only when no batch is in flight (daemon_writer_idle), which is how
+ * control commands, retention and status reach it.  One mutex orders
+ * every hand-over.
  */
 
 #include <errno.h>
