@@ -184,24 +184,6 @@ mailaudit_queue_free_all(void)
 		mailaudit_queue_alloc(MAILAUDIT_QUEUE_INITIAL);
 }
 
-static int
-mailaudit_write_all(int fd, const char *data, size_t len)
-{
-	ssize_t ret;
-
-	while (len > 0) {
-		ret = write(fd, data, len);
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += ret;
-		len -= (size_t)ret;
-	}
-	return 0;
-}
-
 /*
  * mailaudit_spool_name - a fresh, unguessable base name.  The spool is
  * writable by every mail uid; with predictable names another local user
@@ -280,7 +262,7 @@ mailaudit_spool_write(const char **error_r)
 	}
 	for (q = mailaudit_queue_first(); q != NULL;
 	     q = mailaudit_queue_next(q)) {
-		if (mailaudit_write_all(fd, q->data, q->len) < 0) {
+		if (ma_write_all(fd, q->data, q->len) < 0) {
 			*error_r = t_strdup_printf(
 			    "write(%s) failed: %s", tmp_path, strerror(errno));
 			goto fail;

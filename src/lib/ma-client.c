@@ -106,23 +106,6 @@ queue_free_all(struct ma_client *c)
 	c->bytes = 0;
 }
 
-static int
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t ret = write(fd, data, len);
-
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += ret;
-		len -= (size_t)ret;
-	}
-	return 0;
-}
-
 /*
  * spool_name - a fresh, unguessable name: the spool is shared with every
  * sensor, and predictable names could be pre-created to make ours fail.
@@ -163,7 +146,7 @@ spool_write(struct ma_client *c, char *error, size_t size)
 	if (fchmod(fd, 0640) < 0)
 		goto fail;
 	for (q = c->head; q != NULL; q = q->next) {
-		if (write_all(fd, q->data, q->len) < 0)
+		if (ma_write_all(fd, q->data, q->len) < 0)
 			goto fail;
 	}
 	if (fdatasync(fd) < 0)

@@ -577,6 +577,25 @@ ma_utf8_repair(const char *s, size_t len, struct ma_buf *out)
 	return 0;
 }
 
+int
+ma_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Record ids. */
 
 /*

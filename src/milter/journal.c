@@ -123,20 +123,7 @@ journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 int
 journal_file_write(struct journal_file *f, const void *data, size_t len)
 {
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(f->fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return ma_write_all(f->fd, data, len);
 }
 
 int

@@ -108,6 +108,17 @@ class Sensor:
         self.sock.close()
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=15):
+    """Signal a Popen child, wait for it, SIGKILL it if it will not go."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class MailauditDaemon:
     """options override the test defaults below (e.g. sync_full="yes" for
     the daemon's own default); extra_conf is appended verbatim."""
@@ -174,13 +185,7 @@ class MailauditDaemon:
     def stop(self, sig=signal.SIGTERM):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
         self.logf.close()
 
@@ -212,6 +217,19 @@ class MailauditDaemon:
                        "--result-size", "1000000", *filters)
         return [json.loads(line) for line in res.stdout.splitlines()
                 if line.strip()]
+
+    def wait_records(self, n, *filters, timeout=10.0):
+        """Flush and search until at least n records match (or timeout);
+        returns what matched last."""
+        deadline = time.monotonic() + timeout
+        recs = []
+        while time.monotonic() < deadline:
+            self.ctl("flush")
+            recs = self.records(*filters)
+            if len(recs) >= n:
+                return recs
+            time.sleep(0.1)
+        return recs
 
     def sensor(self):
         return Sensor(self.socket)

@@ -12,18 +12,19 @@ Python standard library only.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
-from daemon_fixture import build_dir
-from dovecot_fixture import stop_pid
+from daemon_fixture import build_dir, stop_process
 
 
 class MilterFixture:
     def __init__(self, daemon, options=None, rules=(), tmpdir=None):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="mailaudit-milter-")
+        self.own_dir = tmpdir is None
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "milter.sock")
         self.journal_spool = os.path.join(self.dir, "journal")
@@ -61,6 +62,8 @@ class MilterFixture:
 
     def cleanup(self):
         self.stop()
+        if self.own_dir and not os.environ.get("MAILAUDIT_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def postfix_spec(self):
@@ -94,13 +97,7 @@ class MilterFixture:
     def stop(self, sig=signal.SIGTERM):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                stop_pid(self.proc.pid, timeout=1)
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def log_text(self):

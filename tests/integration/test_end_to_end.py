@@ -38,15 +38,7 @@ class EndToEnd(unittest.TestCase):
         self.dov.start()
 
     def wait_records(self, n, *filters, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        recs = []
-        while time.monotonic() < deadline:
-            self.d.ctl("flush")
-            recs = self.d.records(*filters)
-            if len(recs) >= n:
-                return recs
-            time.sleep(0.1)
-        return recs
+        return self.d.wait_records(n, *filters, timeout=timeout)
 
     def test_owner_delegate_admin_records(self):
         a = self.dov.imap("alice")

@@ -93,15 +93,7 @@ class MilterBase(unittest.TestCase):
         return qid, self.postfix.wait_delivered(qid)
 
     def records(self, n, *filters, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        recs = []
-        while time.monotonic() < deadline:
-            self.d.ctl("flush")
-            recs = self.d.records(*filters)
-            if len(recs) >= n:
-                return recs
-            time.sleep(0.1)
-        return recs
+        return self.d.wait_records(n, *filters, timeout=timeout)
 
     def journal(self, data, timeout=10.0, n=1):
         """Messages in the journal mailbox that carry data's Message-ID
