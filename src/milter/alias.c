@@ -35,7 +35,6 @@
 #define POSTMAP_OUTPUT_MAX (256 * 1024)
 #define POSTMAP            "/usr/sbin/postmap"
 
-
 struct cache_entry {
 	char *key;
 	char *value; /* NULL: no entry */

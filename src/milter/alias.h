@@ -29,7 +29,7 @@ void alias_destroy(struct alias_resolver **r);
  * caller frees each and the array), or 0 when addr is no alias (the
  * caller then uses addr itself).
  */
-size_t alias_expand(struct alias_resolver *r, const char *addr,
-    char ***members_r);
+size_t alias_expand(
+    struct alias_resolver *r, const char *addr, char ***members_r);
 
 #endif

@@ -57,6 +57,7 @@
 #include "ma-policy.h"
 #include "ma-proto.h"
 #include "ma-record.h"
+#include "headers.h"
 #include "mime-scan.h"
 
 #define MAX_RCPTS        10000 /* per message; Postfix's default is 1000 */
@@ -157,101 +158,6 @@ static const char *
 macro(SMFICTX *ctx, const char *name)
 {
 	return smfi_getsymval(ctx, (char *)(uintptr_t)name);
-}
-
-/* first_address - the first mailbox of an address-list header, normalised */
-static void
-first_address(const char *value, char out[MA_ADDRESS_MAX + 1])
-{
-	InternetAddressList *list;
-
-	out[0] = '\0';
-	if (value == NULL)
-		return;
-	list = internet_address_list_parse(NULL, value);
-	if (list == NULL)
-		return;
-	for (int i = 0; i < internet_address_list_length(list); i++) {
-		InternetAddress *ia =
-		    internet_address_list_get_address(list, i);
-
-		if (INTERNET_ADDRESS_IS_MAILBOX(ia) &&
-		    ma_address_normalize(internet_address_mailbox_get_addr(
-					     INTERNET_ADDRESS_MAILBOX(ia)),
-			out) == 0)
-			break;
-		out[0] = '\0';
-	}
-	g_object_unref(list);
-}
-
-/* header_lists - is addr among the mailboxes of an address-list header? */
-static bool
-header_lists(const char *value, const char *addr)
-{
-	InternetAddressList *list;
-	bool found = false;
-
-	if (value == NULL)
-		return false;
-	list = internet_address_list_parse(NULL, value);
-	if (list == NULL)
-		return false;
-	for (int i = 0; i < internet_address_list_length(list) && !found; i++) {
-		InternetAddress *ia =
-		    internet_address_list_get_address(list, i);
-		char norm[MA_ADDRESS_MAX + 1];
-
-		if (INTERNET_ADDRESS_IS_MAILBOX(ia) &&
-		    ma_address_normalize(internet_address_mailbox_get_addr(
-					     INTERNET_ADDRESS_MAILBOX(ia)),
-			norm) == 0)
-			found = strcmp(norm, addr) == 0;
-		else if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-			InternetAddressList *members =
-			    internet_address_group_get_members(
-				INTERNET_ADDRESS_GROUP(ia));
-
-			for (int k = 0;
-			     members != NULL && !found &&
-			     k < internet_address_list_length(members);
-			     k++) {
-				InternetAddress *m =
-				    internet_address_list_get_address(
-					members, k);
-
-				if (INTERNET_ADDRESS_IS_MAILBOX(m) &&
-				    ma_address_normalize(
-					internet_address_mailbox_get_addr(
-					    INTERNET_ADDRESS_MAILBOX(m)),
-					norm) == 0)
-					found = strcmp(norm, addr) == 0;
-			}
-		}
-	}
-	g_object_unref(list);
-	return found;
-}
-
-/* decoded_subject - the Subject as UTF-8 text (caller frees), or NULL */
-static char *
-decoded_subject(const char *raw)
-{
-	char *s, *out;
-
-	if (raw == NULL)
-		return NULL;
-	s = g_mime_utils_header_decode_text(NULL, raw);
-	if (s == NULL)
-		return NULL;
-	/* Unfold and trim; cut like every sensor does. */
-	for (char *p = s; *p != '\0'; p++) {
-		if (*p == '\r' || *p == '\n' || *p == '\t')
-			*p = ' ';
-	}
-	out = ma_xstrdup(g_strstrip(s));
-	g_free(s);
-	return out;
 }
 
 static bool
@@ -361,7 +267,7 @@ record_send(SMFICTX *ctx, struct conn *c, const struct ma_send_class *cls,
 	ma_record_set(&rec, &rec.protocol, "smtp");
 	ma_record_set(&rec, &rec.server, milter.server);
 	if (subjects)
-		subject = decoded_subject(m->subject);
+		subject = header_decode_text(m->subject);
 	if (subject != NULL && strlen(subject) > MA_RECORD_MAX_SUBJECT)
 		subject[MA_RECORD_MAX_SUBJECT] = '\0';
 	ma_record_add_item(&rec, 0, m->message_id, subject, m->size);
@@ -460,8 +366,8 @@ classify(struct msg *m, struct ma_send_class *cls)
 {
 	char from[MA_ADDRESS_MAX + 1], sender[MA_ADDRESS_MAX + 1];
 
-	first_address(m->from, from);
-	first_address(m->sender, sender);
+	header_first_address(m->from, from);
+	header_first_address(m->sender, sender);
 	pthread_mutex_lock(&milter.map_lock);
 	ma_send_classify(login_map_ref(), milter.names, &milter.local, m->login,
 	    m->env_from, from, sender, cls);
@@ -504,7 +410,7 @@ put_report_headers(struct ma_buf *b, const struct ma_journal_rule *rule,
 	uint8_t uuid[16];
 	time_t now = time(NULL);
 	struct tm tm;
-	char *subject = decoded_subject(m->subject), *enc;
+	char *subject = header_decode_text(m->subject), *enc;
 	const char *from = milter.conf.journal_report_from;
 	int ret;
 
@@ -542,7 +448,7 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
     const char *qid, const struct ma_send_class *cls)
 {
 	char dir[32];
-	char *subject = decoded_subject(m->subject);
+	char *subject = header_decode_text(m->subject);
 	bool split = m->login[0] != '\0';
 	int ret = 0;
 
