@@ -296,9 +296,18 @@ rule_word(void *ctx, const char *word, size_t len)
 			r->address = ma_xstrdup(buf);
 		break;
 	case 4:
-		if (strncmp(w, "mailboxes=", 10) != 0)
+		if (strncmp(w, "group=", 6) == 0) {
+			if (ma_address_normalize(w + 6, buf) < 0 ||
+			    strchr(buf, '@') == NULL || buf[0] == '@')
+				ret = ma_error_set(c->err,
+				    "group '%.64s' is not an address", w + 6);
+			else
+				r->group = ma_xstrdup(buf);
+		} else if (strncmp(w, "mailboxes=", 10) != 0)
 			ret = ma_error_set(c->err,
-			    "'%.64s': expected mailboxes=<address>,...", w);
+			    "'%.64s': expected mailboxes=<address>,... or "
+			    "group=<address>",
+			    w);
 		else if (split_words(w + 10, ",", mailbox_add, c) < 0)
 			ret = -1;
 		else if (r->mailbox_count == 0)
@@ -337,6 +346,7 @@ ma_journal_rule_free(struct ma_journal_rule *rule)
 {
 	free(rule->name);
 	free(rule->address);
+	free(rule->group);
 	for (size_t i = 0; i < rule->mailbox_count; i++)
 		free(rule->mailboxes[i]);
 	free(rule->mailboxes);
@@ -344,25 +354,40 @@ ma_journal_rule_free(struct ma_journal_rule *rule)
 }
 
 static bool
-rule_lists(const struct ma_journal_rule *rule, const char *addr)
+in_list(const char *const *list, size_t count, const char *addr)
 {
-	for (size_t i = 0; i < rule->mailbox_count; i++) {
-		if (strcmp(rule->mailboxes[i], addr) == 0)
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(list[i], addr) == 0)
 			return true;
 	}
 	return false;
 }
 
+/* limited_to - is addr one of the rule's mailboxes or its group? */
+static bool
+limited_to(const struct ma_journal_rule *rule, const char *addr,
+    const char *const *members, size_t member_count)
+{
+	if (rule->group != NULL)
+		return strcmp(rule->group, addr) == 0 ||
+		       in_list(members, member_count, addr);
+	return in_list(
+	    (const char *const *)rule->mailboxes, rule->mailbox_count, addr);
+}
+
 bool
 ma_journal_rule_matches(const struct ma_journal_rule *rule, unsigned int dir,
-    const char *sender, const char *const *rcpts, size_t rcpt_count)
+    const char *sender, const char *const *rcpts, size_t rcpt_count,
+    const char *const *members, size_t member_count)
 {
 	if ((rule->scope & dir) == 0)
 		return false;
-	if (rule->mailbox_count == 0 || rule_lists(rule, sender))
+	if (rule->mailbox_count == 0 && rule->group == NULL)
+		return true;
+	if (limited_to(rule, sender, members, member_count))
 		return true;
 	for (size_t i = 0; i < rcpt_count; i++) {
-		if (rule_lists(rule, rcpts[i]))
+		if (limited_to(rule, rcpts[i], members, member_count))
 			return true;
 	}
 	return false;

@@ -31,8 +31,10 @@ enum ma_journal_mode {
 /*
  * One journal_rule line:
  *   <name> copy|report all|internal|inbound|outbound[,...] <journal-address>
- *       [mailboxes=<address>[,<address>...]]
- * With mailboxes=, only messages from or to one of those addresses match.
+ *       [mailboxes=<address>[,<address>...] | group=<address>]
+ * With mailboxes=, only messages from or to one of those addresses match;
+ * with group=, only messages from or to the group address or one of its
+ * members (the caller expands the group, e.g. from virtual_alias_maps).
  */
 struct ma_journal_rule {
 	char *name;
@@ -41,16 +43,20 @@ struct ma_journal_rule {
 	char *address;      /* normalised journal mailbox address */
 	char **mailboxes;   /* normalised; NULL when the rule is unlimited */
 	size_t mailbox_count;
+	char *group; /* normalised group address, or NULL */
 };
 
 /* Parse one rule; -1 with the offending word named in err. */
 int ma_journal_rule_parse(
     const char *text, struct ma_journal_rule *rule_r, struct ma_error *err);
 void ma_journal_rule_free(struct ma_journal_rule *rule);
-/* Does the rule take a message of direction dir between these addresses? */
+/*
+ * Does the rule take a message of direction dir between these addresses?
+ * members: the group's expansion when the rule has group= (else unused).
+ */
 bool ma_journal_rule_matches(const struct ma_journal_rule *rule,
     unsigned int dir, const char *sender, const char *const *rcpts,
-    size_t rcpt_count);
+    size_t rcpt_count, const char *const *members, size_t member_count);
 /* "internal,outbound" etc. into buf (at least 32 bytes). */
 void ma_journal_dir_name(unsigned int dir, char *buf, size_t size);
 

@@ -400,6 +400,26 @@ audit_sender_refusal(SMFICTX *ctx, struct conn *c)
 	m->sender_refusal = NULL;
 }
 
+/* rule_matches - the rule's scope and limits, expanding a group= */
+static bool
+rule_matches(const struct ma_journal_rule *r, const struct msg *m)
+{
+	char **members = NULL;
+	size_t n = 0;
+	bool match;
+
+	if (r->group != NULL && milter.aliases != NULL &&
+	    (r->scope & m->dir) != 0)
+		n = alias_expand(milter.aliases, r->group, &members);
+	match = ma_journal_rule_matches(r, m->dir, m->env_from,
+	    (const char *const *)m->rcpts, m->rcpt_count,
+	    (const char *const *)members, n);
+	for (size_t i = 0; i < n; i++)
+		free(members[i]);
+	free(members);
+	return match;
+}
+
 /* Journal reports. */
 
 static int
@@ -524,9 +544,7 @@ reports_open(SMFICTX *ctx, struct conn *c)
 		struct ma_buf b;
 		bool dup = false;
 
-		if (r->mode != MA_JOURNAL_REPORT ||
-		    !ma_journal_rule_matches(r, m->dir, m->env_from,
-			(const char *const *)m->rcpts, m->rcpt_count))
+		if (r->mode != MA_JOURNAL_REPORT || !rule_matches(r, m))
 			continue;
 		/* Once per journal address, however many rules match. */
 		for (size_t k = 0; k < i; k++)
@@ -877,17 +895,13 @@ cb_eom(SMFICTX *ctx)
 		char rcpt[MA_ADDRESS_MAX + 3], notify_never[] = "NOTIFY=NEVER";
 		bool dup = false;
 
-		if (r->mode != MA_JOURNAL_COPY ||
-		    !ma_journal_rule_matches(r, m->dir, m->env_from,
-			(const char *const *)m->rcpts, m->rcpt_count))
+		if (r->mode != MA_JOURNAL_COPY || !rule_matches(r, m))
 			continue;
 		for (size_t k = 0; k < i; k++)
 			dup |=
 			    milter.rules[k].mode == MA_JOURNAL_COPY &&
 			    strcmp(milter.rules[k].address, r->address) == 0 &&
-			    ma_journal_rule_matches(&milter.rules[k], m->dir,
-				m->env_from, (const char *const *)m->rcpts,
-				m->rcpt_count);
+			    rule_matches(&milter.rules[k], m);
 		if (dup)
 			continue;
 		snprintf(rcpt, sizeof(rcpt), "<%s>", r->address);
@@ -996,6 +1010,12 @@ load_config(const char *path)
 			p++;
 	}
 	for (size_t i = 0; i < milter.rule_count; i++) {
+		if (milter.rules[i].group != NULL &&
+		    milter.conf.journal_alias_maps[0] == '\0')
+			ma_fatalx("journal_rule %s: group= needs "
+				  "journal_alias_maps (where the group's "
+				  "members are listed)",
+			    milter.rules[i].name);
 		if (milter.rules[i].scope != MA_DIR_INBOUND &&
 		    milter.local.count == 0)
 			ma_fatalx("journal_rule %s: internal and outbound "

@@ -34,7 +34,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rule.name == NULL || rule.address == NULL)
 			abort();
 		(void)ma_journal_rule_matches(
-		    &rule, MA_DIR_ALL, text, rcpts, 1);
+		    &rule, MA_DIR_ALL, text, rcpts, 1, rcpts, 1);
 		ma_journal_rule_free(&rule);
 	}
 	map = ma_login_map_parse("fuzz", text, &err);

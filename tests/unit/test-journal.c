@@ -47,7 +47,7 @@ test_rules(void)
 	ut_assert(r.scope == MA_DIR_ALL);
 	ut_assert_str(r.address, "journal@example.test");
 	ut_assert(ma_journal_rule_matches(
-	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 1));
+	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 1, NULL, 0));
 	ma_journal_rule_free(&r);
 
 	ut_assert(ma_journal_rule_parse("legal report inbound,outbound "
@@ -60,15 +60,42 @@ test_rules(void)
 	ut_assert_cmp(r.mailbox_count, ==, 2);
 	/* Scope and mailbox limits both have to match. */
 	ut_assert(!ma_journal_rule_matches(
-	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 2));
+	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 2, NULL, 0));
 	ut_assert(!ma_journal_rule_matches(
-	    &r, MA_DIR_INTERNAL, "ceo@example.test", rcpts, 2));
+	    &r, MA_DIR_INTERNAL, "ceo@example.test", rcpts, 2, NULL, 0));
 	ut_assert(ma_journal_rule_matches(
-	    &r, MA_DIR_OUTBOUND, "ceo@example.test", rcpts, 2));
+	    &r, MA_DIR_OUTBOUND, "ceo@example.test", rcpts, 2, NULL, 0));
 	rcpts[0] = "cfo@example.test";
 	ut_assert(ma_journal_rule_matches(
-	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 2));
+	    &r, MA_DIR_INBOUND, "a@remote.test", rcpts, 2, NULL, 0));
 	ma_journal_rule_free(&r);
+
+	/* group=: the group address itself or one of its members. */
+	ut_assert(ma_journal_rule_parse(
+		      "team copy all j@example.test group=Team@example.test",
+		      &r, &err) == 0);
+	ut_assert_str(r.group, "team@example.test");
+	{
+		const char *members[] = {
+		    "ann@example.test", "ben@example.test"};
+		const char *to_team[] = {"team@example.test"};
+		const char *to_ben[] = {"ben@example.test"};
+		const char *to_other[] = {"zed@example.test"};
+
+		ut_assert(ma_journal_rule_matches(&r, MA_DIR_INTERNAL,
+		    "x@example.test", to_team, 1, members, 2));
+		ut_assert(ma_journal_rule_matches(&r, MA_DIR_INTERNAL,
+		    "x@example.test", to_ben, 1, members, 2));
+		ut_assert(ma_journal_rule_matches(&r, MA_DIR_OUTBOUND,
+		    "ann@example.test", to_other, 1, members, 2));
+		ut_assert(!ma_journal_rule_matches(&r, MA_DIR_INTERNAL,
+		    "x@example.test", to_other, 1, members, 2));
+	}
+	ma_journal_rule_free(&r);
+	ut_assert(
+	    ma_journal_rule_parse(
+		"team copy all j@example.test group=nobody", &r, &err) < 0);
+	ut_assert(strstr(err.msg, "'nobody'") != NULL);
 
 	/* Every refusal names the bad word. */
 	ut_assert(
