@@ -27,7 +27,7 @@
 
 #include "ma-proto.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 /*
  * Records: the INSERT of one row (INSERT_COLS parameters), and of
  * INSERT_ROWS rows in one statement, which saves the per-statement work
@@ -139,15 +139,15 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS records_time ON records(time_ms);"
     "CREATE TABLE IF NOT EXISTS names ("
     " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;"
-    "CREATE TABLE IF NOT EXISTS idx_mailbox (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
-    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
-    "CREATE TABLE IF NOT EXISTS idx_user (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
-    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
-    "CREATE TABLE IF NOT EXISTS idx_operation (k INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
-    " PRIMARY KEY (k, seq)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_mailbox (b INTEGER NOT NULL,"
+    " k INTEGER NOT NULL, seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (b, k, seq)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_user (b INTEGER NOT NULL,"
+    " k INTEGER NOT NULL, seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (b, k, seq)) WITHOUT ROWID, STRICT;"
+    "CREATE TABLE IF NOT EXISTS idx_operation (b INTEGER NOT NULL,"
+    " k INTEGER NOT NULL, seq INTEGER NOT NULL, seqs TEXT NOT NULL,"
+    " PRIMARY KEY (b, k, seq)) WITHOUT ROWID, STRICT;"
     "CREATE TABLE IF NOT EXISTS mailboxes ("
     " name TEXT PRIMARY KEY,"
     " type TEXT NOT NULL,"
@@ -515,13 +515,22 @@ sort_entries(struct pending *p, struct index_entry *tmp)
 /* Posting rows per multi-row INSERT: one statement step for many rows. */
 #define INDEX_ROWS 64
 
-/* A posting row: key, first seq, its JSON array in store->postings. */
+/*
+ * Posting rows are clustered by bucket, seq >> BUCKET_SHIFT: a batch's
+ * rows all land in the current bucket's part of the table, a few hundred
+ * pages, instead of at the end of every name's range all over the table
+ * (which made each commit rewrite a page per active name).  A search
+ * looks a name up once per bucket.  No row spans two buckets.
+ */
+#define BUCKET_SHIFT 16
+
+/* A posting row: bucket, key, first seq, its JSON array's text. */
 struct posting {
-	int64_t key, seq;
+	int64_t bucket, key, seq;
 	size_t off, len;
 };
 
-/* put_postings - n rows with one step of st (3n parameters) */
+/* put_postings - n rows with one step of st (4n parameters) */
 static int
 put_postings(struct ma_store *store, sqlite3_stmt *st, const struct posting *r,
     size_t n, struct ma_error *err)
@@ -529,9 +538,10 @@ put_postings(struct ma_store *store, sqlite3_stmt *st, const struct posting *r,
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_int64(st, (int)(3 * i + 1), r[i].key);
-		sqlite3_bind_int64(st, (int)(3 * i + 2), r[i].seq);
-		sqlite3_bind_text(st, (int)(3 * i + 3),
+		sqlite3_bind_int64(st, (int)(4 * i + 1), r[i].bucket);
+		sqlite3_bind_int64(st, (int)(4 * i + 2), r[i].key);
+		sqlite3_bind_int64(st, (int)(4 * i + 3), r[i].seq);
+		sqlite3_bind_text(st, (int)(4 * i + 4),
 		    store->postings.data + r[i].off, (int)r[i].len,
 		    SQLITE_STATIC);
 	}
@@ -542,8 +552,9 @@ put_postings(struct ma_store *store, sqlite3_stmt *st, const struct posting *r,
 
 /*
  * build_postings - group p's entries (sorted by key, then seq) into one
- * row per key; the rows go to rows (room for p->count), their arrays to
- * store->postings.  The number of rows, -1 if the text is too large.
+ * row per key and bucket; the rows go to rows (room for p->count), their
+ * arrays to store->postings.  The number of rows, -1 if the text is too
+ * large.
  */
 static long
 build_postings(
@@ -559,10 +570,13 @@ build_postings(
 
 		r->key = p->v[i].key;
 		r->seq = p->v[i].seq;
+		r->bucket = r->seq >> BUCKET_SHIFT;
 		r->off = b->len;
 		if (ma_buf_putc(b, '[') < 0)
 			return -1;
-		for (; j < p->count && p->v[j].key == r->key; j++) {
+		for (; j < p->count && p->v[j].key == r->key &&
+		       p->v[j].seq >> BUCKET_SHIFT == r->bucket;
+		     j++) {
 			if ((j > i && ma_buf_putc(b, ',') < 0) ||
 			    ma_buf_put_u64(b, (uint64_t)p->v[j].seq) < 0)
 				return -1;
@@ -651,15 +665,16 @@ prepare_writer(struct ma_store *store, struct ma_error *err)
 		return -1;
 	for (int k = 0; k < INDEX_COUNT; k++) {
 		snprintf(sql, sizeof(sql),
-		    "INSERT INTO %s (k, seq, seqs) VALUES (?, ?, ?)",
+		    "INSERT INTO %s (b, k, seq, seqs) VALUES (?, ?, ?, ?)",
 		    index_table[k]);
 		if (prepare(store, sql, &store->index_put[k], err) < 0)
 			return -1;
 		ma_buf_init(&many, 4096);
-		ma_buf_printf(&many, "INSERT INTO %s (k, seq, seqs) VALUES",
+		ma_buf_printf(&many, "INSERT INTO %s (b, k, seq, seqs) VALUES",
 		    index_table[k]);
 		for (int i = 0; i < INDEX_ROWS; i++)
-			ma_buf_puts(&many, i == 0 ? " (?,?,?)" : ",(?,?,?)");
+			ma_buf_puts(
+			    &many, i == 0 ? " (?,?,?,?)" : ",(?,?,?,?)");
 		if (prepare(store, many.data, &store->index_put_many[k], err) <
 		    0) {
 			ma_buf_deinit(&many);
@@ -1113,9 +1128,14 @@ sb_sql(struct sql_builder *b, const char *s)
 }
 
 /*
- * sb_indexed - " AND seq IN (SELECT j.value FROM <table> x,
- * json_each(x.seqs) j WHERE x.k IN (SELECT id FROM names WHERE name IN
- * (?,...)))": a name filter through the posting lists of its index table.
+ * sb_indexed - a name filter through the posting lists of its index
+ * table: for every bucket from the first to the last, the rows of the
+ * names' ids, expanded with json_each:
+ *   AND seq IN (WITH RECURSIVE bk(n) AS (SELECT min(b) FROM <table>
+ *   UNION ALL SELECT n + 1 FROM bk WHERE n < (SELECT max(b) FROM
+ *   <table>)) SELECT j.value FROM bk, <table> x, json_each(x.seqs) j
+ *   WHERE x.b = bk.n AND x.k IN (SELECT id FROM names WHERE name IN
+ *   (?,...)))
  * table is one of the fixed index table names, never a value.
  */
 static void
@@ -1124,9 +1144,14 @@ sb_indexed(struct sql_builder *b, const char *table, const char *const *vals,
 {
 	if (count == 0)
 		return;
-	sb_sql(b, " AND seq IN (SELECT j.value FROM ");
+	sb_sql(b, " AND seq IN (WITH RECURSIVE bk(n) AS (SELECT min(b) FROM ");
 	sb_sql(b, table);
-	sb_sql(b, " x, json_each(x.seqs) j WHERE x.k IN"
+	sb_sql(b, " UNION ALL SELECT n + 1 FROM bk WHERE n < (SELECT max(b)"
+		  " FROM ");
+	sb_sql(b, table);
+	sb_sql(b, ")) SELECT j.value FROM bk, ");
+	sb_sql(b, table);
+	sb_sql(b, " x, json_each(x.seqs) j WHERE x.b = bk.n AND x.k IN"
 		  " (SELECT id FROM names WHERE name IN (");
 	for (unsigned int i = 0; i < count; i++) {
 		sb_sql(b, i == 0 ? "?" : ",?");
@@ -1597,12 +1622,14 @@ ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn, void *ctx,
 
 /*
  * The posting rows holding the seqs of purge_chunk: for each (k, seq), the
- * row of k with the largest first seq not above seq.  %s: the table, %s:
- * purge_chunk's column with its key.
+ * row of k in seq's bucket with the largest first seq not above seq.  %s:
+ * purge_chunk's column with its key, the table, the column again.
  */
-#define PURGE_POSTINGS                                                         \
-	" (k, seq) IN (SELECT p.%s, (SELECT max(x.seq) FROM %s x"              \
-	" WHERE x.k = p.%s AND x.seq <= p.seq) FROM purge_chunk p)"
+#define PURGE_POSTINGS                                                                  \
+	" (b, k, seq) IN (SELECT p.seq >> " MA_STR(                                     \
+	    BUCKET_SHIFT) ", p.%s,"                                                     \
+			  " (SELECT max(x.seq) FROM %s x WHERE x.b = p.seq >> " MA_STR( \
+			      BUCKET_SHIFT) " AND x.k = p.%s AND x.seq <= p.seq) FROM purge_chunk p)"
 
 /*
  * purge_chunk - delete the rows listed in purge_chunk and their index

@@ -481,13 +481,77 @@ test_insert_rows(void)
 }
 
 static void
+test_buckets(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	struct ma_query q = {.result = -1};
+	struct collect c;
+	const char *mb[] = {"bucket-m"};
+	int64_t day = 86400000, now = 1960000000000;
+	uint64_t deleted;
+	char text[256];
+	bool dup;
+
+	ut_begin("posting lists split where seq crosses into a new bucket");
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(
+	    ma_store_purge(s, now + 1000 * day, 0, 0, &deleted, &err) == 0);
+	ma_store_destroy(&s);
+	/* Numbering goes on above seq_high: 65531 ... crosses 65536. */
+	sql_text("UPDATE settings SET value = '65530' WHERE key = 'seq_high'",
+	    text, sizeof(text));
+	s = open_rw();
+	ut_assert(s != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	ut_assert(ma_store_begin(s, &err) == 0);
+	for (int i = 0; i < 12; i++)
+		add(s, i < 3 ? now - 400 * day : now + i, "Update",
+		    MA_LOGON_OWNER, "bucket-u", "bucket-m", NULL, &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	sql_text("SELECT group_concat(b || ':' || seq || ':' || seqs, ' ') FROM"
+		 " (SELECT * FROM idx_mailbox WHERE k = (SELECT id FROM names"
+		 " WHERE name = 'bucket-m') ORDER BY b, seq)",
+	    text, sizeof(text));
+	ut_assert(strcmp(text, "0:65531:[65531,65532,65533,65534,65535] "
+			       "1:65536:[65536,65537,65538,65539,65540,65541,"
+			       "65542]") == 0);
+	q.mailboxes = mb;
+	q.mailbox_count = 1;
+	ut_assert_cmp(run(s, &q, &c), ==, 12);
+	ut_assert_cmp(c.seqs[0], ==, 65531);
+	ut_assert_cmp(c.seqs[11], ==, 65542);
+	/* The three old ones go from bucket 0's list. */
+	ut_assert(ma_store_purge(s, now, 30, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 3);
+	sql_text("SELECT group_concat(b || ':' || seqs, ' ') FROM (SELECT *"
+		 " FROM idx_mailbox WHERE k = (SELECT id FROM names WHERE"
+		 " name = 'bucket-m') ORDER BY b, seq)",
+	    text, sizeof(text));
+	ut_assert(strcmp(text, "0:[65534,65535] "
+			       "1:[65536,65537,65538,65539,65540,65541,"
+			       "65542]") == 0);
+	ut_assert_cmp(run(s, &q, &c), ==, 9);
+	ma_store_destroy(&s);
+	ut_end();
+}
+
+static void
 test_old_schema(void)
 {
 	struct ma_store *s;
 	struct ma_error err = {0};
 	char text[64];
 
-	ut_begin("a store of schema version 1 is refused, with what to do");
+	ut_begin(
+	    "a store of schema version 1 or 2 is refused, with what to do");
 	s = open_rw();
 	ut_assert(s != NULL);
 	ma_store_destroy(&s);
@@ -503,6 +567,9 @@ test_old_schema(void)
 		ut_assert(strstr(err.msg, "new store") != NULL);
 	}
 	sql_text("PRAGMA user_version = 2", text, sizeof(text));
+	s = open_rw();
+	ut_assert(s == NULL); /* version 2 had unbucketed posting lists */
+	sql_text("PRAGMA user_version = 3", text, sizeof(text));
 	s = open_rw();
 	ut_assert(s != NULL);
 	ma_store_destroy(&s);
@@ -539,7 +606,7 @@ main(void)
 {
 	static void (*const tests[])(void) = {test_insert_search,
 	    test_policy_rows, test_purge, test_postings, test_insert_rows,
-	    test_old_schema, test_readonly};
+	    test_buckets, test_old_schema, test_readonly};
 	int fd, ret;
 
 	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");
