@@ -659,10 +659,17 @@ owns(enum ma_mailbox_names names, const struct ma_domains *local,
 	return strcmp(a, b) == 0;
 }
 
+bool
+ma_login_map_allows_cb(void *map, const char *login, const char *address)
+{
+	return ma_login_map_allows(map, login, address);
+}
+
 void
-ma_send_classify(const struct ma_login_map *map, enum ma_mailbox_names names,
-    const struct ma_domains *local, const char *login, const char *env_from,
-    const char *from, const char *sender, struct ma_send_class *class_r)
+ma_send_classify(ma_send_allows_fn *allows, void *ctx,
+    enum ma_mailbox_names names, const struct ma_domains *local,
+    const char *login, const char *env_from, const char *from,
+    const char *sender, struct ma_send_class *class_r)
 {
 	const char *principal = *from != '\0' ? from : env_from;
 
@@ -676,10 +683,9 @@ ma_send_classify(const struct ma_login_map *map, enum ma_mailbox_names names,
 			return;
 		class_r->action = MA_ACTION_SEND_ON_BEHALF;
 		class_r->logon = MA_LOGON_DELEGATE;
-		class_r->permitted =
-		    ma_login_map_allows(map, login, principal) &&
-		    (owns(names, local, login, sender) ||
-			ma_login_map_allows(map, login, sender));
+		class_r->permitted = allows(ctx, login, principal) &&
+				     (owns(names, local, login, sender) ||
+					 allows(ctx, login, sender));
 		return;
 	}
 	if (*principal != '\0' && !owns(names, local, login, principal)) {
@@ -691,6 +697,5 @@ ma_send_classify(const struct ma_login_map *map, enum ma_mailbox_names names,
 		return;
 	}
 	class_r->logon = MA_LOGON_DELEGATE;
-	class_r->permitted =
-	    ma_login_map_allows(map, login, class_r->principal);
+	class_r->permitted = allows(ctx, login, class_r->principal);
 }

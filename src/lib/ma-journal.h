@@ -135,7 +135,13 @@ struct ma_send_class {
 	const char *principal; /* address sent as / on behalf of */
 	bool permitted;        /* the login map allows it */
 };
-void ma_send_classify(const struct ma_login_map *map,
+/* May login send as address?  (The map, Postfix's tables, ...) */
+typedef bool ma_send_allows_fn(
+    void *ctx, const char *login, const char *address);
+/* The adapter for a struct ma_login_map (ctx; NULL allows nothing). */
+bool ma_login_map_allows_cb(void *map, const char *login, const char *address);
+
+void ma_send_classify(ma_send_allows_fn *allows, void *ctx,
     enum ma_mailbox_names names, const struct ma_domains *local,
     const char *login, const char *env_from, const char *from,
     const char *sender, struct ma_send_class *class_r);

@@ -241,9 +241,8 @@ postmap_query(struct alias_resolver *r, const char *key, char **value_r)
 	return 1;
 }
 
-/* lookup - the right-hand side for addr (or its @domain), NULL if none */
-static char *
-lookup(struct alias_resolver *r, const char *addr)
+char *
+alias_lookup(struct alias_resolver *r, const char *addr)
 {
 	char *value = NULL;
 	char key[MA_ADDRESS_MAX + 2];
@@ -279,7 +278,7 @@ static void
 expand(struct alias_resolver *r, const char *addr, unsigned int depth,
     struct expansion *e)
 {
-	char *value = depth < ALIAS_DEPTH ? lookup(r, addr) : NULL;
+	char *value = depth < ALIAS_DEPTH ? alias_lookup(r, addr) : NULL;
 	const char *p;
 
 	if (value == NULL) {
@@ -317,7 +316,7 @@ size_t
 alias_expand(struct alias_resolver *r, const char *addr, char ***members_r)
 {
 	struct expansion e = {0};
-	char *value = lookup(r, addr);
+	char *value = alias_lookup(r, addr);
 
 	if (value == NULL)
 		return 0;

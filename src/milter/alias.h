@@ -25,6 +25,13 @@ struct alias_resolver *alias_create(const char *maps, const char *config_dir);
 void alias_destroy(struct alias_resolver **r);
 
 /*
+ * alias_lookup - the raw right-hand side for addr (then "@domain"), as
+ * postmap prints it; the caller frees it.  NULL: no entry.  Also how the
+ * milter asks a Postfix sender login table.
+ */
+char *alias_lookup(struct alias_resolver *r, const char *addr);
+
+/*
  * alias_expand - the final recipients addr expands to (normalised, the
  * caller frees each and the array), or 0 when addr is no alias (the
  * caller then uses addr itself).

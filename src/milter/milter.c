@@ -89,7 +89,8 @@ static struct {
 
 	struct ma_client *client;
 	struct journal *journal;
-	struct alias_resolver *aliases; /* NULL: no journal_alias_maps */
+	struct alias_resolver *aliases;     /* NULL: no journal_alias_maps */
+	struct alias_resolver *login_table; /* sender_login_maps via postmap */
 	char server[256];
 	bool quit;
 } milter;
@@ -322,11 +323,20 @@ record_send(SMFICTX *ctx, struct conn *c, const struct ma_send_class *cls,
 	ma_record_deinit(&rec);
 }
 
-/* login_map - the current map, reloaded when its file changed */
-static struct ma_login_map *
-login_map_ref(void)
+/*
+ * The sender login map.  A plain path or "texthash:/path" is read here
+ * and reloaded when the file changes; any other Postfix table
+ * ("hash:/etc/postfix/sender_login", "ldap:...") is asked through
+ * postmap -q, exactly as smtpd asks it.
+ */
+static const char *
+login_map_file(void)
 {
-	return milter.login_map;
+	const char *v = milter.conf.sender_login_maps;
+
+	if (strncmp(v, "texthash:", 9) == 0)
+		return v + 9;
+	return v[0] == '/' ? v : NULL;
 }
 
 static void
@@ -334,18 +344,19 @@ login_map_refresh(void)
 {
 	struct ma_login_map *map, *old;
 	struct ma_error err = {0};
+	const char *path = login_map_file();
 	struct stat st;
 
-	if (milter.conf.sender_login_maps[0] == '\0')
+	if (path == NULL)
 		return;
-	if (stat(milter.conf.sender_login_maps, &st) < 0) {
-		ma_log_warn("%s", milter.conf.sender_login_maps);
+	if (stat(path, &st) < 0) {
+		ma_log_warn("%s", path);
 		return;
 	}
 	if (st.st_mtim.tv_sec == milter.map_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == milter.map_mtime.tv_nsec)
 		return;
-	map = ma_login_map_load(milter.conf.sender_login_maps, &err);
+	map = ma_login_map_load(path, &err);
 	if (map == NULL) {
 		ma_log_warnx("%s (keeping the previous map)", err.msg);
 		milter.map_mtime = st.st_mtim;
@@ -357,8 +368,37 @@ login_map_refresh(void)
 	milter.map_mtime = st.st_mtim;
 	pthread_mutex_unlock(&milter.map_lock);
 	if (old != NULL)
-		ma_log_info("reloaded %s", milter.conf.sender_login_maps);
+		ma_log_info("reloaded %s", path);
 	ma_login_map_destroy(&old);
+}
+
+/* postfix_table_allows - ma_send_allows_fn over a Postfix table */
+static bool
+postfix_table_allows(void *ctx, const char *login, const char *address)
+{
+	char *logins = alias_lookup(ctx, address), who[MA_ADDRESS_MAX + 1];
+	bool found = false;
+
+	if (logins == NULL || ma_address_normalize(login, who) < 0) {
+		free(logins);
+		return false;
+	}
+	for (const char *p = logins; *p != '\0' && !found;) {
+		char raw[MA_ADDRESS_MAX + 1], norm[MA_ADDRESS_MAX + 1];
+		size_t len;
+
+		p += strspn(p, ", \t\r\n");
+		len = strcspn(p, ", \t\r\n");
+		if (len > 0 && len <= MA_ADDRESS_MAX) {
+			memcpy(raw, p, len);
+			raw[len] = '\0';
+			found = ma_address_normalize(raw, norm) == 0 &&
+				strcmp(norm, who) == 0;
+		}
+		p += len;
+	}
+	free(logins);
+	return found;
 }
 
 static void
@@ -368,11 +408,17 @@ classify(struct msg *m, struct ma_send_class *cls)
 
 	header_first_address(m->from, from);
 	header_first_address(m->sender, sender);
-	pthread_mutex_lock(&milter.map_lock);
-	ma_send_classify(login_map_ref(), milter.names, &milter.local, m->login,
-	    m->env_from, from, sender, cls);
-	/* principal points into from/sender: keep a copy in the msg. */
-	pthread_mutex_unlock(&milter.map_lock);
+	if (milter.login_table != NULL) {
+		ma_send_classify(postfix_table_allows, milter.login_table,
+		    milter.names, &milter.local, m->login, m->env_from, from,
+		    sender, cls);
+	} else {
+		pthread_mutex_lock(&milter.map_lock);
+		ma_send_classify(ma_login_map_allows_cb, milter.login_map,
+		    milter.names, &milter.local, m->login, m->env_from, from,
+		    sender, cls);
+		pthread_mutex_unlock(&milter.map_lock);
+	}
 	if (cls->principal == from || cls->principal == sender) {
 		static __thread char principal[MA_ADDRESS_MAX + 1];
 
@@ -1146,9 +1192,12 @@ main(int argc, char **argv)
 		return 0;
 	}
 	MA_ASSERT(pthread_mutex_init(&milter.map_lock, NULL) == 0);
-	login_map_refresh();
 	if (milter.conf.sender_login_maps[0] != '\0' &&
-	    milter.login_map == NULL)
+	    login_map_file() == NULL)
+		milter.login_table = alias_create(milter.conf.sender_login_maps,
+		    milter.conf.postfix_config_dir);
+	login_map_refresh();
+	if (login_map_file() != NULL && milter.login_map == NULL)
 		ma_fatalx("sender_login_maps %s could not be loaded",
 		    milter.conf.sender_login_maps);
 	g_mime_init();
@@ -1196,6 +1245,7 @@ main(int argc, char **argv)
 	pthread_join(pump, NULL);
 	journal_destroy(&milter.journal);
 	alias_destroy(&milter.aliases);
+	alias_destroy(&milter.login_table);
 	ma_client_destroy(&milter.client);
 	for (size_t i = 0; i < milter.rule_count; i++)
 		ma_journal_rule_free(&milter.rules[i]);

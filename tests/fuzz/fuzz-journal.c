@@ -45,7 +45,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    strlen(addr) > MA_ADDRESS_MAX)
 		abort();
 	if (ma_domains_parse(text, &d, &err) == 0) {
-		ma_send_classify(map, MA_NAMES_LOCALPART, &d, text, text,
+		ma_send_classify(ma_login_map_allows_cb, map,
+		    MA_NAMES_LOCALPART, &d, text, text,
 		    nl != NULL ? nl + 1 : "", "", &c);
 		(void)ma_login_map_allows(map, text, text);
 		ma_domains_free(&d);

@@ -40,6 +40,7 @@ class MilterBase(unittest.TestCase):
 
     RULES = ()
     MILTER_OPTIONS = {}
+    LOGIN_TABLE = "file"
 
     @classmethod
     def setUpClass(cls):
@@ -63,9 +64,8 @@ class MilterBase(unittest.TestCase):
             cls.postfix = PostfixFixture(
                 cls.dovecot, milter=cls.milter.postfix_spec,
                 sender_login={"carol" + D: ["carol", "alice"]})
-            cls.milter.options_file_add(
-                "sender_login_maps", os.path.join(cls.postfix.etc,
-                                                  "sender_login"))
+            login_map = os.path.join(cls.postfix.etc, "sender_login")
+            cls.milter.options_file_add("sender_login_maps", login_map)
             # Expanded: lines come from Postfix's own alias table.
             cls.milter.options_file_add(
                 "journal_alias_maps",
@@ -73,6 +73,12 @@ class MilterBase(unittest.TestCase):
             cls.milter.options_file_add("postfix_config_dir",
                                         cls.postfix.etc)
             cls.postfix.start()  # writes the map the milter reads
+            if cls.LOGIN_TABLE == "hash":
+                # Postfix's own indexed table, asked through postmap -q.
+                subprocess.run(["postmap", "-c", cls.postfix.etc,
+                                "hash:" + login_map], check=True)
+                cls.milter.options_file_add("sender_login_maps",
+                                            "hash:" + login_map)
             cls.milter.start()
         except BaseException:
             cls.tearDownClass()
@@ -225,6 +231,11 @@ class MilterSend(MilterBase):
         time.sleep(0.5)
         self.d.ctl("flush")
         self.assertEqual(self.d.records("--free-text", message_id(data)), [])
+
+
+class MilterSendPostfixTable(MilterSend):
+    """The same, with sender_login_maps = hash:... (Postfix's table)."""
+    LOGIN_TABLE = "hash"
 
 
 class MilterCopy(MilterBase):

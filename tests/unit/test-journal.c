@@ -205,46 +205,49 @@ test_classify(void)
 	    "m", "shared@example.test alice@example.test\n", &err);
 	ut_assert(map != NULL);
 
-	ma_send_classify(map, MA_NAMES_ADDRESS, &d, "alice@example.test",
-	    "alice@example.test", "alice@example.test", "", &c);
+	ma_send_classify(ma_login_map_allows_cb, map, MA_NAMES_ADDRESS, &d,
+	    "alice@example.test", "alice@example.test", "alice@example.test",
+	    "", &c);
 	ut_assert(c.action == MA_ACTION_SEND);
 	ut_assert(c.logon == MA_LOGON_OWNER);
 	ut_assert(c.permitted);
 
-	ma_send_classify(map, MA_NAMES_ADDRESS, &d, "alice@example.test",
-	    "alice@example.test", "shared@example.test", "", &c);
+	ma_send_classify(ma_login_map_allows_cb, map, MA_NAMES_ADDRESS, &d,
+	    "alice@example.test", "alice@example.test", "shared@example.test",
+	    "", &c);
 	ut_assert(c.action == MA_ACTION_SEND_AS);
 	ut_assert(c.logon == MA_LOGON_DELEGATE);
 	ut_assert_str(c.principal, "shared@example.test");
 	ut_assert(c.permitted);
 
 	/* An envelope sender of another mailbox is SendAs too. */
-	ma_send_classify(map, MA_NAMES_ADDRESS, &d, "alice@example.test",
-	    "shared@example.test", "", "", &c);
+	ma_send_classify(ma_login_map_allows_cb, map, MA_NAMES_ADDRESS, &d,
+	    "alice@example.test", "shared@example.test", "", "", &c);
 	ut_assert(c.action == MA_ACTION_SEND_AS);
 	ut_assert(c.permitted);
 
-	ma_send_classify(map, MA_NAMES_ADDRESS, &d, "alice@example.test",
-	    "alice@example.test", "shared@example.test", "alice@example.test",
-	    &c);
+	ma_send_classify(ma_login_map_allows_cb, map, MA_NAMES_ADDRESS, &d,
+	    "alice@example.test", "alice@example.test", "shared@example.test",
+	    "alice@example.test", &c);
 	ut_assert(c.action == MA_ACTION_SEND_ON_BEHALF);
 	ut_assert(c.logon == MA_LOGON_DELEGATE);
 	ut_assert_str(c.principal, "shared@example.test");
 	ut_assert(c.permitted);
 
 	/* Not in the map: classified, but not permitted. */
-	ma_send_classify(map, MA_NAMES_ADDRESS, &d, "bob@example.test",
-	    "bob@example.test", "ceo@example.test", "", &c);
+	ma_send_classify(ma_login_map_allows_cb, map, MA_NAMES_ADDRESS, &d,
+	    "bob@example.test", "bob@example.test", "ceo@example.test", "", &c);
 	ut_assert(c.action == MA_ACTION_SEND_AS);
 	ut_assert(!c.permitted);
-	ma_send_classify(NULL, MA_NAMES_ADDRESS, &d, "bob@example.test",
-	    "bob@example.test", "ceo@example.test", "bob@example.test", &c);
+	ma_send_classify(ma_login_map_allows_cb, NULL, MA_NAMES_ADDRESS, &d,
+	    "bob@example.test", "bob@example.test", "ceo@example.test",
+	    "bob@example.test", &c);
 	ut_assert(c.action == MA_ACTION_SEND_ON_BEHALF);
 	ut_assert(!c.permitted);
 
 	/* Logins without a domain own their local-part addresses. */
-	ma_send_classify(NULL, MA_NAMES_LOCALPART, &d, "alice",
-	    "alice@example.test", "alice@example.test", "", &c);
+	ma_send_classify(ma_login_map_allows_cb, NULL, MA_NAMES_LOCALPART, &d,
+	    "alice", "alice@example.test", "alice@example.test", "", &c);
 	ut_assert(c.action == MA_ACTION_SEND);
 	ma_mailbox_name(MA_NAMES_LOCALPART, &d, "alice@example.test", name);
 	ut_assert_str(name, "alice");
