@@ -13,7 +13,8 @@
  *
  * journal status: the report spool (queued, oldest, last error) from the
  * files mailaudit-milter keeps there, so it works whether or not the
- * milter runs.
+ * milter runs; and, for copy rules, the journal copies Postfix holds
+ * (postqueue -j), with the last reason it gave for deferring one.
  */
 
 #include "journal-cmd.h"
@@ -28,6 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "ma-journal.h"
 #include "ma-log.h"
 
 /* What a group member may do, and what the owner keeps. */
@@ -171,6 +175,110 @@ count_dir(const char *dir, const char *sub, char *oldest, size_t size)
 	return n;
 }
 
+/* is_copy_address - is addr the journal address of a copy rule? */
+static bool
+is_copy_address(const struct ma_conf *conf, const char *addr)
+{
+	const char *p = conf->journal_rules != NULL ? conf->journal_rules : "";
+	char norm[MA_ADDRESS_MAX + 1];
+	bool found = false;
+
+	if (ma_address_normalize(addr, norm) < 0)
+		return false;
+	while (*p != '\0' && !found) {
+		size_t len = strcspn(p, "\n");
+		char *line = ma_xstrndup(p, len);
+		struct ma_journal_rule rule;
+		struct ma_error err = {0};
+
+		if (ma_journal_rule_parse(line, &rule, &err) == 0) {
+			found = rule.mode == MA_JOURNAL_COPY &&
+				strcmp(rule.address, norm) == 0;
+			ma_journal_rule_free(&rule);
+		}
+		free(line);
+		p += len;
+		if (*p == '\n')
+			p++;
+	}
+	return found;
+}
+
+/*
+ * copies_status - journal copies in Postfix's queue, from postqueue -j
+ * (postfix_config_dir, if set, is its -c).  Returns how many wait.
+ */
+static unsigned int
+copies_status(const struct ma_conf *conf)
+{
+	char *argv[] = {(char *)(uintptr_t) "/usr/sbin/postqueue",
+	    (char *)(uintptr_t) "-c", conf->postfix_config_dir,
+	    (char *)(uintptr_t) "-j", NULL};
+	char line[65536], reason[512] = "";
+	unsigned int waiting = 0, deferred = 0;
+	int pipefd[2], status;
+	pid_t pid;
+	FILE *fp;
+
+	if (conf->postfix_config_dir[0] == '\0') {
+		argv[1] = argv[3];
+		argv[2] = argv[3] = NULL;
+	}
+	if (pipe(pipefd) < 0)
+		ma_fatal("pipe");
+	pid = fork();
+	if (pid < 0)
+		ma_fatal("fork");
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	fp = fdopen(pipefd[0], "r");
+	if (fp == NULL)
+		ma_fatal("fdopen");
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		json_t *msg = json_loads(line, 0, NULL), *rcpts, *r;
+		size_t i;
+
+		if (msg == NULL)
+			continue;
+		rcpts = json_object_get(msg, "recipients");
+		json_array_foreach(rcpts, i, r)
+		{
+			const char *addr =
+			    json_string_value(json_object_get(r, "address"));
+			const char *why = json_string_value(
+			    json_object_get(r, "delay_reason"));
+
+			if (addr == NULL || !is_copy_address(conf, addr))
+				continue;
+			waiting++;
+			if (why != NULL) {
+				deferred++;
+				snprintf(reason, sizeof(reason), "%s", why);
+			}
+		}
+		json_decref(msg);
+	}
+	fclose(fp);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		printf("journal copies: postqueue -j failed (exit %d)\n",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return 0;
+	}
+	printf("journal copies in Postfix's queue: %u (deferred: %u)\n",
+	    waiting, deferred);
+	if (deferred > 0)
+		printf("last deferral reason: %s\n", reason);
+	return waiting;
+}
+
 int
 journal_status(const struct ma_conf *conf)
 {
@@ -179,6 +287,9 @@ journal_status(const struct ma_conf *conf)
 	unsigned int queued, failed;
 	FILE *fp;
 
+	if (conf->journal_rules != NULL &&
+	    strstr(conf->journal_rules, " copy ") != NULL)
+		copies_status(conf);
 	if (access(dir, F_OK) < 0) {
 		printf(
 		    "journal spool %s: none (no report rules have run)\n", dir);

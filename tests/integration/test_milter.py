@@ -41,6 +41,7 @@ class MilterBase(unittest.TestCase):
     RULES = ()
     MILTER_OPTIONS = {}
     LOGIN_TABLE = "file"
+    JOURNAL_TRANSPORT = False
 
     @classmethod
     def setUpClass(cls):
@@ -60,10 +61,21 @@ class MilterBase(unittest.TestCase):
             opts = {"journal_lmtp": "unix:" + cls.dovecot.lmtp_socket}
             opts.update(cls.MILTER_OPTIONS)
             cls.milter = MilterFixture(cls.d, options=opts, rules=cls.RULES)
+            extra = {}
+            if cls.JOURNAL_TRANSPORT:
+                # Journal copies go through a socket path a test can take
+                # away: a symlink to Dovecot's LMTP socket.
+                cls.journal_link = os.path.join(cls.milter.dir, "j-lmtp")
+                os.symlink(cls.dovecot.lmtp_socket, cls.journal_link)
+                table = os.path.join(cls.milter.dir, "transport")
+                with open(table, "w") as f:
+                    f.write("journal%s lmtp:unix:%s\n" % (D, cls.journal_link))
+                extra = {"transport_maps": "texthash:" + table}
             # carol lets alice send as her (a permitted delegate)
             cls.postfix = PostfixFixture(
                 cls.dovecot, milter=cls.milter.postfix_spec,
-                sender_login={"carol" + D: ["carol", "alice"]})
+                sender_login={"carol" + D: ["carol", "alice"]},
+                extra_main_cf=extra)
             login_map = os.path.join(cls.postfix.etc, "sender_login")
             cls.milter.options_file_add("sender_login_maps", login_map)
             # Expanded: lines come from Postfix's own alias table.
@@ -240,6 +252,35 @@ class MilterSendPostfixTable(MilterSend):
 
 class MilterCopy(MilterBase):
     RULES = ("all copy all journal" + D,)
+    JOURNAL_TRANSPORT = True
+
+    def test_copy_kept_while_journal_store_unreachable(self):
+        os.unlink(self.journal_link)
+        try:
+            data = message("eve@outside.test", ["bob" + D],
+                           subject="copy later")
+            qid = self.postfix.send("eve@outside.test", ["bob" + D], data)
+            # bob has his copy; the journal copy waits in Postfix's queue.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not imap_messages(
+                    self.dovecot, "bob", message_id(data)):
+                time.sleep(0.1)
+            self.postfix.wait_deferred(qid)
+            out = subprocess.run(
+                [self.d.binary("mailauditctl"), "-c", self.milter.conf,
+                 "journal", "status"], capture_output=True, text=True,
+                timeout=30).stdout
+            self.assertIn("journal copies in Postfix's queue: 1 "
+                          "(deferred: 1)", out)
+            self.assertIn("j-lmtp", out)
+            self.assertEqual(self.journal(data, timeout=0), [])
+        finally:
+            os.symlink(self.dovecot.lmtp_socket, self.journal_link)
+        # The store is back: a queue run delivers the copy, once.
+        subprocess.run(["postqueue", "-c", self.postfix.etc, "-f"],
+                       check=True)
+        self.postfix.wait_delivered(qid, timeout=30)
+        self.assertEqual(len(self.journal(data)), 1)
 
     def test_every_direction_journaled_once(self):
         cases = [
