@@ -212,6 +212,61 @@ msg_reset(struct msg *m)
 /* Records. */
 
 /*
+ * Policy answers are cached per (mailbox, actor): the snapshot is a file
+ * scan, and a busy submission service asks for the same few senders over
+ * and over.  The cache is emptied when the snapshot's mtime or size
+ * changes, checked at most once a second, so a policy change applies
+ * within a second.
+ */
+#define POLICY_CACHE_SIZE 512
+
+struct policy_slot {
+	char *key; /* "mailbox\nactor" */
+	struct ma_policy_answer answer;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct policy_slot slots[POLICY_CACHE_SIZE];
+	struct timespec mtime;
+	off_t size;
+	int64_t checked_ms;
+} policy_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+policy_cache_check(void)
+{
+	struct stat st;
+	int64_t now = ma_now_ms();
+
+	if (now - policy_cache.checked_ms < 1000)
+		return;
+	policy_cache.checked_ms = now;
+	if (stat(milter.conf.policy_snapshot_path, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	if (st.st_mtim.tv_sec == policy_cache.mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == policy_cache.mtime.tv_nsec &&
+	    st.st_size == policy_cache.size)
+		return;
+	policy_cache.mtime = st.st_mtim;
+	policy_cache.size = st.st_size;
+	for (size_t i = 0; i < POLICY_CACHE_SIZE; i++) {
+		free(policy_cache.slots[i].key);
+		policy_cache.slots[i].key = NULL;
+	}
+}
+
+static size_t
+policy_slot_of(const char *key)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (const char *c = key; *c != '\0'; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ull;
+	return (size_t)(h % POLICY_CACHE_SIZE);
+}
+
+/*
  * policy_wants - does the principal mailbox's policy audit action for
  * this logon type?  Subjects follow the privacy setting.
  */
@@ -221,10 +276,32 @@ policy_wants(const char *mailbox, const char *actor, enum ma_action action,
 {
 	struct ma_policy_answer answer;
 	struct ma_error err = {0};
+	char key[2 * MA_ADDRESS_MAX + 2];
+	struct policy_slot *slot;
+	bool hit = false;
 
-	if (ma_policy_snapshot_lookup(milter.conf.policy_snapshot_path, mailbox,
-		actor, &answer, &err) < 0)
-		ma_log_warnx("policy snapshot: %s (using defaults)", err.msg);
+	snprintf(key, sizeof(key), "%s\n%s", mailbox, actor);
+	pthread_mutex_lock(&policy_cache.lock);
+	policy_cache_check();
+	slot = &policy_cache.slots[policy_slot_of(key)];
+	if (slot->key != NULL && strcmp(slot->key, key) == 0) {
+		answer = slot->answer;
+		hit = true;
+	}
+	pthread_mutex_unlock(&policy_cache.lock);
+	if (!hit) {
+		if (ma_policy_snapshot_lookup(milter.conf.policy_snapshot_path,
+			mailbox, actor, &answer, &err) < 0)
+			ma_log_warnx(
+			    "policy snapshot: %s (using defaults)", err.msg);
+		else {
+			pthread_mutex_lock(&policy_cache.lock);
+			free(slot->key);
+			slot->key = ma_xstrdup(key);
+			slot->answer = answer;
+			pthread_mutex_unlock(&policy_cache.lock);
+		}
+	}
 	*subjects_r = answer.subjects;
 	return (ma_policy_answer_actions(&answer, logon) &
 		   MA_ACTION_BIT(action)) != 0;
