@@ -245,6 +245,23 @@ class MilterSend(MilterBase):
         self.assertEqual(self.d.records("--free-text", message_id(data)), [])
 
 
+    def test_policy_change_applies_within_seconds(self):
+        first = message("carol" + D, ["bob" + D], subject="carol before")
+        self.deliver("carol" + D, ["bob" + D], first, port="submission",
+                     user="carol", password="carolpw")
+        self.d.ctl("set-mailbox", "carol", "--audit-owner-add", "Send")
+        time.sleep(1.2)  # the milter looks at the snapshot once a second
+        second = message("carol" + D, ["bob" + D], subject="carol after")
+        self.deliver("carol" + D, ["bob" + D], second, port="submission",
+                     user="carol", password="carolpw")
+        [rec] = self.records(1, "--operations", "Send", "--free-text",
+                             message_id(second))
+        self.assertEqual(rec["UserId"], "carol")
+        self.assertEqual(self.d.records("--free-text", message_id(first)),
+                         [])
+        self.d.ctl("set-mailbox", "carol", "--audit-owner-remove", "Send")
+
+
 class MilterSendPostfixTable(MilterSend):
     """The same, with sender_login_maps = hash:... (Postfix's table)."""
     LOGIN_TABLE = "hash"
