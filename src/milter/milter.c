@@ -93,6 +93,7 @@ static struct {
 	struct alias_resolver *login_table; /* sender_login_maps via postmap */
 	char server[256];
 	bool quit;
+	bool can_skip; /* the MTA understands SMFIS_SKIP */
 } milter;
 
 struct msg {
@@ -113,6 +114,7 @@ struct msg {
 	struct journal_file *reports[MAX_RULES];
 	char boundary[64]; /* of every report of this message */
 	bool report_failed;
+	bool skip_body; /* nothing needs it: no login, no report */
 	bool active;
 };
 
@@ -749,7 +751,10 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
 	/* Rejected recipients (refused senders), exact header spacing,
 	   and no callbacks we do not use. */
 	*pf1 = f1 & (SMFIP_RCPT_REJ | SMFIP_HDR_LEADSPC | SMFIP_NOHELO |
-			SMFIP_NOUNKNOWN | SMFIP_NODATA);
+			SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_SKIP);
+	/* Every MTA connection negotiates the same; Postfix offers SKIP. */
+	__atomic_store_n(
+	    &milter.can_skip, (f1 & SMFIP_SKIP) != 0, __ATOMIC_RELAXED);
 	*pf2 = 0;
 	*pf3 = 0;
 	return SMFIS_CONTINUE;
@@ -932,6 +937,11 @@ cb_eoh(SMFICTX *ctx)
 	    (const char *const *)m->rcpts, m->rcpt_count, &m->spoofed);
 	if (milter.journal != NULL)
 		reports_open(ctx, c);
+	/* The body matters for a send record (size, attachments) and for
+	   reports; without either, let Postfix stop sending it. */
+	m->skip_body = m->login[0] == '\0';
+	for (size_t i = 0; i < MAX_RULES && m->skip_body; i++)
+		m->skip_body = m->reports[i] == NULL;
 	return SMFIS_CONTINUE;
 }
 
@@ -944,6 +954,10 @@ cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
 	if (c == NULL || !c->msg.active)
 		return SMFIS_CONTINUE;
 	m = &c->msg;
+	if (m->skip_body)
+		return __atomic_load_n(&milter.can_skip, __ATOMIC_RELAXED)
+			   ? SMFIS_SKIP
+			   : SMFIS_CONTINUE;
 	m->size += len;
 	mime_scan_body(&m->scan, (const char *)data, len);
 	for (size_t i = 0; i < MAX_RULES; i++) {
