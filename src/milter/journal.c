@@ -6,10 +6,15 @@
  * File names are UUIDv7s, so a directory listing sorted by name is the
  * order of arrival.  The first line of each file is "rcpt <address>", the
  * rest is the report exactly as delivered.  Writes happen on libmilter's
- * threads (one file each, no shared state but the counter); the delivery
- * thread is the only reader and the only one that unlinks or moves files.
- * Workload: one small report plus the message per journaled message;
- * deliveries are sequential, which keeps the journal mailbox's order.
+ * threads (one file each, no shared state); JOURNAL_WORKERS delivery
+ * threads read them, each taking the files whose name hashes to it (so no
+ * file is ever delivered twice at once), oldest first, over its own LMTP
+ * session kept open while there is work.  Only the delivering worker
+ * unlinks or moves a file.  Counters, back-off and the last error are
+ * shared under the journal's lock; worker 0 writes the status file.
+ * Workload: one report (plus the message) per journaled message; a
+ * session per worker and several workers keep the journal mailbox's
+ * delivery from being the bottleneck.
  */
 
 #include "journal.h"
@@ -33,17 +38,29 @@
 #define BACKOFF_MAX_MS   (5 * 60 * 1000)
 #define LMTP_TIMEOUT_MS  60000
 #define WARN_INTERVAL_MS (60 * 1000)
+#define IDLE_CLOSE_MS    5000
 #define MAX_BATCH        1024
+#define JOURNAL_WORKERS  4
+
+struct journal;
+
+struct worker {
+	struct journal *j;
+	unsigned int idx;
+	pthread_t thread;
+	struct lmtp_session *session;
+	int64_t last_used_ms;
+};
 
 struct journal {
 	char *dir, *lmtp, *helo;
-	pthread_t thread;
+	struct worker workers[JOURNAL_WORKERS];
 	bool started, stopping;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	unsigned int pending_signals;
+	uint64_t signals; /* reports committed so far */
 
-	/* delivery thread only */
+	/* under lock */
 	int64_t backoff_ms, next_try_ms, last_warn_ms;
 	uint64_t delivered, failed;
 	int64_t last_success_ms, last_error_ms;
@@ -156,8 +173,8 @@ journal_file_commit(
 	free(f);
 	*fp = NULL;
 	pthread_mutex_lock(&j->lock);
-	j->pending_signals++;
-	pthread_cond_signal(&j->wake);
+	j->signals++;
+	pthread_cond_broadcast(&j->wake);
 	pthread_mutex_unlock(&j->lock);
 	return 0;
 }
@@ -184,9 +201,22 @@ name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* list_new - up to MAX_BATCH names in new/, oldest first */
+static unsigned int
+worker_of(const char *name)
+{
+	unsigned int h = 2166136261u; /* FNV-1a */
+
+	for (const char *c = name; *c != '\0'; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return h % JOURNAL_WORKERS;
+}
+
+/*
+ * list_new - up to MAX_BATCH names in new/, oldest first: those of
+ * worker idx, or all with idx < 0.
+ */
 static size_t
-list_new(struct journal *j, char **names, int64_t *oldest_ms_r)
+list_new(struct journal *j, int idx, char **names, int64_t *oldest_ms_r)
 {
 	char path[4096];
 	struct dirent *de;
@@ -199,7 +229,8 @@ list_new(struct journal *j, char **names, int64_t *oldest_ms_r)
 	if (d == NULL)
 		return 0;
 	while ((de = readdir(d)) != NULL && n < MAX_BATCH) {
-		if (de->d_name[0] == '.' || strlen(de->d_name) != 36)
+		if (de->d_name[0] == '.' || strlen(de->d_name) != 36 ||
+		    (idx >= 0 && worker_of(de->d_name) != (unsigned int)idx))
 			continue;
 		names[n++] = ma_xstrdup(de->d_name);
 	}
@@ -270,8 +301,9 @@ write_status(struct journal *j, size_t queued, int64_t oldest_ms)
 
 /* deliver_one - returns false when delivery should pause (tempfail) */
 static bool
-deliver_one(struct journal *j, const char *name)
+deliver_one(struct worker *w, const char *name)
 {
+	struct journal *j = w->j;
 	char path[4096], dest[4096], rcpt[400], reply[512];
 	enum lmtp_result res;
 	int fd;
@@ -281,18 +313,30 @@ deliver_one(struct journal *j, const char *name)
 	if (fd < 0)
 		return true; /* gone meanwhile */
 	if (read_rcpt(fd, rcpt, sizeof(rcpt)) < 0) {
-		close(fd);
 		snprintf(reply, sizeof(reply), "unreadable report file");
 		res = LMTP_PERMFAIL;
 	} else {
-		res = lmtp_deliver(j->lmtp, j->helo, rcpt, fd, LMTP_TIMEOUT_MS,
-		    reply, sizeof(reply));
-		close(fd);
+		if (w->session == NULL)
+			w->session = lmtp_connect(j->lmtp, j->helo,
+			    LMTP_TIMEOUT_MS, reply, sizeof(reply));
+		res = w->session == NULL ? LMTP_TEMPFAIL
+					 : lmtp_send(w->session, rcpt, fd,
+					       reply, sizeof(reply));
+		if (res != LMTP_DELIVERED)
+			lmtp_close(&w->session);
+		w->last_used_ms = ma_now_ms();
 	}
+	close(fd);
+	if (res == LMTP_DELIVERED && unlink(path) < 0)
+		ma_log_warn("unlink(%s)", path);
+	if (res == LMTP_PERMFAIL) {
+		snprintf(dest, sizeof(dest), "%s/failed/%s", j->dir, name);
+		(void)rename(path, dest);
+	}
+
+	pthread_mutex_lock(&j->lock);
 	switch (res) {
 	case LMTP_DELIVERED:
-		if (unlink(path) < 0)
-			ma_log_warn("unlink(%s)", path);
 		j->delivered++;
 		j->last_success_ms = ma_now_ms();
 		if (j->failing)
@@ -300,10 +344,8 @@ deliver_one(struct journal *j, const char *name)
 			    "journal delivery to %s works again", j->lmtp);
 		j->failing = false;
 		j->backoff_ms = 0;
-		return true;
+		break;
 	case LMTP_PERMFAIL:
-		snprintf(dest, sizeof(dest), "%s/failed/%s", j->dir, name);
-		(void)rename(path, dest);
 		j->failed++;
 		j->last_error_ms = ma_now_ms();
 		snprintf(j->last_error, sizeof(j->last_error), "%s: %.400s",
@@ -311,35 +353,43 @@ deliver_one(struct journal *j, const char *name)
 		ma_log_warnx("journal report %s for %s REFUSED by %s: %s; "
 			     "kept in %s/failed",
 		    name, rcpt, j->lmtp, reply, j->dir);
-		return true;
+		break;
 	case LMTP_TEMPFAIL:
+		j->last_error_ms = ma_now_ms();
+		snprintf(j->last_error, sizeof(j->last_error), "%s", reply);
+		j->backoff_ms =
+		    j->backoff_ms == 0 ? BACKOFF_MIN_MS : j->backoff_ms * 2;
+		if (j->backoff_ms > BACKOFF_MAX_MS)
+			j->backoff_ms = BACKOFF_MAX_MS;
+		j->next_try_ms = ma_now_ms() + j->backoff_ms;
+		if (!j->failing ||
+		    ma_now_ms() - j->last_warn_ms > WARN_INTERVAL_MS) {
+			ma_log_warnx("journal delivery to %s failed: %s; "
+				     "reports kept in %s/new, retrying in "
+				     "%lld s",
+			    j->lmtp, reply, j->dir,
+			    (long long)j->backoff_ms / 1000);
+			j->last_warn_ms = ma_now_ms();
+		}
+		j->failing = true;
 		break;
 	}
-	j->last_error_ms = ma_now_ms();
-	snprintf(j->last_error, sizeof(j->last_error), "%s", reply);
-	j->backoff_ms = j->backoff_ms == 0 ? BACKOFF_MIN_MS : j->backoff_ms * 2;
-	if (j->backoff_ms > BACKOFF_MAX_MS)
-		j->backoff_ms = BACKOFF_MAX_MS;
-	j->next_try_ms = ma_now_ms() + j->backoff_ms;
-	if (!j->failing || ma_now_ms() - j->last_warn_ms > WARN_INTERVAL_MS) {
-		ma_log_warnx("journal delivery to %s failed: %s; reports kept "
-			     "in %s/new, retrying in %lld s",
-		    j->lmtp, reply, j->dir, (long long)j->backoff_ms / 1000);
-		j->last_warn_ms = ma_now_ms();
-	}
-	j->failing = true;
-	return false;
+	pthread_mutex_unlock(&j->lock);
+	return res != LMTP_TEMPFAIL;
 }
 
 static void *
 delivery_thread(void *arg)
 {
-	struct journal *j = arg;
+	struct worker *w = arg;
+	struct journal *j = w->j;
 	char **names = ma_xcalloc(MAX_BATCH, sizeof(*names));
 
 	for (;;) {
 		int64_t oldest_ms;
-		size_t n, done = 0;
+		size_t n = 0, done = 0;
+		uint64_t seen;
+		bool go;
 		struct timespec ts;
 
 		pthread_mutex_lock(&j->lock);
@@ -347,38 +397,46 @@ delivery_thread(void *arg)
 			pthread_mutex_unlock(&j->lock);
 			break;
 		}
-		j->pending_signals = 0;
+		seen = j->signals;
+		go = ma_now_ms() >= j->next_try_ms;
 		pthread_mutex_unlock(&j->lock);
 
-		n = ma_now_ms() >= j->next_try_ms
-			? list_new(j, names, &oldest_ms)
-			: 0;
+		if (go)
+			n = list_new(j, (int)w->idx, names, &oldest_ms);
 		for (size_t i = 0; i < n; i++) {
-			bool go_on;
-
 			pthread_mutex_lock(&j->lock);
-			go_on = !j->stopping;
+			go = !j->stopping;
 			pthread_mutex_unlock(&j->lock);
-			if (!go_on || !deliver_one(j, names[i]))
+			if (!go || !deliver_one(w, names[i]))
 				break;
 			done++;
 		}
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
-		n = list_new(j, names, &oldest_ms);
-		write_status(j, n, oldest_ms);
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
+		if (w->idx == 0) {
+			size_t all = list_new(j, -1, names, &oldest_ms);
+
+			pthread_mutex_lock(&j->lock);
+			write_status(j, all, oldest_ms);
+			pthread_mutex_unlock(&j->lock);
+			for (size_t i = 0; i < all; i++)
+				free(names[i]);
+		}
+		/* Keep the session while reports come; not forever. */
+		if (done == 0 && w->session != NULL &&
+		    ma_now_ms() - w->last_used_ms > IDLE_CLOSE_MS)
+			lmtp_close(&w->session);
 
 		pthread_mutex_lock(&j->lock);
-		if (!j->stopping && j->pending_signals == 0 &&
-		    (done == 0 || n == 0)) {
+		if (!j->stopping && j->signals == seen &&
+		    (done == 0 || done < n)) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
 			pthread_cond_timedwait(&j->wake, &j->lock, &ts);
 		}
 		pthread_mutex_unlock(&j->lock);
 	}
+	lmtp_close(&w->session);
 	free(names);
 	return NULL;
 }
@@ -386,7 +444,12 @@ delivery_thread(void *arg)
 void
 journal_start(struct journal *j)
 {
-	MA_ASSERT(pthread_create(&j->thread, NULL, delivery_thread, j) == 0);
+	for (unsigned int i = 0; i < JOURNAL_WORKERS; i++) {
+		j->workers[i].j = j;
+		j->workers[i].idx = i;
+		MA_ASSERT(pthread_create(&j->workers[i].thread, NULL,
+			      delivery_thread, &j->workers[i]) == 0);
+	}
 	j->started = true;
 }
 
@@ -400,9 +463,10 @@ journal_destroy(struct journal **jp)
 	if (j->started) {
 		pthread_mutex_lock(&j->lock);
 		j->stopping = true;
-		pthread_cond_signal(&j->wake);
+		pthread_cond_broadcast(&j->wake);
 		pthread_mutex_unlock(&j->lock);
-		pthread_join(j->thread, NULL);
+		for (unsigned int i = 0; i < JOURNAL_WORKERS; i++)
+			pthread_join(j->workers[i].thread, NULL);
 	}
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->wake);

@@ -3,13 +3,14 @@
 #define JOURNAL_H
 
 /*
- * The journal report spool and its delivery thread.
+ * The journal report spool and its delivery threads.
  *
  * A report is written into <spool>/tmp, fdatasync()ed and renamed into
  * <spool>/new before the milter lets Postfix accept the message, so an
- * accepted message always has its report on disk.  One thread delivers
- * <spool>/new over LMTP, oldest first; a temporary failure keeps the file
- * and backs off (1 s doubling to 5 min), a permanent one moves it to
+ * accepted message always has its report on disk.  A few threads deliver
+ * <spool>/new over LMTP sessions they keep open while there is work,
+ * oldest first; a temporary failure keeps the file and backs off (1 s
+ * doubling to 5 min), a permanent one moves it to
  * <spool>/failed and says so in the log.  <spool>/status holds the
  * counters that `mailauditctl journal-status` shows.
  */
@@ -22,16 +23,16 @@ struct journal_file;
 
 struct journal *journal_create(const char *spool_dir, const char *lmtp,
     const char *helo, struct ma_error *err);
-/* Start the delivery thread. */
+/* Start the delivery threads. */
 void journal_start(struct journal *j);
-/* Stop the thread (finishing a delivery in progress) and free. */
+/* Stop the threads (finishing deliveries in progress) and free. */
 void journal_destroy(struct journal **j);
 
 /* A new report for rcpt; NULL with err set on failure. */
 struct journal_file *journal_file_open(
     struct journal *j, const char *rcpt, struct ma_error *err);
 int journal_file_write(struct journal_file *f, const void *data, size_t len);
-/* Make it durable and hand it to the delivery thread; frees f. */
+/* Make it durable and hand it to the delivery threads; frees f. */
 int journal_file_commit(
     struct journal *j, struct journal_file **f, struct ma_error *err);
 /* Throw an unfinished report away; accepts NULL. */

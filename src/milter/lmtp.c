@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lmtp.c - one message to one recipient over LMTP (see lmtp.h).
+ * lmtp.c - journal reports over LMTP (see lmtp.h).
  *
- * The conversation is LHLO, MAIL FROM:<>, RCPT TO, DATA, the message,
- * ".", one reply for the one recipient, QUIT.  Every read and write is
+ * A session is the greeting and LHLO, then per message MAIL FROM:<>,
+ * RCPT TO, DATA, the message, ".", one reply for the one recipient;
+ * QUIT at the end.  Keeping the session saves a connection, a greeting
+ * and an LHLO per report.  Every read and write is
  * bounded by a timeout (SO_RCVTIMEO/SO_SNDTIMEO).  Replies are read line
  * by line up to 4 KiB each; longer lines are cut, never overflowed.
  */
@@ -23,8 +25,9 @@
 
 #include "ma-util.h"
 
-struct lmtp_conn {
+struct lmtp_session {
 	int fd;
+	bool has_8bit;
 	char in[4096];
 	size_t in_len, in_pos;
 	char out[65536];
@@ -101,7 +104,7 @@ connect_target(
 }
 
 static int
-flush_out(struct lmtp_conn *c)
+flush_out(struct lmtp_session *c)
 {
 	size_t off = 0;
 
@@ -123,7 +126,7 @@ flush_out(struct lmtp_conn *c)
 }
 
 static int
-put(struct lmtp_conn *c, const char *data, size_t len)
+put(struct lmtp_session *c, const char *data, size_t len)
 {
 	while (len > 0) {
 		size_t n = sizeof(c->out) - c->out_len;
@@ -144,7 +147,7 @@ put(struct lmtp_conn *c, const char *data, size_t len)
 }
 
 static int
-command(struct lmtp_conn *c, const char *line)
+command(struct lmtp_session *c, const char *line)
 {
 	return put(c, line, strlen(line)) < 0 || put(c, "\r\n", 2) < 0 ||
 		       flush_out(c) < 0
@@ -154,7 +157,7 @@ command(struct lmtp_conn *c, const char *line)
 
 /* read_line - one reply line into line (cut at size-1), without CRLF */
 static int
-read_line(struct lmtp_conn *c, char *line, size_t size)
+read_line(struct lmtp_session *c, char *line, size_t size)
 {
 	size_t len = 0;
 
@@ -190,7 +193,7 @@ read_line(struct lmtp_conn *c, char *line, size_t size)
  * is set when a 250 reply lists 8BITMIME (for LHLO).
  */
 static int
-read_reply(struct lmtp_conn *c, bool *has_8bit)
+read_reply(struct lmtp_session *c, bool *has_8bit)
 {
 	char line[4096];
 
@@ -224,7 +227,7 @@ verdict(int code)
 
 /* send_body - the message, dot-stuffed, then the terminating dot */
 static int
-send_body(struct lmtp_conn *c, int fd)
+send_body(struct lmtp_session *c, int fd)
 {
 	char buf[65536];
 	bool at_line_start = true, last_cr = false;
@@ -256,31 +259,44 @@ send_body(struct lmtp_conn *c, int fd)
 	return put(c, ".\r\n", 3) < 0 || flush_out(c) < 0 ? -1 : 0;
 }
 
-enum lmtp_result
-lmtp_deliver(const char *target, const char *helo, const char *rcpt, int fd,
-    unsigned int timeout_ms, char *reply, size_t reply_size)
+struct lmtp_session *
+lmtp_connect(const char *target, const char *helo, unsigned int timeout_ms,
+    char *reply, size_t reply_size)
 {
-	struct lmtp_conn *c = ma_xcalloc(1, sizeof(*c));
+	struct lmtp_session *c = ma_xcalloc(1, sizeof(*c));
 	char line[1024];
-	bool has_8bit = false;
-	enum lmtp_result res = LMTP_TEMPFAIL;
-	int code;
 
 	c->reply = reply;
 	c->reply_size = reply_size;
 	reply[0] = '\0';
 	c->fd = connect_target(target, timeout_ms, reply, reply_size);
 	if (c->fd < 0)
-		goto out;
-	if ((code = read_reply(c, NULL)) != 220) {
-		res = verdict(code == 220 ? 400 : code);
-		goto out;
-	}
-	snprintf(line, sizeof(line), "LHLO %.200s", helo);
-	if (command(c, line) < 0 || (code = read_reply(c, &has_8bit)) != 250)
 		goto fail;
-	if (command(c,
-		has_8bit ? "MAIL FROM:<> BODY=8BITMIME" : "MAIL FROM:<>") < 0 ||
+	if (read_reply(c, NULL) != 220)
+		goto fail;
+	snprintf(line, sizeof(line), "LHLO %.200s", helo);
+	if (command(c, line) < 0 || read_reply(c, &c->has_8bit) != 250)
+		goto fail;
+	return c;
+fail:
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+	return NULL;
+}
+
+enum lmtp_result
+lmtp_send(struct lmtp_session *c, const char *rcpt, int fd, char *reply,
+    size_t reply_size)
+{
+	char line[1024];
+	int code = -1;
+
+	c->reply = reply;
+	c->reply_size = reply_size;
+	reply[0] = '\0';
+	if (command(c, c->has_8bit ? "MAIL FROM:<> BODY=8BITMIME"
+				   : "MAIL FROM:<>") < 0 ||
 	    (code = read_reply(c, NULL)) != 250)
 		goto fail;
 	snprintf(line, sizeof(line), "RCPT TO:<%.400s>", rcpt);
@@ -289,19 +305,25 @@ lmtp_deliver(const char *target, const char *helo, const char *rcpt, int fd,
 	if (command(c, "DATA") < 0 || (code = read_reply(c, NULL)) != 354)
 		goto fail;
 	if (send_body(c, fd) < 0)
-		goto out;
-	code = read_reply(c, NULL);
-	res = verdict(code);
-	if (res == LMTP_DELIVERED)
-		(void)command(c, "QUIT");
-	goto out;
+		return LMTP_TEMPFAIL;
+	return verdict(read_reply(c, NULL));
 fail:
-	res = verdict(code);
-	if (res == LMTP_DELIVERED) /* an unexpected 2xx/3xx */
-		res = LMTP_TEMPFAIL;
-out:
-	if (c->fd >= 0)
-		close(c->fd);
+	/* An unexpected 2xx/3xx where a step failed is not a delivery. */
+	return code >= 500 ? LMTP_PERMFAIL : LMTP_TEMPFAIL;
+}
+
+void
+lmtp_close(struct lmtp_session **sp)
+{
+	struct lmtp_session *c = *sp;
+	char ignored[64];
+
+	if (c == NULL)
+		return;
+	c->reply = ignored;
+	c->reply_size = sizeof(ignored);
+	(void)command(c, "QUIT");
+	close(c->fd);
 	free(c);
-	return res;
+	*sp = NULL;
 }

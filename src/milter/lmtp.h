@@ -3,10 +3,11 @@
 #define LMTP_H
 
 /*
- * A minimal LMTP client (RFC 2033) for handing a journal report to the
- * mail store: one connection, one message, one recipient.  No C library in
- * Debian speaks LMTP (libcurl and libESMTP stop at SMTP's EHLO), and the
- * exchange needed here is six commands.
+ * A minimal LMTP client (RFC 2033) for handing journal reports to the
+ * mail store: one session carries many transactions, each one message to
+ * one recipient.  No C library in Debian speaks LMTP (libcurl and
+ * libESMTP stop at SMTP's EHLO), and the exchange needed here is a
+ * handful of commands.
  */
 
 #include <stddef.h>
@@ -17,15 +18,27 @@ enum lmtp_result {
 	LMTP_PERMFAIL = 2, /* 5xx: retrying will not help */
 };
 
+struct lmtp_session;
+
 /*
- * lmtp_deliver - send the message in fd (from its current offset to EOF,
- * CRLF line ends; dot-stuffing is done here) to rcpt with a null envelope
- * sender.  target is "unix:/path" or "inet:host:port"; helo the name we
- * give in LHLO; timeout_ms bounds every read and write.  reply gets the
- * server's last reply or the local error.
+ * lmtp_connect - connect to target ("unix:/path" or "inet:host:port"),
+ * read the greeting, LHLO helo.  timeout_ms bounds every read and write
+ * of the session.  NULL on failure, with the reason in reply.
  */
-enum lmtp_result lmtp_deliver(const char *target, const char *helo,
-    const char *rcpt, int fd, unsigned int timeout_ms, char *reply,
-    size_t reply_size);
+struct lmtp_session *lmtp_connect(const char *target, const char *helo,
+    unsigned int timeout_ms, char *reply, size_t reply_size);
+
+/*
+ * lmtp_send - one transaction: the message in fd (from its current
+ * offset to EOF, CRLF line ends; dot-stuffing is done here) to rcpt with
+ * a null envelope sender.  reply gets the server's last reply or the
+ * local error.  After anything but LMTP_DELIVERED the session may be
+ * unusable: close it.
+ */
+enum lmtp_result lmtp_send(struct lmtp_session *s, const char *rcpt, int fd,
+    char *reply, size_t reply_size);
+
+/* QUIT (best effort) and free; accepts NULL. */
+void lmtp_close(struct lmtp_session **s);
 
 #endif
