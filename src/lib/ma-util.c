@@ -577,6 +577,16 @@ ma_utf8_repair(const char *s, size_t len, struct ma_buf *out)
 	return 0;
 }
 
+uint64_t
+ma_hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
 int
 ma_write_all(int fd, const void *data, size_t len)
 {

@@ -92,6 +92,9 @@ int ma_parse_i64(const char *s, int64_t *val_r);
 /* ma_hexval - value of one hex digit (either case), or -1. */
 int ma_hexval(char c);
 
+/* ma_hash_str - FNV-1a of a string, for small in-memory tables. */
+uint64_t ma_hash_str(const char *s);
+
 /* ma_write_all - write all of data to fd, retrying on EINTR; -1 (errno). */
 int ma_write_all(int fd, const void *data, size_t len);
 

@@ -106,11 +106,7 @@ alias_destroy(struct alias_resolver **rp)
 static size_t
 slot(const char *key)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (const char *c = key; *c != '\0'; c++)
-		h = (h ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)(h % ALIAS_CACHE_SIZE);
+	return (size_t)(ma_hash_str(key) % ALIAS_CACHE_SIZE);
 }
 
 /* cache_get - 1 hit (value may be NULL: no entry), 0 miss */

@@ -204,11 +204,7 @@ name_cmp(const void *a, const void *b)
 static unsigned int
 worker_of(const char *name)
 {
-	unsigned int h = 2166136261u; /* FNV-1a */
-
-	for (const char *c = name; *c != '\0'; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	return h % JOURNAL_WORKERS;
+	return (unsigned int)(ma_hash_str(name) % JOURNAL_WORKERS);
 }
 
 /*

@@ -262,11 +262,7 @@ policy_cache_check(void)
 static size_t
 policy_slot_of(const char *key)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (const char *c = key; *c != '\0'; c++)
-		h = (h ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)(h % POLICY_CACHE_SIZE);
+	return (size_t)(ma_hash_str(key) % POLICY_CACHE_SIZE);
 }
 
 /*

@@ -154,14 +154,19 @@ def message_id(data):
 
 
 def imap_messages(dovecot, user, msgid, mailbox="INBOX"):
-    """Raw messages in user's mailbox whose Message-ID is msgid, over IMAP
-    (a fresh login as user; the mailbox is selected read-only)."""
+    """Raw messages in user's mailbox whose Message-ID is msgid (every
+    message for msgid None), over IMAP (a fresh login as user; the mailbox
+    is selected read-only)."""
     conn = dovecot.imap(user)
     try:
         typ, _ = conn.select('"%s"' % mailbox, readonly=True)
         if typ != "OK":
             raise AssertionError("cannot select %s of %s" % (mailbox, user))
-        typ, data = conn.uid("SEARCH", None, "HEADER", "Message-ID", '"%s"' % msgid)
+        if msgid is None:
+            typ, data = conn.uid("SEARCH", None, "ALL")
+        else:
+            typ, data = conn.uid("SEARCH", None, "HEADER", "Message-ID",
+                                 '"%s"' % msgid)
         out = []
         for uid in data[0].split():
             typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")

@@ -126,17 +126,7 @@ class MilterBase(unittest.TestCase):
             time.sleep(0.1)
 
     def journal_all(self):
-        conn = self.dovecot.imap("journal")
-        try:
-            conn.select("INBOX", readonly=True)
-            typ, data = conn.uid("SEARCH", None, "ALL")
-            out = []
-            for uid in data[0].split():
-                typ, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")
-                out += [p[1] for p in parts if isinstance(p, tuple)]
-            return out
-        finally:
-            conn.logout()
+        return imap_messages(self.dovecot, "journal", None)
 
     def props(self, rec):
         return {p["Name"]: p["Value"]
