@@ -1264,6 +1264,7 @@ main(int argc, char **argv)
 	const char *socket_path = NULL;
 	struct ma_error err = {0};
 	pthread_t pump;
+	sigset_t sigs;
 	int ch, ret;
 
 	while ((ch = getopt(argc, argv, "c:dft")) != -1) {
@@ -1289,6 +1290,16 @@ main(int argc, char **argv)
 		usage();
 	ma_log_init("mailaudit-milter", foreground, debug);
 	umask(077);
+	/* libmilter's own thread takes SIGTERM, SIGINT and SIGHUP (sigwait)
+	   and makes smfi_main() return; threads we start before it must not
+	   take them instead, or the default action would kill us without
+	   flushing the records in flight. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	load_config(config);
 	if (test_only) {
 		printf(

@@ -31,6 +31,7 @@ class MilterFixture:
         self.conf = os.path.join(self.dir, "milter.conf")
         self.log = os.path.join(self.dir, "milter.log")
         self.proc = None
+        self.returncode = None
         opts = {
             "socket_path": daemon.socket,
             "spool_dir": daemon.spool,
@@ -71,6 +72,8 @@ class MilterFixture:
         return "unix:" + self.socket
 
     def binary(self):
+        """The built milter (self is unused: tests may swap this for a
+        wrapper, e.g. valgrind)."""
         return os.path.join(build_dir(), "src", "milter", "mailaudit-milter")
 
     def start(self, timeout=10.0):
@@ -95,9 +98,11 @@ class MilterFixture:
                            self.log_text())
 
     def stop(self, sig=signal.SIGTERM):
+        """Stop it; self.returncode tells how it ended (0: clean)."""
         if self.proc is None:
             return
         stop_process(self.proc, sig)
+        self.returncode = self.proc.returncode
         self.proc = None
 
     def log_text(self):

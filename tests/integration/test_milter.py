@@ -531,6 +531,10 @@ class MilterReport(MilterBase):
     def test_report_kept_while_journal_store_unreachable(self):
         # Point the milter at an LMTP socket that is not there yet.
         self.milter.stop()
+        # SIGTERM is a clean stop (records in flight flushed or spooled),
+        # not the signal's default action.
+        self.assertEqual(self.milter.returncode, 0, self.milter.log_text())
+        self.assertIn("stopping", self.milter.log_text())
         link = os.path.join(self.milter.dir, "lmtp-later")
         self.milter.options_file_add("journal_lmtp", "unix:" + link)
         self.milter.start()
