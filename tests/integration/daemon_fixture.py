@@ -86,7 +86,7 @@ class Sensor:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(256)
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):
                 break
             if not data:
                 break
