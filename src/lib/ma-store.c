@@ -368,11 +368,7 @@ checkpointer_stop(struct ma_store *store)
 static uint64_t
 name_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	return ma_hash_str(s);
 }
 
 static void
