@@ -115,7 +115,8 @@ struct msg {
 	struct journal_file *reports[MAX_RULES];
 	char boundary[64]; /* of every report of this message */
 	bool report_failed;
-	bool skip_body; /* nothing needs it: no login, no report */
+	bool skip_body;  /* nothing needs it: no login, no report */
+	bool to_journal; /* a local submission addressed a journal */
 	bool active;
 };
 
@@ -851,6 +852,14 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	if (ma_address_normalize(argv[0] != NULL ? argv[0] : "", rcpt) < 0)
 		return SMFIS_CONTINUE;
 	if (is_journal_address(rcpt)) {
+		/* Postfix cannot refuse one recipient of a local (sendmail)
+		   submission ({rcpt_mailer} is only set by smtpd): refuse the
+		   whole message at its end instead, so it bounces rather than
+		   stays in the queue. */
+		if (mailer == NULL) {
+			m->to_journal = true;
+			return SMFIS_CONTINUE;
+		}
 		set_reply(ctx, "550", "5.1.1",
 		    "Recipient address rejected: mailbox not available");
 		return SMFIS_REJECT;
@@ -1007,6 +1016,16 @@ cb_eom(SMFICTX *ctx)
 	if (c == NULL || !c->msg.active)
 		return SMFIS_CONTINUE;
 	m = &c->msg;
+	if (m->to_journal) {
+		ma_log_warnx("local submission from <%s> to a journal address "
+			     "refused",
+		    m->env_from);
+		set_reply(ctx, "550", "5.1.1",
+		    "Recipient address rejected: journal mailbox not "
+		    "available");
+		msg_reset(m);
+		return SMFIS_REJECT;
+	}
 	mime_scan_finish(&m->scan);
 	firewall(ctx, m);
 

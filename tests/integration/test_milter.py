@@ -384,6 +384,26 @@ class MilterCopy(MilterBase):
         self.assertGreaterEqual(len(recs), 1)
         self.assertEqual(recs[0]["LogonType"], 2)
 
+    def test_local_submission_to_journal_bounces(self):
+        # A local sendmail to a journal address cannot be refused per
+        # recipient (Postfix would keep retrying it); the message is
+        # refused as a whole and bounces, the journal gets nothing.
+        data = message("alice" + D, ["journal" + D],
+                       subject="planted journal item")
+        qid = self.postfix.sendmail("alice" + D, ["journal" + D, "bob" + D],
+                                    data)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            st = {r: status for r, status, _ in self.postfix.statuses(qid)}
+            if len(st) == 2:
+                break
+            time.sleep(0.1)
+        self.assertEqual(st, {"journal" + D: "bounced", "bob" + D: "bounced"})
+        self.assertNotIn(qid, [q["queue_id"] for q in self.postfix.queue()])
+        self.assertEqual(self.journal(data, timeout=0), [])
+        self.assertEqual(imap_messages(self.dovecot, "bob", message_id(data)),
+                         [])
+
     def test_local_submission_journaled(self):
         data = message("alice" + D, ["bob" + D], subject="local sendmail")
         qid = self.postfix.sendmail("alice" + D, ["bob" + D], data)
