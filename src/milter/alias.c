@@ -32,6 +32,7 @@
 #define ALIAS_CACHE_TTL_MS (60 * 1000)
 #define ALIAS_DEPTH        8
 #define POSTMAP_TIMEOUT_MS 5000
+#define ALIAS_DOWN_MS      10000 /* no lookups this long after a failure */
 #define POSTMAP_OUTPUT_MAX (256 * 1024)
 #define POSTMAP            "/usr/sbin/postmap"
 
@@ -48,6 +49,7 @@ struct alias_resolver {
 	struct cache_entry cache[ALIAS_CACHE_SIZE];
 	size_t cached;
 	int64_t cache_born_ms;
+	int64_t down_until_ms; /* atomic */
 };
 
 struct alias_resolver *
@@ -154,23 +156,24 @@ cache_put(struct alias_resolver *r, const char *key, const char *value)
 }
 
 /*
- * postmap_query - run postmap -q key maps...; 1 found (*value_r set),
- * 0 not found, -1 failure (logged).
+ * run_postmap - postmap -q key maps...; its stdout and stderr into out
+ * and err (bounded), within POSTMAP_TIMEOUT_MS.  The exit status, or -1
+ * (could not run, timed out, killed).
  */
 static int
-postmap_query(struct alias_resolver *r, const char *key, char **value_r)
+run_postmap(struct alias_resolver *r, const char *key, struct ma_buf *out,
+    struct ma_buf *err)
 {
 	char *argv[8 + 64];
 	size_t argc = 0;
 	posix_spawn_file_actions_t fa;
-	struct ma_buf out;
-	int pipefd[2], status = 0;
+	int outp[2], errp[2], status = 0;
 	int64_t deadline = ma_now_ms() + POSTMAP_TIMEOUT_MS;
+	struct pollfd pfd[2];
+	struct ma_buf *bufs[2] = {out, err};
 	pid_t pid;
 	bool timed_out = false;
 
-	if (r->map_count == 0 || r->map_count > 64)
-		return 0;
 	argv[argc++] = (char *)(uintptr_t)POSTMAP;
 	if (r->config_dir[0] != '\0') {
 		argv[argc++] = (char *)(uintptr_t) "-c";
@@ -181,108 +184,177 @@ postmap_query(struct alias_resolver *r, const char *key, char **value_r)
 	for (size_t i = 0; i < r->map_count; i++)
 		argv[argc++] = r->argv_maps[i];
 	argv[argc] = NULL;
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		ma_log_warn("alias lookup: pipe");
+	if (pipe2(outp, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		close(outp[0]);
+		close(outp[1]);
 		return -1;
 	}
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (posix_spawn(&pid, POSTMAP, &fa, NULL, argv, environ) != 0) {
 		posix_spawn_file_actions_destroy(&fa);
-		close(pipefd[0]);
-		close(pipefd[1]);
-		ma_log_warn("alias lookup: cannot run %s", POSTMAP);
+		close(outp[0]);
+		close(outp[1]);
+		close(errp[0]);
+		close(errp[1]);
+		ma_log_warn("lookup: cannot run %s", POSTMAP);
 		return -1;
 	}
 	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	ma_buf_init(&out, POSTMAP_OUTPUT_MAX);
-	for (;;) {
-		struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
-		char buf[4096];
+	close(outp[1]);
+	close(errp[1]);
+	pfd[0] = (struct pollfd){.fd = outp[0], .events = POLLIN};
+	pfd[1] = (struct pollfd){.fd = errp[0], .events = POLLIN};
+	while (pfd[0].fd >= 0 || pfd[1].fd >= 0) {
 		int64_t left = deadline - ma_now_ms();
-		ssize_t n;
 
 		if (left <= 0) {
 			timed_out = true;
 			break;
 		}
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+		if (poll(pfd, 2, (int)left) < 0 && errno != EINTR)
 			break;
-		n = read(pipefd[0], buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		(void)ma_buf_append(&out, buf, (size_t)n);
+		for (int i = 0; i < 2; i++) {
+			char buf[4096];
+			ssize_t n;
+
+			if (pfd[i].fd < 0 || pfd[i].revents == 0)
+				continue;
+			n = read(pfd[i].fd, buf, sizeof(buf));
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				continue;
+			}
+			(void)ma_buf_append(bufs[i], buf, (size_t)n);
+		}
 	}
-	close(pipefd[0]);
+	for (int i = 0; i < 2; i++) {
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	}
 	if (timed_out)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) > 1) {
-		ma_log_warnx("alias lookup of %s failed (postmap %s)", key,
-		    timed_out ? "timed out" : "failed");
-		ma_buf_deinit(&out);
+	if (timed_out || !WIFEXITED(status))
 		return -1;
-	}
-	if (WEXITSTATUS(status) == 1 || out.len == 0) {
-		ma_buf_deinit(&out);
-		return 0;
-	}
-	*value_r = ma_xstrdup(out.data);
-	ma_buf_deinit(&out);
-	return 1;
+	return WEXITSTATUS(status);
 }
 
-char *
-alias_lookup(struct alias_resolver *r, const char *addr)
+/*
+ * postmap_query - 1 found (*value_r set), 0 not found, -1 failure
+ * (logged).  postmap exits 1 both for "not found" and for a fatal error,
+ * so its stderr tells them apart.
+ */
+static int
+postmap_query(struct alias_resolver *r, const char *key, char **value_r)
 {
-	char *value = NULL;
+	struct ma_buf out, err;
+	int status, ret = -1;
+
+	if (r->map_count == 0 || r->map_count > 64)
+		return 0;
+	ma_buf_init(&out, POSTMAP_OUTPUT_MAX);
+	ma_buf_init(&err, 4096);
+	status = run_postmap(r, key, &out, &err);
+	if (status < 0 || status > 1 ||
+	    (err.data != NULL && (strstr(err.data, "fatal:") != NULL ||
+				     strstr(err.data, "error:") != NULL))) {
+		char why[300];
+
+		ma_sanitize(err.data != NULL ? err.data : "", err.len, why,
+		    sizeof(why));
+		ma_log_warnx("lookup of %s in %s failed: %s", key,
+		    r->argv_maps[0], status < 0 ? "timed out or killed" : why);
+	} else if (status == 1 || out.len == 0) {
+		ret = 0;
+	} else {
+		*value_r = ma_xstrdup(out.data);
+		ret = 1;
+	}
+	ma_buf_deinit(&out);
+	ma_buf_deinit(&err);
+	return ret;
+}
+
+int
+alias_lookup(struct alias_resolver *r, const char *addr, char **value_r)
+{
 	char key[MA_ADDRESS_MAX + 2];
 	const char *dom = ma_address_domain(addr);
+	int ret;
 
-	if (cache_get(r, addr, &value))
-		return value;
-	if (postmap_query(r, addr, &value) == 0 && *dom != '\0') {
+	*value_r = NULL;
+	if (cache_get(r, addr, value_r))
+		return *value_r != NULL ? 1 : 0;
+	/* After a failure, do not make every message wait for the table. */
+	if (ma_now_ms() < __atomic_load_n(&r->down_until_ms, __ATOMIC_RELAXED))
+		return -1;
+	ret = postmap_query(r, addr, value_r);
+	if (ret == 0 && *dom != '\0') {
 		snprintf(key, sizeof(key), "@%s", dom);
-		if (postmap_query(r, key, &value) < 0)
-			value = NULL;
+		ret = postmap_query(r, key, value_r);
 	}
-	cache_put(r, addr, value);
-	return value;
+	if (ret < 0) {
+		/* Errors are not cached as "no entry". */
+		__atomic_store_n(&r->down_until_ms, ma_now_ms() + ALIAS_DOWN_MS,
+		    __ATOMIC_RELAXED);
+		*value_r = NULL;
+		return -1;
+	}
+	cache_put(r, addr, *value_r);
+	return ret;
 }
 
 struct expansion {
 	char **members;
 	size_t count;
+	int64_t deadline_ms;
+	bool incomplete;
 };
 
-static bool
-seen(const struct expansion *e, const char *addr)
+static void
+add_member(struct expansion *e, const char *addr)
 {
 	for (size_t i = 0; i < e->count; i++) {
 		if (strcmp(e->members[i], addr) == 0)
-			return true;
+			return;
 	}
-	return false;
+	if (e->count >= ALIAS_MAX_MEMBERS) {
+		e->incomplete = true;
+		return;
+	}
+	e->members = ma_xrealloc(e->members, e->count + 1, sizeof(char *));
+	e->members[e->count++] = ma_xstrdup(addr);
 }
 
 static void
 expand(struct alias_resolver *r, const char *addr, unsigned int depth,
     struct expansion *e)
 {
-	char *value = depth < ALIAS_DEPTH ? alias_lookup(r, addr) : NULL;
+	char *value = NULL;
 	const char *p;
+	int ret = 0;
 
-	if (value == NULL) {
-		if (!seen(e, addr) && e->count < ALIAS_MAX_MEMBERS) {
-			e->members = ma_xrealloc(
-			    e->members, e->count + 1, sizeof(char *));
-			e->members[e->count++] = ma_xstrdup(addr);
-		}
+	if (depth < ALIAS_DEPTH) {
+		if (ma_now_ms() > e->deadline_ms && !cache_get(r, addr, &value))
+			ret = -1; /* out of time: only cached answers now */
+		else if (value == NULL)
+			ret = alias_lookup(r, addr, &value);
+		else
+			ret = 1;
+	}
+	if (ret < 0)
+		e->incomplete = true;
+	if (ret <= 0) {
+		add_member(e, addr);
 		return;
 	}
 	for (p = value; *p != '\0';) {
@@ -309,15 +381,26 @@ expand(struct alias_resolver *r, const char *addr, unsigned int depth,
 }
 
 size_t
-alias_expand(struct alias_resolver *r, const char *addr, char ***members_r)
+alias_expand(struct alias_resolver *r, const char *addr, int64_t deadline_ms,
+    char ***members_r, bool *incomplete_r)
 {
-	struct expansion e = {0};
-	char *value = alias_lookup(r, addr);
+	struct expansion e = {.deadline_ms = deadline_ms};
+	char *value = NULL;
+	int ret;
 
-	if (value == NULL)
-		return 0;
+	if (ma_now_ms() > deadline_ms && !cache_get(r, addr, &value))
+		ret = -1;
+	else if (value == NULL)
+		ret = alias_lookup(r, addr, &value);
+	else
+		ret = 1;
 	free(value);
+	if (ret <= 0) {
+		*incomplete_r = ret < 0;
+		return 0;
+	}
 	expand(r, addr, 0, &e);
 	*members_r = e.members;
+	*incomplete_r = e.incomplete;
 	return e.count;
 }

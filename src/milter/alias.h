@@ -9,11 +9,16 @@
  * `postmap -q <address> <maps>` (and "@domain" when the address has no
  * entry), recursively, which works for every map type Postfix supports.
  * Answers are cached for a minute.  Expansion stops at 8 levels, at
- * ALIAS_MAX_MEMBERS addresses and at loops; a failed lookup is treated as
- * "no alias" and logged.
+ * ALIAS_MAX_MEMBERS addresses, at loops and at the caller's deadline
+ * (then only cached answers are used); a failed lookup is logged, never
+ * cached, and makes lookups fail at once for the next 10 s, so a broken
+ * table cannot make every message wait.  Callers learn that an answer is
+ * incomplete.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ALIAS_MAX_MEMBERS 1000
 
@@ -26,17 +31,19 @@ void alias_destroy(struct alias_resolver **r);
 
 /*
  * alias_lookup - the raw right-hand side for addr (then "@domain"), as
- * postmap prints it; the caller frees it.  NULL: no entry.  Also how the
- * milter asks a Postfix sender login table.
+ * postmap prints it, in *value_r (the caller frees it).  1 found, 0 no
+ * entry, -1 the lookup failed.  Also how the milter asks a Postfix sender
+ * login table.
  */
-char *alias_lookup(struct alias_resolver *r, const char *addr);
+int alias_lookup(struct alias_resolver *r, const char *addr, char **value_r);
 
 /*
  * alias_expand - the final recipients addr expands to (normalised, the
  * caller frees each and the array), or 0 when addr is no alias (the
- * caller then uses addr itself).
+ * caller then uses addr itself).  Lookups not cached by deadline_ms are
+ * skipped; *incomplete_r says whether any lookup was skipped or failed.
  */
-size_t alias_expand(
-    struct alias_resolver *r, const char *addr, char ***members_r);
+size_t alias_expand(struct alias_resolver *r, const char *addr,
+    int64_t deadline_ms, char ***members_r, bool *incomplete_r);
 
 #endif

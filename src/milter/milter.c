@@ -66,6 +66,7 @@
 #define MAX_RULES        64
 #define FIREWALL_MAX     32
 #define PUMP_INTERVAL_MS 250
+#define ALIAS_BUDGET_MS  2000 /* alias lookups per message, at most */
 
 /* Headers nobody outside may set: journal-report markers. */
 static const char *const firewall_headers[] = {
@@ -449,14 +450,20 @@ login_map_refresh(void)
 	ma_login_map_destroy(&old);
 }
 
+/* Set when a table lookup failed during this thread's classify(). */
+static __thread bool login_lookup_failed;
+
 /* postfix_table_allows - ma_send_allows_fn over a Postfix table */
 static bool
 postfix_table_allows(void *ctx, const char *login, const char *address)
 {
-	char *logins = alias_lookup(ctx, address), who[MA_ADDRESS_MAX + 1];
+	char *logins = NULL, who[MA_ADDRESS_MAX + 1];
 	bool found = false;
+	int ret = alias_lookup(ctx, address, &logins);
 
-	if (logins == NULL || ma_address_normalize(login, who) < 0) {
+	if (ret < 0)
+		login_lookup_failed = true;
+	if (ret <= 0 || ma_address_normalize(login, who) < 0) {
 		free(logins);
 		return false;
 	}
@@ -485,6 +492,7 @@ classify(struct msg *m, struct ma_send_class *cls)
 
 	header_first_address(m->from, from);
 	header_first_address(m->sender, sender);
+	login_lookup_failed = false;
 	if (milter.login_table != NULL) {
 		ma_send_classify(postfix_table_allows, milter.login_table,
 		    milter.names, &milter.local, m->login, m->env_from, from,
@@ -529,14 +537,22 @@ rule_matches(const struct ma_journal_rule *r, const struct msg *m)
 {
 	char **members = NULL;
 	size_t n = 0;
-	bool match;
+	bool match, incomplete = false;
 
 	if (r->group != NULL && milter.aliases != NULL &&
 	    (r->scope & m->dir) != 0)
-		n = alias_expand(milter.aliases, r->group, &members);
+		n = alias_expand(milter.aliases, r->group,
+		    ma_now_ms() + ALIAS_BUDGET_MS, &members, &incomplete);
 	match = ma_journal_rule_matches(r, m->dir, m->env_from,
 	    (const char *const *)m->rcpts, m->rcpt_count,
 	    (const char *const *)members, n);
+	if (!match && incomplete && (r->scope & m->dir) != 0) {
+		/* Members unknown right now: journal rather than miss. */
+		ma_log_warnx("journal_rule %s: members of %s unknown (lookup "
+			     "failed); journaling the message anyway",
+		    r->name, r->group);
+		match = true;
+	}
 	for (size_t i = 0; i < n; i++)
 		free(members[i]);
 	free(members);
@@ -592,7 +608,9 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 {
 	char dir[32];
 	char *subject = header_decode_text(m->subject);
-	bool split = m->login[0] != '\0';
+	bool split = m->login[0] != '\0', incomplete = false;
+	/* Alias lookups run inside the SMTP transaction: bounded. */
+	int64_t deadline = ma_now_ms() + ALIAS_BUDGET_MS;
 	int ret = 0;
 
 	ma_journal_dir_name(m->dir, dir, sizeof(dir));
@@ -610,6 +628,7 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 		const char *kind = "Recipient";
 		char **members = NULL;
 		size_t n = 0;
+		bool partial = false;
 
 		/* To/Cc/Bcc only where we trust how it was addressed. */
 		if (split)
@@ -618,7 +637,9 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 								  : "Bcc";
 		if (milter.aliases != NULL &&
 		    ma_domains_has(&milter.local, m->rcpts[i]))
-			n = alias_expand(milter.aliases, m->rcpts[i], &members);
+			n = alias_expand(milter.aliases, m->rcpts[i], deadline,
+			    &members, &partial);
+		incomplete |= partial;
 		if (n == 0)
 			ret |=
 			    ma_buf_printf(b, "%s: %s\r\n", kind, m->rcpts[i]);
@@ -629,6 +650,9 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 		}
 		free(members);
 	}
+	if (incomplete)
+		ret |= ma_buf_puts(b, "Expansion: incomplete (alias lookups "
+				      "failed or took too long)\r\n");
 	ret |= ma_buf_printf(b,
 	    "\r\nDirection: %s%s\r\nAuthenticated-User: %s\r\n"
 	    "Client-Address: %s\r\nQueue-ID: %s\r\n",
@@ -1031,6 +1055,16 @@ cb_eom(SMFICTX *ctx)
 
 	if (m->login[0] != '\0') {
 		classify(m, &cls);
+		if (login_lookup_failed) {
+			/* As smtpd does when its own table lookup fails. */
+			ma_log_warnx("sender_login_maps lookup failed; message "
+				     "from %s deferred",
+			    m->login);
+			set_reply(ctx, "451", "4.3.0",
+			    "Temporary lookup failure, please try again later");
+			msg_reset(m);
+			return SMFIS_TEMPFAIL;
+		}
 		if (!cls.permitted && milter.conf.milter_enforce_from) {
 			char why[800];
 

@@ -256,6 +256,23 @@ class MilterSendPostfixTable(MilterSend):
     """The same, with sender_login_maps = hash:... (Postfix's table)."""
     LOGIN_TABLE = "hash"
 
+    def test_zz_table_failure_defers(self):
+        # Runs last: after a failure the milter stops asking for 10 s.
+        db = os.path.join(self.postfix.etc, "sender_login.db")
+        os.rename(db, db + ".away")
+        try:
+            data = message("newbox" + D, ["bob" + D], subject="no table")
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                self.postfix.send("alice" + D, ["bob" + D], data,
+                                  port="submission", user="alice",
+                                  password="alicepw")
+            # Deferred (try again later), as smtpd does on a table error;
+            # neither refused for good nor let through unchecked.
+            self.assertEqual(cm.exception.smtp_code, 451)
+            self.assertIn("lookup", self.milter.log_text())
+        finally:
+            os.rename(db + ".away", db)
+
 
 class MilterCopy(MilterBase):
     RULES = ("all copy all journal" + D,)
@@ -466,6 +483,27 @@ class MilterReport(MilterBase):
         self.assertIn("To: bob@example.test, Expanded: team@example.test",
                       lines)
         self.assertNotIn("To: team@example.test", lines)
+
+    def test_zz_alias_table_failure_is_said(self):
+        # Runs last in its class (the milter then stops asking for 10 s).
+        self.milter.stop()  # a fresh milter: nothing cached
+        self.milter.start()
+        table = os.path.join(self.postfix.etc, "virtual_alias")
+        with open(table) as f:
+            saved = f.read()
+        os.unlink(table)
+        try:
+            data = message("eve@outside.test", ["bob" + D],
+                           subject="aliases unknown")
+            self.deliver("eve@outside.test", ["bob" + D], data)
+        finally:
+            with open(table, "w") as f:
+                f.write(saved)
+        [report] = self.journal(data)
+        _, env, _ = self.report_parts(report)
+        self.assertIn("Recipient: bob@example.test", env.splitlines())
+        self.assertIn("Expansion: incomplete (alias lookups failed or took "
+                      "too long)", env.splitlines())
 
     def test_inbound_report_uses_recipient_lines(self):
         data = message("eve@outside.test", ["alice" + D],
