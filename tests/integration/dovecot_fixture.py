@@ -10,7 +10,9 @@ and stops it again by the pid in its master.pid.  With postfix=True it
 also serves a throwaway Postfix (postfix_fixture.py): an auth socket for
 SASL, user@domain -> user for LMTP and SASL only (POSTFIX_CONFIG);
 journal=True adds a user "journal", acl_groups={user: groups} the userdb
-field acl_groups.  It needs root (mail
+field acl_groups, user_fields={user: "userdb_mail=mdbox:/path"} more
+passwd-file extra fields (e.g. another mail format for one user), and
+shared_location the shared namespace's location.  It needs root (mail
 processes run as uid/gid 5000, which needs no passwd entry), as in the
 verified setup of docs/reference/dovecot-plugin.md section 7.
 
@@ -88,7 +90,7 @@ namespace shared {{
   type = shared
   separator = /
   prefix = shared/%%u/
-  location = maildir:{d}/mail/%%u:INDEXPVT={d}/mail/%u/shared/%%u
+  location = {shared_location}
   subscriptions = no
   list = children
 }}
@@ -232,7 +234,8 @@ class DovecotFixture:
 
     def __init__(self, socket_path=None, spool_dir=None, policy_path=None,
                  server="testhost", extra_conf="", postfix=False,
-                 journal=False, acl_groups=None):
+                 journal=False, acl_groups=None, user_fields=None,
+                 shared_location=None):
         DovecotFixture._counter += 1
         self.dir = tempfile.mkdtemp(prefix="mailaudit-dovecot-")
         os.chmod(self.dir, 0o755)
@@ -254,6 +257,13 @@ class DovecotFixture:
         unknown = set(self.acl_groups) - set(self.users)
         if unknown:
             raise ValueError("acl_groups for unknown users: %s" % sorted(unknown))
+        # user_fields: {user: "field=value ..." or [fields]}, more
+        # passwd-file extra fields, e.g. "userdb_mail=mdbox:/path" (a
+        # user's own mail format); shared_location: the shared
+        # namespace's location ({d} = the fixture directory), by default
+        # maildir as the users' mail_location.
+        self.user_fields = dict(user_fields or {})
+        self.shared_location = shared_location
         self.auth_socket = os.path.join(self.dir, "run", "auth-postfix")
         self.lmtp_socket = os.path.join(self.dir, "run", "lmtp")
         self.conf = os.path.join(self.dir, "dovecot.conf")
@@ -282,7 +292,11 @@ class DovecotFixture:
                 groups = self.acl_groups.get(user)
                 if isinstance(groups, (list, tuple)):
                     groups = ",".join(groups)
-                extra = "userdb_acl_groups=%s" % groups if groups else ""
+                extra = ["userdb_acl_groups=%s" % groups] if groups else []
+                more = self.user_fields.get(user)
+                if more:
+                    extra += [more] if isinstance(more, str) else list(more)
+                extra = " ".join(extra)
                 f.write("%s:{PLAIN}%s::::::%s\n" % (user, pw, extra))
         with open(os.path.join(d, "master-users"), "w") as f:
             for user, pw in MASTER_USERS.items():
@@ -303,6 +317,10 @@ class DovecotFixture:
                 instance=self.instance, d=d, uid=MAIL_UID,
                 imap_port=self.imap_port, pop3_port=self.pop3_port,
                 sieve_port=self.sieve_port, lmtp_port=self.lmtp_port,
+                shared_location=(
+                    self.shared_location or
+                    "maildir:{d}/mail/%%u:INDEXPVT={d}/mail/%u/shared/%%u"
+                ).format(d=d),
                 socket=self.socket_path, spool=self.spool_dir,
                 policy=self.policy_path, server=self.server,
                 lmtp_extra="  auth_username_format = %Ln\n" if self.postfix else "",
