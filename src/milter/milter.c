@@ -1017,6 +1017,15 @@ cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
 	return SMFIS_CONTINUE;
 }
 
+/* defer - answer 451 4.3.0 (the client retries; nothing is lost) */
+static sfsistat
+defer(SMFICTX *ctx, struct msg *m, const char *text)
+{
+	set_reply(ctx, "451", "4.3.0", text);
+	msg_reset(m);
+	return SMFIS_TEMPFAIL;
+}
+
 /* firewall - delete forged journal-report markers (last first) */
 static void
 firewall(SMFICTX *ctx, struct msg *m)
@@ -1060,10 +1069,8 @@ cb_eom(SMFICTX *ctx)
 			ma_log_warnx("sender_login_maps lookup failed; message "
 				     "from %s deferred",
 			    m->login);
-			set_reply(ctx, "451", "4.3.0",
+			return defer(ctx, m,
 			    "Temporary lookup failure, please try again later");
-			msg_reset(m);
-			return SMFIS_TEMPFAIL;
 		}
 		if (!cls.permitted && milter.conf.milter_enforce_from) {
 			char why[800];
@@ -1085,10 +1092,8 @@ cb_eom(SMFICTX *ctx)
 		/* Nothing is lost: the client retries, we journal then. */
 		ma_log_warnx("journal report could not be written; "
 			     "message deferred");
-		set_reply(ctx, "451", "4.3.0",
-		    "Temporary local problem, please try again later");
-		msg_reset(m);
-		return SMFIS_TEMPFAIL;
+		return defer(
+		    ctx, m, "Temporary local problem, please try again later");
 	}
 
 	for (size_t i = 0; i < m->rcpt_count && only_journal; i++)
@@ -1112,10 +1117,8 @@ cb_eom(SMFICTX *ctx)
 			ma_log_warnx("could not add journal recipient %s; "
 				     "message deferred",
 			    r->address);
-			set_reply(ctx, "451", "4.3.0",
+			return defer(ctx, m,
 			    "Temporary local problem, please try again later");
-			msg_reset(m);
-			return SMFIS_TEMPFAIL;
 		}
 	}
 	msg_reset(m);
