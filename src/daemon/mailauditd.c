@@ -174,9 +174,7 @@ drop_privileges(struct daemon *d, bool spool_created)
 	if (spool_created &&
 	    chown(d->conf.spool_dir, pw->pw_uid, pw->pw_gid) < 0)
 		ma_fatal("chown %s to %s", d->conf.spool_dir, d->conf.user);
-	if (setgroups(1, &pw->pw_gid) < 0 ||
-	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+	if (ma_become_user(pw->pw_uid, pw->pw_gid) < 0)
 		ma_fatal("cannot drop privileges to %s", d->conf.user);
 }
 

@@ -56,6 +56,34 @@ ma_address_normalize(const char *in, char out[MA_ADDRESS_MAX + 1])
 	return 0;
 }
 
+bool
+ma_address_list_next(const char **pos, char out[MA_ADDRESS_MAX + 1])
+{
+	const char *p = *pos;
+
+	for (;;) {
+		char raw[MA_ADDRESS_MAX + 1];
+		size_t len;
+
+		p += strspn(p, ", \t\r\n");
+		if (*p == '\0') {
+			*pos = p;
+			return false;
+		}
+		len = strcspn(p, ", \t\r\n");
+		if (len <= MA_ADDRESS_MAX) {
+			memcpy(raw, p, len);
+			raw[len] = '\0';
+			if (ma_address_normalize(raw, out) == 0 &&
+			    out[0] != '\0') {
+				*pos = p + len;
+				return true;
+			}
+		}
+		p += len;
+	}
+}
+
 const char *
 ma_address_domain(const char *addr)
 {

@@ -69,6 +69,12 @@ void ma_journal_dir_name(unsigned int dir, char *buf, size_t size);
  * yields "".
  */
 int ma_address_normalize(const char *in, char out[MA_ADDRESS_MAX + 1]);
+/*
+ * ma_address_list_next - the next address of a comma/blank/newline
+ * separated list at *pos (as Postfix tables return them), normalised into
+ * out; words that are not addresses are skipped.  false at the end.
+ */
+bool ma_address_list_next(const char **pos, char out[MA_ADDRESS_MAX + 1]);
 /* The part after the last '@', or "" */
 const char *ma_address_domain(const char *addr);
 

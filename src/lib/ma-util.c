@@ -11,6 +11,7 @@
 #include "ma-util.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -574,6 +575,17 @@ ma_utf8_repair(const char *s, size_t len, struct ma_buf *out)
 			return -1;
 		i += n;
 	}
+	return 0;
+}
+
+int
+ma_become_user(unsigned int uid, unsigned int gid)
+{
+	gid_t g = (gid_t)gid;
+
+	if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
+	    setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+		return -1;
 	return 0;
 }
 

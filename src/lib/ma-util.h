@@ -92,6 +92,13 @@ int ma_parse_i64(const char *s, int64_t *val_r);
 /* ma_hexval - value of one hex digit (either case), or -1. */
 int ma_hexval(char c);
 
+/*
+ * ma_become_user - drop every group but gid and switch real, effective and
+ * saved ids to uid/gid for good (a daemon after binding as root).  -1 with
+ * errno on failure.
+ */
+int ma_become_user(unsigned int uid, unsigned int gid);
+
 /* ma_hash_str - FNV-1a of a string, for small in-memory tables. */
 uint64_t ma_hash_str(const char *s);
 

@@ -313,6 +313,19 @@ alias_lookup(struct alias_resolver *r, const char *addr, char **value_r)
 	return ret;
 }
 
+/* lookup_by - alias_lookup, but past deadline_ms only cached answers */
+static int
+lookup_by(struct alias_resolver *r, const char *addr, int64_t deadline_ms,
+    char **value_r)
+{
+	*value_r = NULL;
+	if (ma_now_ms() <= deadline_ms)
+		return alias_lookup(r, addr, value_r);
+	if (!cache_get(r, addr, value_r))
+		return -1;
+	return *value_r != NULL ? 1 : 0;
+}
+
 struct expansion {
 	char **members;
 	size_t count;
@@ -339,43 +352,24 @@ static void
 expand(struct alias_resolver *r, const char *addr, unsigned int depth,
     struct expansion *e)
 {
-	char *value = NULL;
+	char *value = NULL, norm[MA_ADDRESS_MAX + 1];
 	const char *p;
 	int ret = 0;
 
-	if (depth < ALIAS_DEPTH) {
-		if (ma_now_ms() > e->deadline_ms && !cache_get(r, addr, &value))
-			ret = -1; /* out of time: only cached answers now */
-		else if (value == NULL)
-			ret = alias_lookup(r, addr, &value);
-		else
-			ret = 1;
-	}
+	if (depth < ALIAS_DEPTH)
+		ret = lookup_by(r, addr, e->deadline_ms, &value);
 	if (ret < 0)
 		e->incomplete = true;
 	if (ret <= 0) {
 		add_member(e, addr);
 		return;
 	}
-	for (p = value; *p != '\0';) {
-		char raw[MA_ADDRESS_MAX + 1], norm[MA_ADDRESS_MAX + 1];
-		size_t len;
-
-		p += strspn(p, ", \t\r\n");
-		len = strcspn(p, ", \t\r\n");
-		if (len > 0 && len <= MA_ADDRESS_MAX) {
-			memcpy(raw, p, len);
-			raw[len] = '\0';
-			if (ma_address_normalize(raw, norm) == 0 &&
-			    norm[0] != '\0') {
-				/* An alias that includes itself stops there. */
-				if (strcmp(norm, addr) == 0)
-					expand(r, norm, ALIAS_DEPTH, e);
-				else
-					expand(r, norm, depth + 1, e);
-			}
-		}
-		p += len;
+	for (p = value; ma_address_list_next(&p, norm);) {
+		/* An alias that includes itself stops there. */
+		if (strcmp(norm, addr) == 0)
+			expand(r, norm, ALIAS_DEPTH, e);
+		else
+			expand(r, norm, depth + 1, e);
 	}
 	free(value);
 }
@@ -388,12 +382,7 @@ alias_expand(struct alias_resolver *r, const char *addr, int64_t deadline_ms,
 	char *value = NULL;
 	int ret;
 
-	if (ma_now_ms() > deadline_ms && !cache_get(r, addr, &value))
-		ret = -1;
-	else if (value == NULL)
-		ret = alias_lookup(r, addr, &value);
-	else
-		ret = 1;
+	ret = lookup_by(r, addr, deadline_ms, &value);
 	free(value);
 	if (ret <= 0) {
 		*incomplete_r = ret < 0;

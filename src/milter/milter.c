@@ -116,6 +116,9 @@ struct msg {
 	struct journal_file *reports[MAX_RULES];
 	char boundary[64]; /* of every report of this message */
 	bool report_failed;
+	struct ma_send_class cls; /* valid once classified */
+	char principal[MA_ADDRESS_MAX + 1];
+	bool classified, lookup_failed;
 	bool skip_body;  /* nothing needs it: no login, no report */
 	bool to_journal; /* a local submission addressed a journal */
 	bool active;
@@ -450,14 +453,14 @@ login_map_refresh(void)
 	ma_login_map_destroy(&old);
 }
 
-/* Set when a table lookup failed during this thread's classify(). */
+/* Set when a table lookup failed during this thread's msg_class(). */
 static __thread bool login_lookup_failed;
 
 /* postfix_table_allows - ma_send_allows_fn over a Postfix table */
 static bool
 postfix_table_allows(void *ctx, const char *login, const char *address)
 {
-	char *logins = NULL, who[MA_ADDRESS_MAX + 1];
+	char *logins = NULL, who[MA_ADDRESS_MAX + 1], norm[MA_ADDRESS_MAX + 1];
 	bool found = false;
 	int ret = alias_lookup(ctx, address, &logins);
 
@@ -467,29 +470,25 @@ postfix_table_allows(void *ctx, const char *login, const char *address)
 		free(logins);
 		return false;
 	}
-	for (const char *p = logins; *p != '\0' && !found;) {
-		char raw[MA_ADDRESS_MAX + 1], norm[MA_ADDRESS_MAX + 1];
-		size_t len;
-
-		p += strspn(p, ", \t\r\n");
-		len = strcspn(p, ", \t\r\n");
-		if (len > 0 && len <= MA_ADDRESS_MAX) {
-			memcpy(raw, p, len);
-			raw[len] = '\0';
-			found = ma_address_normalize(raw, norm) == 0 &&
-				strcmp(norm, who) == 0;
-		}
-		p += len;
-	}
+	for (const char *p = logins; !found && ma_address_list_next(&p, norm);)
+		found = strcmp(norm, who) == 0;
 	free(logins);
 	return found;
 }
 
-static void
-classify(struct msg *m, struct ma_send_class *cls)
+/*
+ * msg_class - the submission's Send/SendAs/SendOnBehalf class, worked out
+ * once per message (at end of headers when a report needs it, else at
+ * end of message) and kept in the message.
+ */
+static const struct ma_send_class *
+msg_class(struct msg *m)
 {
 	char from[MA_ADDRESS_MAX + 1], sender[MA_ADDRESS_MAX + 1];
+	struct ma_send_class *cls = &m->cls;
 
+	if (m->classified)
+		return cls;
 	header_first_address(m->from, from);
 	header_first_address(m->sender, sender);
 	login_lookup_failed = false;
@@ -504,12 +503,12 @@ classify(struct msg *m, struct ma_send_class *cls)
 		    sender, cls);
 		pthread_mutex_unlock(&milter.map_lock);
 	}
-	if (cls->principal == from || cls->principal == sender) {
-		static __thread char principal[MA_ADDRESS_MAX + 1];
-
-		memcpy(principal, cls->principal, strlen(cls->principal) + 1);
-		cls->principal = principal;
-	}
+	/* principal may point into from/sender: keep it in the message. */
+	memcpy(m->principal, cls->principal, strlen(cls->principal) + 1);
+	cls->principal = m->principal;
+	m->lookup_failed = login_lookup_failed;
+	m->classified = true;
+	return cls;
 }
 
 /* audit_sender_refusal - Postfix refused the envelope sender for login */
@@ -672,14 +671,13 @@ reports_open(SMFICTX *ctx, struct conn *c)
 {
 	struct msg *m = &c->msg;
 	const char *qid = macro(ctx, "i");
-	struct ma_send_class cls, *clsp = NULL;
+	const struct ma_send_class *cls = NULL;
 
 	uint8_t uuid[16];
 	char id[37];
 
 	if (m->login[0] != '\0') {
-		classify(m, &cls);
-		clsp = &cls;
+		cls = msg_class(m);
 	}
 	ma_uuid7(uuid, ma_now_ms());
 	ma_uuid_fmt(uuid, id);
@@ -710,7 +708,7 @@ reports_open(SMFICTX *ctx, struct conn *c)
 		ma_buf_init(&b, HEADERS_MAX + 1024 * 1024);
 		if (put_report_headers(&b, r, m, qid, boundary) < 0 ||
 		    ma_buf_printf(&b, "--%s\r\n", boundary) < 0 ||
-		    put_envelope(&b, c, m, qid, clsp) < 0 ||
+		    put_envelope(&b, c, m, qid, cls) < 0 ||
 		    ma_buf_printf(&b,
 			"\r\n--%s\r\nContent-Type: message/rfc822\r\n"
 			"Content-Description: original message\r\n\r\n",
@@ -1042,7 +1040,6 @@ static sfsistat
 cb_eom(SMFICTX *ctx)
 {
 	struct conn *c = smfi_getpriv(ctx);
-	struct ma_send_class cls;
 	struct msg *m;
 	bool only_journal = true;
 
@@ -1063,8 +1060,9 @@ cb_eom(SMFICTX *ctx)
 	firewall(ctx, m);
 
 	if (m->login[0] != '\0') {
-		classify(m, &cls);
-		if (login_lookup_failed) {
+		const struct ma_send_class *cls = msg_class(m);
+
+		if (m->lookup_failed) {
 			/* As smtpd does when its own table lookup fails. */
 			ma_log_warnx("sender_login_maps lookup failed; message "
 				     "from %s deferred",
@@ -1072,18 +1070,18 @@ cb_eom(SMFICTX *ctx)
 			return defer(ctx, m,
 			    "Temporary lookup failure, please try again later");
 		}
-		if (!cls.permitted && milter.conf.milter_enforce_from) {
+		if (!cls->permitted && milter.conf.milter_enforce_from) {
 			char why[800];
 
 			snprintf(why, sizeof(why),
 			    "Sender address rejected: %s may not send as %s",
-			    m->login, cls.principal);
-			record_send(ctx, c, &cls, MA_RESULT_FAILED, why);
+			    m->login, cls->principal);
+			record_send(ctx, c, cls, MA_RESULT_FAILED, why);
 			set_reply(ctx, "550", "5.7.1", why);
 			msg_reset(m);
 			return SMFIS_REJECT;
 		}
-		record_send(ctx, c, &cls, MA_RESULT_SUCCEEDED, NULL);
+		record_send(ctx, c, cls, MA_RESULT_SUCCEEDED, NULL);
 	}
 
 	/* Reports: every byte of the message is in the spool file now. */
@@ -1271,9 +1269,7 @@ drop_privileges(const char *socket_path)
 	if (chown(milter.conf.journal_spool_dir, pw->pw_uid, pw->pw_gid) < 0 &&
 	    errno != ENOENT)
 		ma_fatal("chown %s", milter.conf.journal_spool_dir);
-	if (setgroups(1, &pw->pw_gid) < 0 ||
-	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+	if (ma_become_user(pw->pw_uid, pw->pw_gid) < 0)
 		ma_fatal("cannot drop privileges to %s", milter.conf.user);
 }
 
