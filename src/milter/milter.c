@@ -910,12 +910,18 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	/* The original header block, with CRLF line ends. */
 	if (ma_buf_puts(&m->headers, name) == 0 &&
 	    ma_buf_putc(&m->headers, ':') == 0) {
-		for (size_t i = 0; i < vlen; i++) {
-			if (value[i] == '\n' &&
-			    (i == 0 || value[i - 1] != '\r'))
-				(void)ma_buf_putc(&m->headers, '\r');
-			(void)ma_buf_putc(&m->headers, value[i]);
+		const char *p = value, *nl;
+
+		/* Span by span; a bare LF of a folded line becomes CRLF. */
+		while ((nl = memchr(p, '\n', vlen - (size_t)(p - value))) !=
+		       NULL) {
+			bool bare = nl == value || nl[-1] != '\r';
+
+			(void)ma_buf_append(&m->headers, p, (size_t)(nl - p));
+			(void)ma_buf_puts(&m->headers, bare ? "\r\n" : "\n");
+			p = nl + 1;
 		}
+		(void)ma_buf_append(&m->headers, p, vlen - (size_t)(p - value));
 		(void)ma_buf_puts(&m->headers, "\r\n");
 	}
 	for (size_t i = 0; i < 3; i++) {
