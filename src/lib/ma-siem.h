@@ -16,6 +16,7 @@
  */
 
 #include <stdbool.h>
+#include <string.h>
 #include "ma-export.h"
 #include "ma-record.h"
 #include "ma-util.h"
@@ -37,9 +38,23 @@ struct ma_siem_ctx {
 	const char *product_version; /* CEF Device Version */
 };
 
-/* 1 and *fmt_r set if name is json, cef or ecs; 0 otherwise. */
-int ma_siem_format_lookup(const char *name, enum ma_siem_format *fmt_r);
-const char *ma_siem_format_name(enum ma_siem_format fmt);
+/*
+ * 1 and *fmt_r set if name is json, cef or ecs; 0 otherwise.  Inline, so
+ * the configuration parser in ma_core (libc only) can use it.
+ */
+static inline int
+ma_siem_format_lookup(const char *name, enum ma_siem_format *fmt_r)
+{
+	static const char *const names[] = {"json", "cef", "ecs"};
+
+	for (unsigned int i = 0; i < 3; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			*fmt_r = (enum ma_siem_format)i;
+			return 1;
+		}
+	}
+	return 0;
+}
 
 /* ma_siem_body - append rec in fmt (one line, no newline) to out. -1: out full */
 int ma_siem_body(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
