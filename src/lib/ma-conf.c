@@ -80,6 +80,14 @@ check_lmtp(const char *value, struct ma_error *err)
 	return 0;
 }
 
+static int
+check_journal_store(const char *value, struct ma_error *err)
+{
+	if (strcmp(value, "lmtp") != 0 && strcmp(value, "imap") != 0)
+		return ma_error_set(err, "'%.64s' is not lmtp or imap", value);
+	return 0;
+}
+
 static const struct opt opts[] = {
     {"store_path", OPT_PATH, "/var/lib/mailaudit/audit.db", O(store_path), 0, 0,
 	NULL},
@@ -129,6 +137,17 @@ static const struct opt opts[] = {
 	O(journal_spool_dir), 0, 0, NULL},
     {"journal_lmtp", OPT_STR, "unix:/run/dovecot/lmtp", O(journal_lmtp), 0, 0,
 	check_lmtp},
+    {"journal_store", OPT_STR, "lmtp", O(journal_store), 0, 0,
+	check_journal_store},
+    {"journal_imap", OPT_STR, "inet:127.0.0.1:143", O(journal_imap), 0, 0,
+	check_lmtp},
+    {"journal_imap_master_user", OPT_STR, "", O(journal_imap_master_user), 0,
+	0, NULL},
+    {"journal_imap_password_file", OPT_STR, "", O(journal_imap_password_file),
+	0, 0, NULL},
+    {"journal_imap_mailbox", OPT_STR, "INBOX", O(journal_imap_mailbox), 0, 0,
+	NULL},
+    {"journal_batch", OPT_UINT, "64", O(journal_batch), 1, 1000, NULL},
     {"journal_report_from", OPT_STR, "", O(journal_report_from), 0, 0, NULL},
     {"journal_alias_maps", OPT_STR, "", O(journal_alias_maps), 0, 0, NULL},
     {"postfix_config_dir", OPT_STR, "", O(postfix_config_dir), 0, 0, NULL},

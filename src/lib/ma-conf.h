@@ -51,6 +51,12 @@ struct ma_conf {
 	char *journal_rules; /* journal_rule lines, '\n'-separated */
 	char *journal_spool_dir;
 	char *journal_lmtp; /* unix:/path or inet:host:port */
+	char *journal_store; /* "lmtp" or "imap" (MULTIAPPEND batches) */
+	char *journal_imap;  /* unix:/path or inet:host:port */
+	char *journal_imap_master_user; /* "" = log in as the mailbox */
+	char *journal_imap_password_file;
+	char *journal_imap_mailbox;
+	uint64_t journal_batch; /* reports per IMAP APPEND */
 	char *journal_report_from;
 	char *journal_alias_maps; /* Postfix map specs, for Expanded: lines */
 	char *postfix_config_dir; /* postmap -c, "" = Postfix's default */
