@@ -5,8 +5,9 @@
  * journal setup USER --group GROUP: make USER's INBOX the restricted
  * journal mailbox.  Dovecot's ACLs (doveadm acl set) give the members of
  * GROUP (userdb field acl_groups) lookup and read rights and nothing
- * else; the owner keeps lookup, read and post (deliveries) but loses
- * write, expunge, delete and admin, so no IMAP client can change or
+ * else; the owner keeps lookup, read, post (LMTP deliveries) and insert
+ * (the milter's IMAP APPENDs, journal_store = imap) but loses write,
+ * expunge, delete and admin, so no IMAP client can change or
  * remove a journaled message; removal is retention's job.  The mailbox's
  * audit policy is set so that every read and change by anyone is
  * recorded.
@@ -36,7 +37,7 @@
 
 /* What a group member may do, and what the owner keeps. */
 #define GROUP_RIGHTS "lookup read"
-#define OWNER_RIGHTS "lookup read post"
+#define OWNER_RIGHTS "lookup read post insert"
 
 /* run - argv through fork/exec, echoing it; its exit status */
 static int
@@ -130,13 +131,14 @@ journal_setup(int argc, char **argv, journal_policy_fn *policy)
 		ma_fatalx("journal setup: '%s' is not a group name", group);
 	snprintf(group_id, sizeof(group_id), "group=%s", group);
 
-	/* Members read; the owner only receives; nobody else anything. */
+	/* Members read; the owner only receives (post: LMTP, insert: the
+	   milter's APPENDs); nobody else anything. */
 	doveadm(path, config,
 	    (const char *const[]){"acl", "set", "-u", user, mailbox, group_id,
 		"lookup", "read", NULL});
 	doveadm(path, config,
 	    (const char *const[]){"acl", "set", "-u", user, mailbox, "owner",
-		"lookup", "read", "post", NULL});
+		"lookup", "read", "post", "insert", NULL});
 	doveadm(path, config,
 	    (const char *const[]){"acl", "get", "-u", user, mailbox, NULL});
 	if (policy(user) < 0)

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "imap.h"
 #include "lmtp.h"
 #include "ma-log.h"
 
@@ -49,11 +50,20 @@ struct worker {
 	unsigned int idx;
 	pthread_t thread;
 	struct lmtp_session *session;
+	struct imap_session *imap;
+	char imap_user[MA_ADDRESS_MAX + 1]; /* the mailbox imap is logged in to */
 	int64_t last_used_ms;
 };
 
 struct journal {
 	char *dir, *lmtp, *helo;
+	/* IMAP store (opts->imap): MULTIAPPEND batches instead of LMTP */
+	bool imap;
+	char *imap_target, *master_user, *password, *mailbox;
+	unsigned int batch;
+	enum ma_mailbox_names names;
+	const struct ma_domains *local;
+	const char *target; /* the one in use, for messages */
 	struct worker workers[JOURNAL_WORKERS];
 	bool started, stopping;
 	pthread_mutex_t lock;
@@ -83,27 +93,81 @@ mkdir_p(const char *path, mode_t mode, struct ma_error *err)
 	return 0;
 }
 
-struct journal *
-journal_create(const char *spool_dir, const char *lmtp, const char *helo,
-    struct ma_error *err)
+/* read_secret - the first line of path (the IMAP password) */
+static char *
+read_secret(const char *path, struct ma_error *err)
 {
-	struct journal *j;
-	char path[4096];
+	char buf[1024];
+	size_t len;
+	FILE *fp = fopen(path, "re");
 
-	if (mkdir_p(spool_dir, 0700, err) < 0)
+	if (fp == NULL) {
+		ma_error_set(err, "journal_imap_password_file %.300s: %s", path,
+		    strerror(errno));
 		return NULL;
+	}
+	if (fgets(buf, sizeof(buf), fp) == NULL)
+		buf[0] = '\0';
+	fclose(fp);
+	len = strcspn(buf, "\r\n");
+	buf[len] = '\0';
+	if (len == 0) {
+		ma_error_set(err,
+		    "journal_imap_password_file %.300s: empty first line",
+		    path);
+		return NULL;
+	}
+	return ma_xstrdup(buf);
+}
+
+struct journal *
+journal_create(const struct journal_opts *opts, struct ma_error *err)
+{
+	const char *spool_dir = opts->spool_dir;
+	struct journal *j;
+	char path[4096], *password = NULL;
+
+	if (opts->imap) {
+		if (opts->password_file == NULL ||
+		    opts->password_file[0] == '\0') {
+			ma_error_set(err, "journal_store = imap needs "
+					  "journal_imap_password_file");
+			return NULL;
+		}
+		if ((password = read_secret(opts->password_file, err)) == NULL)
+			return NULL;
+	}
+	if (mkdir_p(spool_dir, 0700, err) < 0) {
+		free(password);
+		return NULL;
+	}
 	for (const char *sub = "tmp"; sub != NULL;
 	     sub = strcmp(sub, "tmp") == 0   ? "new"
 		   : strcmp(sub, "new") == 0 ? "failed"
 					     : NULL) {
 		snprintf(path, sizeof(path), "%s/%s", spool_dir, sub);
-		if (mkdir_p(path, 0700, err) < 0)
+		if (mkdir_p(path, 0700, err) < 0) {
+			free(password);
 			return NULL;
+		}
 	}
 	j = ma_xcalloc(1, sizeof(*j));
 	j->dir = ma_xstrdup(spool_dir);
-	j->lmtp = ma_xstrdup(lmtp);
-	j->helo = ma_xstrdup(helo);
+	j->lmtp = ma_xstrdup(opts->lmtp);
+	j->helo = ma_xstrdup(opts->helo);
+	j->imap = opts->imap;
+	if (j->imap) {
+		j->imap_target = ma_xstrdup(opts->imap_target);
+		j->master_user = ma_xstrdup(opts->master_user);
+		j->password = password;
+		j->mailbox = ma_xstrdup(opts->mailbox);
+		j->batch = opts->batch > 0 ? opts->batch : 1;
+		if (j->batch > MAX_BATCH)
+			j->batch = MAX_BATCH;
+		j->names = opts->names;
+		j->local = opts->local;
+	}
+	j->target = j->imap ? j->imap_target : j->lmtp;
 	MA_ASSERT(pthread_mutex_init(&j->lock, NULL) == 0);
 	MA_ASSERT(pthread_cond_init(&j->wake, NULL) == 0);
 	return j;
@@ -290,65 +354,53 @@ write_status(struct journal *j, size_t queued, int64_t oldest_ms)
 	    oldest_ms != 0 ? (long long)((ma_now_ms() - oldest_ms) / 1000) : 0,
 	    (unsigned long long)j->delivered, (unsigned long long)j->failed,
 	    when_ok, when_err, j->last_error[0] != '\0' ? j->last_error : "-",
-	    j->lmtp, j->failing ? "retrying" : "ok");
+	    j->target, j->failing ? "retrying" : "ok");
 	if (fclose(fp) == 0)
 		(void)rename(tmp, path);
 }
 
-/* deliver_one - returns false when delivery should pause (tempfail) */
-static bool
-deliver_one(struct worker *w, const char *name)
+/* finish - unlink a delivered file, keep a refused one in failed/ */
+static void
+finish(struct journal *j, const char *name, enum lmtp_result res)
 {
-	struct journal *j = w->j;
-	char path[4096], dest[4096], rcpt[400], reply[512];
-	enum lmtp_result res;
-	int fd;
+	char path[4096], dest[4096];
 
 	snprintf(path, sizeof(path), "%s/new/%s", j->dir, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return true; /* gone meanwhile */
-	if (read_rcpt(fd, rcpt, sizeof(rcpt)) < 0) {
-		snprintf(reply, sizeof(reply), "unreadable report file");
-		res = LMTP_PERMFAIL;
-	} else {
-		if (w->session == NULL)
-			w->session = lmtp_connect(j->lmtp, j->helo,
-			    LMTP_TIMEOUT_MS, reply, sizeof(reply));
-		res = w->session == NULL ? LMTP_TEMPFAIL
-					 : lmtp_send(w->session, rcpt, fd,
-					       reply, sizeof(reply));
-		if (res != LMTP_DELIVERED)
-			lmtp_close(&w->session);
-		w->last_used_ms = ma_now_ms();
-	}
-	close(fd);
 	if (res == LMTP_DELIVERED && unlink(path) < 0)
 		ma_log_warn("unlink(%s)", path);
 	if (res == LMTP_PERMFAIL) {
 		snprintf(dest, sizeof(dest), "%s/failed/%s", j->dir, name);
 		(void)rename(path, dest);
 	}
+}
 
+/*
+ * account - counters, back-off and log lines for count reports that
+ * ended in res (name/rcpt: the report, for a refusal).
+ */
+static void
+account(struct journal *j, enum lmtp_result res, size_t count,
+    const char *name, const char *rcpt, const char *reply)
+{
 	pthread_mutex_lock(&j->lock);
 	switch (res) {
 	case LMTP_DELIVERED:
-		j->delivered++;
+		j->delivered += count;
 		j->last_success_ms = ma_now_ms();
 		if (j->failing)
 			ma_log_info(
-			    "journal delivery to %s works again", j->lmtp);
+			    "journal delivery to %s works again", j->target);
 		j->failing = false;
 		j->backoff_ms = 0;
 		break;
 	case LMTP_PERMFAIL:
-		j->failed++;
+		j->failed += count;
 		j->last_error_ms = ma_now_ms();
 		snprintf(j->last_error, sizeof(j->last_error), "%s: %.400s",
 		    name, reply);
 		ma_log_warnx("journal report %s for %s REFUSED by %s: %s; "
 			     "kept in %s/failed",
-		    name, rcpt, j->lmtp, reply, j->dir);
+		    name, rcpt, j->target, reply, j->dir);
 		break;
 	case LMTP_TEMPFAIL:
 		j->last_error_ms = ma_now_ms();
@@ -363,7 +415,7 @@ deliver_one(struct worker *w, const char *name)
 			ma_log_warnx("journal delivery to %s failed: %s; "
 				     "reports kept in %s/new, retrying in "
 				     "%lld s",
-			    j->lmtp, reply, j->dir,
+			    j->target, reply, j->dir,
 			    (long long)j->backoff_ms / 1000);
 			j->last_warn_ms = ma_now_ms();
 		}
@@ -371,6 +423,165 @@ deliver_one(struct worker *w, const char *name)
 		break;
 	}
 	pthread_mutex_unlock(&j->lock);
+}
+
+/* open_report - the report file name, positioned after its rcpt line */
+static int
+open_report(struct journal *j, const char *name, char *rcpt, size_t size)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/new/%s", j->dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1; /* gone meanwhile */
+	if (read_rcpt(fd, rcpt, size) < 0) {
+		close(fd);
+		return -2;
+	}
+	return fd;
+}
+
+/* deliver_one - over LMTP; returns false when delivery should pause */
+static bool
+deliver_one(struct worker *w, const char *name)
+{
+	struct journal *j = w->j;
+	char rcpt[400], reply[512];
+	enum lmtp_result res;
+	int fd = open_report(j, name, rcpt, sizeof(rcpt));
+
+	if (fd == -1)
+		return true;
+	if (fd == -2) {
+		snprintf(reply, sizeof(reply), "unreadable report file");
+		res = LMTP_PERMFAIL;
+	} else {
+		if (w->session == NULL)
+			w->session = lmtp_connect(j->lmtp, j->helo,
+			    LMTP_TIMEOUT_MS, reply, sizeof(reply));
+		res = w->session == NULL ? LMTP_TEMPFAIL
+					 : lmtp_send(w->session, rcpt, fd,
+					       reply, sizeof(reply));
+		if (res != LMTP_DELIVERED)
+			lmtp_close(&w->session);
+		w->last_used_ms = ma_now_ms();
+		close(fd);
+	}
+	finish(j, name, res);
+	account(j, res, 1, name, rcpt, reply);
+	return res != LMTP_TEMPFAIL;
+}
+
+/* imap_login - log w in to the mailbox of rcpt unless it already is */
+static bool
+imap_login(struct worker *w, const char *rcpt, char *reply, size_t size)
+{
+	struct journal *j = w->j;
+	char user[MA_ADDRESS_MAX + 1];
+
+	ma_mailbox_name(j->names, j->local, rcpt, user);
+	if (imap_ok(w->imap) && strcmp(user, w->imap_user) == 0)
+		return true;
+	imap_close(&w->imap);
+	if (j->master_user[0] != '\0')
+		w->imap = imap_connect(j->imap_target, user, j->master_user,
+		    j->password, LMTP_TIMEOUT_MS, reply, size);
+	else
+		w->imap = imap_connect(j->imap_target, "", user, j->password,
+		    LMTP_TIMEOUT_MS, reply, size);
+	if (w->imap == NULL)
+		return false;
+	snprintf(w->imap_user, sizeof(w->imap_user), "%s", user);
+	return true;
+}
+
+/*
+ * deliver_batch - over IMAP: the first reports of names (n > 0) that go
+ * to the same journal mailbox, up to the batch size, in one APPEND; on a
+ * refusal one by one, to find the report the store refuses.  *done_r
+ * counts the names dealt with; false when delivery should pause.
+ */
+static bool
+deliver_batch(struct worker *w, char **names, size_t n, size_t *done_r)
+{
+	struct journal *j = w->j;
+	char rcpt[400], next[400], reply[512];
+	int fds[MAX_BATCH];
+	size_t k = 0, taken = 0;
+	enum lmtp_result res;
+
+	*done_r = 0;
+	while (taken < n && k < j->batch) {
+		int fd = open_report(j, names[taken], k == 0 ? rcpt : next,
+		    sizeof(rcpt));
+
+		if (fd == -2) {
+			snprintf(reply, sizeof(reply), "unreadable report file");
+			finish(j, names[taken], LMTP_PERMFAIL);
+			account(j, LMTP_PERMFAIL, 1, names[taken], "?", reply);
+		}
+		if (fd < 0) {
+			if (k > 0)
+				break; /* keep the batch's names contiguous */
+			taken++;
+			*done_r = taken;
+			continue;
+		}
+		if (k > 0 && strcmp(next, rcpt) != 0) {
+			close(fd);
+			break; /* another journal mailbox: next batch */
+		}
+		fds[k++] = fd;
+		taken++;
+	}
+	names += *done_r;
+	if (k == 0)
+		return true;
+
+	if (!imap_login(w, rcpt, reply, sizeof(reply)))
+		res = LMTP_TEMPFAIL;
+	else if (k > 1 && !imap_multiappend(w->imap))
+		res = LMTP_PERMFAIL; /* go one by one below */
+	else
+		res = imap_append(
+		    w->imap, j->mailbox, fds, k, reply, sizeof(reply));
+	w->last_used_ms = ma_now_ms();
+	if (res == LMTP_PERMFAIL && k > 1) {
+		/* All or nothing: find the one the store refuses. */
+		res = LMTP_DELIVERED;
+		for (size_t i = 0; i < k && res != LMTP_TEMPFAIL; i++) {
+			enum lmtp_result one = LMTP_TEMPFAIL;
+
+			if (lseek(fds[i], 0, SEEK_SET) == 0 &&
+			    read_rcpt(fds[i], next, sizeof(next)) == 0 &&
+			    imap_login(w, rcpt, reply, sizeof(reply)))
+				one = imap_append(w->imap, j->mailbox, &fds[i],
+				    1, reply, sizeof(reply));
+			if (one != LMTP_TEMPFAIL) {
+				finish(j, names[i], one);
+				account(j, one, 1, names[i], rcpt, reply);
+				(*done_r)++;
+			} else {
+				account(j, one, 1, names[i], rcpt, reply);
+			}
+			res = one == LMTP_TEMPFAIL ? LMTP_TEMPFAIL : res;
+		}
+		for (size_t i = 0; i < k; i++)
+			close(fds[i]);
+		return res != LMTP_TEMPFAIL;
+	}
+	for (size_t i = 0; i < k; i++) {
+		close(fds[i]);
+		if (res != LMTP_TEMPFAIL)
+			finish(j, names[i], res);
+	}
+	if (res != LMTP_TEMPFAIL)
+		*done_r += k;
+	if (res != LMTP_DELIVERED && !imap_ok(w->imap))
+		imap_close(&w->imap);
+	account(j, res, k, names[0], rcpt, reply);
 	return res != LMTP_TEMPFAIL;
 }
 
@@ -399,13 +610,19 @@ delivery_thread(void *arg)
 
 		if (go)
 			n = list_new(j, (int)w->idx, names, &oldest_ms);
-		for (size_t i = 0; i < n; i++) {
+		while (done < n) {
+			size_t step = 1;
+
 			pthread_mutex_lock(&j->lock);
 			go = !j->stopping;
 			pthread_mutex_unlock(&j->lock);
-			if (!go || !deliver_one(w, names[i]))
+			if (!go)
 				break;
-			done++;
+			if (j->imap ? !deliver_batch(w, names + done,
+					  n - done, &step)
+				    : !deliver_one(w, names[done]))
+				break;
+			done += step;
 		}
 		for (size_t i = 0; i < n; i++)
 			free(names[i]);
@@ -419,9 +636,10 @@ delivery_thread(void *arg)
 				free(names[i]);
 		}
 		/* Keep the session while reports come; not forever. */
-		if (done == 0 && w->session != NULL &&
-		    ma_now_ms() - w->last_used_ms > IDLE_CLOSE_MS)
+		if (done == 0 && ma_now_ms() - w->last_used_ms > IDLE_CLOSE_MS) {
 			lmtp_close(&w->session);
+			imap_close(&w->imap);
+		}
 
 		pthread_mutex_lock(&j->lock);
 		if (!j->stopping && j->signals == seen &&
@@ -433,6 +651,7 @@ delivery_thread(void *arg)
 		pthread_mutex_unlock(&j->lock);
 	}
 	lmtp_close(&w->session);
+	imap_close(&w->imap);
 	free(names);
 	return NULL;
 }
@@ -469,6 +688,12 @@ journal_destroy(struct journal **jp)
 	free(j->dir);
 	free(j->lmtp);
 	free(j->helo);
+	free(j->imap_target);
+	free(j->master_user);
+	if (j->password != NULL)
+		memset(j->password, 0, strlen(j->password));
+	free(j->password);
+	free(j->mailbox);
 	free(j);
 	*jp = NULL;
 }

@@ -1378,9 +1378,22 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < milter.rule_count; i++) {
 		if (milter.rules[i].mode == MA_JOURNAL_REPORT &&
 		    milter.journal == NULL) {
-			milter.journal =
-			    journal_create(milter.conf.journal_spool_dir,
-				milter.conf.journal_lmtp, milter.server, &err);
+			struct journal_opts jo = {
+			    .spool_dir = milter.conf.journal_spool_dir,
+			    .lmtp = milter.conf.journal_lmtp,
+			    .helo = milter.server,
+			    .imap = strcmp(milter.conf.journal_store, "imap") == 0,
+			    .imap_target = milter.conf.journal_imap,
+			    .master_user = milter.conf.journal_imap_master_user,
+			    .password_file =
+				milter.conf.journal_imap_password_file,
+			    .mailbox = milter.conf.journal_imap_mailbox,
+			    .batch = (unsigned int)milter.conf.journal_batch,
+			    .names = milter.names,
+			    .local = &milter.local,
+			};
+
+			milter.journal = journal_create(&jo, &err);
 			if (milter.journal == NULL)
 				ma_fatalx("journal spool: %s", err.msg);
 		}

@@ -59,7 +59,7 @@ class MilterBase(unittest.TestCase):
                 acl_groups={"alice": "journal-readers"})
             cls.dovecot.start()
             opts = {"journal_lmtp": "unix:" + cls.dovecot.lmtp_socket}
-            opts.update(cls.MILTER_OPTIONS)
+            opts.update(cls.milter_options())
             cls.milter = MilterFixture(cls.d, options=opts, rules=cls.RULES)
             extra = {}
             if cls.JOURNAL_TRANSPORT:
@@ -95,6 +95,11 @@ class MilterBase(unittest.TestCase):
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def milter_options(cls):
+        """mailaudit.conf keys for the milter (Dovecot is running)."""
+        return dict(cls.MILTER_OPTIONS)
 
     @classmethod
     def tearDownClass(cls):
@@ -621,6 +626,123 @@ class MilterReport(MilterBase):
         os.symlink(self.dovecot.lmtp_socket, link)
         self.assertEqual(len(self.journal(data, timeout=15)), 1)
         self.assertEqual(self.milter.journal_queued(), [])
+
+
+class MilterReportImap(MilterReport):
+    """The report tests again, with reports stored by IMAP APPEND batches
+    (journal_store = imap) as Dovecot's master user admin."""
+
+    @classmethod
+    def milter_options(cls):
+        secret = os.path.join(cls.dovecot.dir, "journal-imap.pass")
+        with open(secret, "w") as f:
+            f.write("adminpw\n")
+        os.chmod(secret, 0o600)
+        return {"journal_store": "imap",
+                "journal_imap": "inet:127.0.0.1:%d" % cls.dovecot.imap_port,
+                "journal_imap_master_user": "admin",
+                "journal_imap_password_file": secret,
+                "journal_batch": "16"}
+
+    def test_burst_stored_in_batches(self):
+        # 40 messages at once: every report arrives, once, and the
+        # store saw fewer APPENDs than reports.
+        before = len(self.journal_all())
+        datas = [message("eve@outside.test", ["bob" + D],
+                         subject="burst %d" % i) for i in range(40)]
+        qids = [self.postfix.send("eve@outside.test", ["bob" + D], d)
+                for d in datas]
+        for q in qids:
+            self.postfix.wait_delivered(q)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and \
+                len(self.journal_all()) < before + 40:
+            time.sleep(0.2)
+        found = self.journal_all()
+        self.assertEqual(len(found), before + 40)
+        for d in datas:
+            self.assertEqual(len([m for m in found
+                                  if message_id(d).encode() in m]), 1)
+        self.assertEqual(self.milter.journal_queued(), [])
+
+    def test_restricted_journal_takes_imap_reports(self):
+        out = self.d.ctl("journal", "setup", "journal", "--group",
+                         "journal-readers", "--dovecot-config",
+                         self.dovecot.conf).stdout
+        self.assertIn("owner lookup read post insert", out)
+        data = message("eve@outside.test", ["bob" + D], subject="acl imap")
+        self.deliver("eve@outside.test", ["bob" + D], data)
+        self.assertEqual(len(self.journal(data)), 1)
+        # The writer can append but neither flag nor delete: only
+        # retention removes journal items.
+        conn = self.dovecot.imap("journal*admin", "adminpw")
+        try:
+            typ, _ = conn.select("INBOX")
+            self.assertEqual(typ, "OK")
+            typ, hits = conn.uid("SEARCH", None, "BODY",
+                                 '"%s"' % message_id(data))
+            [uid] = hits[0].split()
+            conn.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+            typ, flags = conn.uid("FETCH", uid, "(FLAGS)")
+            self.assertNotIn(b"\\Deleted", flags[0])
+            conn.expunge()
+        finally:
+            conn.logout()
+        self.assertEqual(len(self.journal(data, timeout=0)), 1)
+
+    def test_report_kept_while_journal_store_unreachable(self):
+        # Nothing listens on the IMAP port the milter is given first.
+        from dovecot_fixture import free_port
+        self.milter.stop()
+        self.milter.options_file_add(
+            "journal_imap", "inet:127.0.0.1:%d" % free_port())
+        self.milter.start()
+        data = message("eve@outside.test", ["alice" + D],
+                       subject="imap later")
+        self.deliver("eve@outside.test", ["alice" + D], data)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                self.milter.journal_status().get("state") != "retrying":
+            time.sleep(0.1)
+        status = self.milter.journal_status()
+        self.assertEqual(status.get("state"), "retrying", status)
+        self.assertIn("Connection refused", status.get("last_error", ""))
+        self.assertEqual(len(self.milter.journal_queued()), 1)
+        self.assertEqual(self.journal(data, timeout=0), [])
+        # The right address again: the kept report goes in, once.
+        self.milter.stop()
+        self.milter.options_file_add(
+            "journal_imap", "inet:127.0.0.1:%d" % self.dovecot.imap_port)
+        self.milter.start()
+        self.assertEqual(len(self.journal(data, timeout=15)), 1)
+        self.assertEqual(self.milter.journal_queued(), [])
+
+    def test_wrong_password_is_said_and_kept(self):
+        secret = os.path.join(self.dovecot.dir, "journal-imap.bad")
+        with open(secret, "w") as f:
+            f.write("not-the-password\n")
+        self.milter.stop()
+        self.milter.options_file_add("journal_imap_password_file", secret)
+        self.milter.start()
+        try:
+            data = message("eve@outside.test", ["alice" + D],
+                           subject="imap bad login")
+            self.deliver("eve@outside.test", ["alice" + D], data)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and \
+                    "login as admin" not in \
+                    self.milter.journal_status().get("last_error", ""):
+                time.sleep(0.1)
+            self.assertIn("login as admin for journal",
+                          self.milter.journal_status().get("last_error"))
+            self.assertEqual(len(self.milter.journal_queued()), 1)
+        finally:
+            self.milter.stop()
+            self.milter.options_file_add(
+                "journal_imap_password_file",
+                os.path.join(self.dovecot.dir, "journal-imap.pass"))
+            self.milter.start()
+        self.assertEqual(len(self.journal(data, timeout=15)), 1)
 
 
 if __name__ == "__main__":
