@@ -12,26 +12,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "ma-forward-conf.h"
 #include "ma-record.h"
 #include "ma-siem.h"
 #include "ma-util.h"
 
-/* A destination as configured ("forward = NAME TYPE TARGET opt=val ..."). */
-struct fwd_dest_conf {
-	char *name;
-	char *type;   /* syslog, syslog-tls, relp, hec, elastic */
-	char *target; /* host:port or URL */
-	enum ma_siem_format format;
-	/* TLS (syslog-tls, relp tls=yes, https) */
-	char *ca, *cert, *key, *peer_name;
-	bool tls;
-	/* HTTP */
-	char *token_file, *api_key_file, *user, *password_file;
-	char *index, *sourcetype;
-	uint32_t batch;    /* records per request / write, default 500 */
-	uint32_t window;   /* RELP window, default 128 */
-	uint32_t timeout_ms; /* connect + I/O, default 10000 */
-};
+/*
+ * struct fwd_dest_conf, a destination as configured ("forward = NAME TYPE
+ * TARGET opt=val ..."), is declared in ma-forward-conf.h: the config
+ * parser (ma_core) fills it.  For a host:port target, host and port are
+ * already split and checked; for a URL they are NULL/0.
+ */
 
 struct fwd_send_result {
 	size_t accepted;          /* leading records taken for good */

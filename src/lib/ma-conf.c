@@ -9,6 +9,7 @@
  */
 
 #include "ma-conf.h"
+#include "ma-forward-conf.h"
 #include "ma-journal.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ enum opt_type {
 	OPT_MODE,
 	OPT_BOOL,
 	OPT_RULE, /* repeatable; each value a journal rule, '\n'-joined */
+	OPT_FORWARD, /* repeatable; each value a destination, '\n'-joined */
 };
 
 struct opt {
@@ -85,6 +87,41 @@ check_journal_store(const char *value, struct ma_error *err)
 {
 	if (strcmp(value, "lmtp") != 0 && strcmp(value, "imap") != 0)
 		return ma_error_set(err, "'%.64s' is not lmtp or imap", value);
+	return 0;
+}
+
+/* RFC 5424 APP-NAME: 1 to 48 printable US-ASCII characters. */
+static int
+check_app_name(const char *value, struct ma_error *err)
+{
+	size_t n = strlen(value);
+
+	for (size_t i = 0; i < n; i++) {
+		if (value[i] < 33 || value[i] > 126)
+			n = 0;
+	}
+	if (n == 0 || n > 48)
+		return ma_error_set(err,
+		    "'%.64s' is not 1 to 48 printable ASCII characters", value);
+	return 0;
+}
+
+/* RFC 5424 SD-ID: 1 to 32 printable US-ASCII, no '=', ' ', ']' or '"'. */
+static int
+check_sd_id(const char *value, struct ma_error *err)
+{
+	size_t n = strlen(value);
+
+	for (size_t i = 0; i < n; i++) {
+		if (value[i] < 33 || value[i] > 126 || value[i] == '=' ||
+		    value[i] == ']' || value[i] == '"')
+			n = 0;
+	}
+	if (n == 0 || n > 32)
+		return ma_error_set(err,
+		    "'%.64s' is not an SD-ID (1 to 32 printable ASCII "
+		    "characters, no = ] \")",
+		    value);
 	return 0;
 }
 
@@ -151,6 +188,19 @@ static const struct opt opts[] = {
     {"journal_report_from", OPT_STR, "", O(journal_report_from), 0, 0, NULL},
     {"journal_alias_maps", OPT_STR, "", O(journal_alias_maps), 0, 0, NULL},
     {"postfix_config_dir", OPT_STR, "", O(postfix_config_dir), 0, 0, NULL},
+    {"forward", OPT_FORWARD, "", O(forwards), 0, 0, NULL},
+    {"forward_state_dir", OPT_PATH, "/var/lib/mailaudit/forward",
+	O(forward_state_dir), 0, 0, NULL},
+    {"forward_poll_ms", OPT_UINT, "100", O(forward_poll_ms), 10, 60000, NULL},
+    {"forward_state_interval_ms", OPT_UINT, "1000",
+	O(forward_state_interval_ms), 10, 3600000, NULL},
+    {"forward_backoff_max_ms", OPT_UINT, "60000", O(forward_backoff_max_ms),
+	1000, 86400000, NULL},
+    {"syslog_app_name", OPT_STR, "mailaudit", O(syslog_app_name), 0, 0,
+	check_app_name},
+    {"syslog_sd_id", OPT_STR, "mailaudit@32473", O(syslog_sd_id), 0, 0,
+	check_sd_id},
+    {"syslog_utf8_bom", OPT_BOOL, "no", O(syslog_utf8_bom), 0, 0, NULL},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
 
@@ -190,16 +240,22 @@ set_value(struct ma_conf *conf, const struct opt *o, const char *value,
 			    "'%.64s' is not an octal mode like 0660", value);
 		*(uint64_t *)field = v;
 		return 0;
-	case OPT_RULE: {
+	case OPT_RULE:
+	case OPT_FORWARD: {
 		struct ma_journal_rule rule;
 		char **list = (char **)field;
 		size_t old;
 
-		if (value[0] == '\0') /* the default: no rules */
+		if (value[0] == '\0') /* the default: none */
 			return 0;
-		if (ma_journal_rule_parse(value, &rule, err) < 0)
-			return -1;
-		ma_journal_rule_free(&rule);
+		if (o->type == OPT_FORWARD) {
+			if (ma_fwd_dest_check_new(*list, value, err) < 0)
+				return -1;
+		} else {
+			if (ma_journal_rule_parse(value, &rule, err) < 0)
+				return -1;
+			ma_journal_rule_free(&rule);
+		}
 		old = *list == NULL ? 0 : strlen(*list);
 		*list = ma_xrealloc(*list, old + strlen(value) + 2, 1);
 		if (old > 0)
@@ -255,7 +311,8 @@ parse_line(struct ma_conf *conf, char *line, bool *seen, struct ma_error *err)
 	for (size_t i = 0; i < OPT_COUNT; i++) {
 		if (strcmp(key, opts[i].name) != 0)
 			continue;
-		if (seen[i] && opts[i].type != OPT_RULE)
+		if (seen[i] && opts[i].type != OPT_RULE &&
+		    opts[i].type != OPT_FORWARD)
 			return ma_error_set(err, "%s: set twice", key);
 		seen[i] = true;
 		if (set_value(conf, &opts[i], value, err) < 0) {
@@ -351,7 +408,7 @@ ma_conf_free(struct ma_conf *conf)
 {
 	for (size_t i = 0; i < OPT_COUNT; i++) {
 		if (opts[i].type == OPT_STR || opts[i].type == OPT_PATH ||
-		    opts[i].type == OPT_RULE) {
+		    opts[i].type == OPT_RULE || opts[i].type == OPT_FORWARD) {
 			char **f = (char **)((char *)conf + opts[i].offset);
 
 			free(*f);
@@ -371,7 +428,8 @@ format_value(
 	case OPT_PATH:
 		snprintf(out, size, "%s", *(char *const *)field);
 		break;
-	case OPT_RULE: {
+	case OPT_RULE:
+	case OPT_FORWARD: {
 		const char *v = *(char *const *)field;
 
 		snprintf(out, size, "%s", v != NULL ? v : "");
@@ -403,18 +461,21 @@ ma_conf_print(const struct ma_conf *conf, FILE *fp, bool non_default)
 		format_value(&def, &opts[i], d, sizeof(d));
 		if (non_default && strcmp(v, d) == 0)
 			continue;
-		if (opts[i].type != OPT_RULE) {
+		if (opts[i].type != OPT_RULE && opts[i].type != OPT_FORWARD) {
 			fprintf(fp, "%s = %s\n", opts[i].name, v);
 			continue;
 		}
-		/* One line per rule, as they were given. */
-		for (char *line = v, *nl; *line != '\0'; line = nl + 1) {
-			nl = strchr(line, '\n');
-			if (nl != NULL)
-				*nl = '\0';
-			fprintf(fp, "%s = %s\n", opts[i].name, line);
-			if (nl == NULL)
-				break;
+		/* One line per rule, as they were given; from the field itself,
+		   which may be longer than v. */
+		for (const char *line = *(char *const *)((const char *)conf +
+							 opts[i].offset);
+		     line != NULL && *line != '\0';) {
+			size_t len = strcspn(line, "\n");
+
+			fprintf(fp, "%s = %.*s\n", opts[i].name, (int)len, line);
+			line += len;
+			if (*line == '\n')
+				line++;
 		}
 	}
 	ma_conf_free(&def);

@@ -60,6 +60,16 @@ struct ma_conf {
 	char *journal_report_from;
 	char *journal_alias_maps; /* Postfix map specs, for Expanded: lines */
 	char *postfix_config_dir; /* postmap -c, "" = Postfix's default */
+
+	/* mailaudit-forward (see mailaudit.conf(5), "FORWARDING") */
+	char *forwards; /* forward lines, '\n'-separated (ma_fwd_dests_parse) */
+	char *forward_state_dir;
+	uint64_t forward_poll_ms;
+	uint64_t forward_state_interval_ms;
+	uint64_t forward_backoff_max_ms;
+	char *syslog_app_name;
+	char *syslog_sd_id;
+	bool syslog_utf8_bom;
 };
 
 /*

@@ -2,13 +2,16 @@
 /*
  * fuzz-conf.c - libFuzzer target for the configuration parser: any text
  * either parses, or fails with a message naming a line; never a crash,
- * and a failure leaves the defaults in place.
+ * and a failure leaves the defaults in place.  Forward lines accepted at
+ * load must parse again into destinations (mailaudit-forward, mailauditd
+ * and mailauditctl rely on that and do not re-check).
  */
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "ma-conf.h"
+#include "ma-forward-conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,6 +29,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (strcmp(conf.store_path, "/var/lib/mailaudit/audit.db") != 0)
 			abort();
+	} else {
+		struct fwd_dest_conf *dests;
+		size_t n;
+
+		if (ma_fwd_dests_parse(conf.forwards, &dests, &n, &err) < 0)
+			abort();
+		for (size_t i = 0; i < n; i++) {
+			if (dests[i].name == NULL || dests[i].type == NULL ||
+			    dests[i].target == NULL ||
+			    (dests[i].host == NULL) != (dests[i].port == 0))
+				abort();
+		}
+		ma_fwd_dests_free(&dests, n);
 	}
 	ma_conf_free(&conf);
 	free(text);
