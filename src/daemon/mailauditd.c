@@ -39,6 +39,7 @@
 
 #include "daemon.h"
 #include "ma-config.h"
+#include "ma-forward-conf.h"
 #include "ma-log.h"
 #include "ma-proto.h"
 
@@ -209,6 +210,22 @@ epoll_add(struct daemon *d, int fd, void *ptr)
 		ma_fatal("epoll_ctl");
 }
 
+/*
+ * Retention must not delete what a forward destination has not
+ * acknowledged yet (docs/FORWARDING.md, "Retention"): the limit is the
+ * lowest cursor in the state files, read afresh for every purge.
+ */
+static char guard_dest[FWD_NAME_MAX + 1];
+
+static int
+forward_guard(void *ctx, int64_t *max_seq_r, struct ma_error *err)
+{
+	const struct daemon *d = ctx;
+
+	return ma_fwd_lowest_cursor(d->conf.forwards, d->conf.forward_state_dir,
+	    max_seq_r, guard_dest, err);
+}
+
 /* Markers for the signal fd and the writer's eventfd in epoll's data.ptr.
  */
 static char mark_signal, mark_writer;
@@ -252,6 +269,7 @@ setup(struct daemon *d)
 	d->store = ma_store_open(d->conf.store_path, &so, &err);
 	if (d->store == NULL)
 		ma_fatalx("%s", err.msg);
+	ma_store_set_purge_guard(d->store, forward_guard, d);
 	if (control_write_snapshot(d) < 0)
 		ma_fatalx("cannot write the policy snapshot %s",
 		    d->conf.policy_snapshot_path);
@@ -305,6 +323,7 @@ run_purge(struct daemon *d, int64_t now)
 {
 	struct ma_error err = {0};
 	uint64_t deleted;
+	int64_t limit;
 
 	/* Retention reaches the store between batches. */
 	daemon_writer_idle(d);
@@ -316,6 +335,12 @@ run_purge(struct daemon *d, int64_t now)
 	else if (deleted > 0)
 		ma_log_info("retention: purged %llu records",
 		    (unsigned long long)deleted);
+	if (ma_store_purge_held(d->store, &limit))
+		ma_log_info("retention: held back: records above seq %lld are "
+			    "kept until forward destination %s has "
+			    "acknowledged them (%s/%s.state)",
+		    (long long)limit, guard_dest, d->conf.forward_state_dir,
+		    guard_dest);
 	if (deleted >= 50000)
 		d->next_purge_ms = now + 1000;
 }

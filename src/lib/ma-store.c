@@ -115,6 +115,11 @@ struct ma_store {
 	 * saves before it deletes, so a number is never reused.
 	 */
 	int64_t next_seq, batch_first_seq;
+	/* Retention's limit (ma_store_set_purge_guard) and what it kept. */
+	ma_store_purge_guard_fn *guard;
+	void *guard_ctx;
+	bool purge_held;
+	int64_t purge_held_seq;
 };
 
 static const char schema_sql[] =
@@ -1292,7 +1297,7 @@ ma_store_search(struct ma_store *store, const struct ma_query *q,
 	struct ma_record rec;
 	int rc, ret = 0;
 
-	if (count_matches(store, q, matched_r, err) < 0)
+	if (matched_r != NULL && count_matches(store, q, matched_r, err) < 0)
 		return -1;
 	ma_buf_init(&b.sql, 64 * 1024);
 	sb_sql(&b, "SELECT seq, id, time_ms,"
@@ -1657,16 +1662,62 @@ purge_chunk(struct ma_store *store, struct ma_error *err)
 	    err);
 }
 
+/*
+ * purge_due_above - is a record above the guard's limit due for deletion?
+ * Then retention is being held back (store->purge_held), which the
+ * caller reports.  The oldest such record is enough: one index probe.
+ */
+static int
+purge_due_above(struct ma_store *store, int64_t now_ms, uint32_t min_days,
+    int64_t floor_days, int64_t limit, struct ma_error *err)
+{
+	int64_t day = 86400000;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (prepare(store,
+		"SELECT 1 FROM records r WHERE r.seq > ?6 AND r.time_ms < ?1"
+		" AND r.time_ms < ?2 - ?3 * max(?4, coalesce((SELECT"
+		" age_limit_days FROM mailboxes m WHERE m.name = (SELECT name"
+		" FROM names n WHERE n.id = r.mailbox)), ?5)) LIMIT 1",
+		&st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, day);
+	sqlite3_bind_int64(st, 4, min_days);
+	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
+	sqlite3_bind_int64(st, 6, limit);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(store, err, "purge");
+	store->purge_held = rc == SQLITE_ROW;
+	store->purge_held_seq = limit;
+	return 0;
+}
+
 int
 ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
     uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err)
 {
 	sqlite3_stmt *st;
-	int64_t day = 86400000, floor_days;
+	int64_t day = 86400000, floor_days, limit = INT64_MAX;
 	char high[32];
 	int rc;
 
 	*deleted_r = 0;
+	store->purge_held = false;
+	if (store->guard != NULL) {
+		struct ma_error gerr = {0};
+		int g = store->guard(store->guard_ctx, &limit, &gerr);
+
+		if (g < 0)
+			return ma_error_set(err,
+			    "retention held back entirely: %s", gerr.msg);
+		if (g == 0)
+			limit = INT64_MAX;
+	}
 	/* The youngest record that can be due: bounds the index range so the
 	   per-row age lookup runs only on candidates. */
 	floor_days = MA_DEFAULT_AGE_LIMIT_DAYS;
@@ -1689,7 +1740,7 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 		" FROM records r WHERE r.time_ms < ?1 AND r.time_ms < ?2 - ?3 *"
 		" max(?4, coalesce((SELECT age_limit_days FROM mailboxes m"
 		" WHERE m.name = (SELECT name FROM names n WHERE n.id ="
-		" r.mailbox)), ?5)) LIMIT 10000",
+		" r.mailbox)), ?5)) AND r.seq <= ?6 LIMIT 10000",
 		&st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
@@ -1697,6 +1748,7 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 	sqlite3_bind_int64(st, 3, day);
 	sqlite3_bind_int64(st, 4, min_days);
 	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
+	sqlite3_bind_int64(st, 6, limit);
 	for (;;) {
 		int n;
 
@@ -1731,7 +1783,44 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 			break;
 	}
 	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE && limit != INT64_MAX &&
+	    purge_due_above(store, now_ms, min_days, floor_days, limit, err) < 0)
+		return -1;
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void
+ma_store_set_purge_guard(
+    struct ma_store *store, ma_store_purge_guard_fn *fn, void *ctx)
+{
+	store->guard = fn;
+	store->guard_ctx = ctx;
+}
+
+bool
+ma_store_purge_held(const struct ma_store *store, int64_t *limit_r)
+{
+	if (store->purge_held && limit_r != NULL)
+		*limit_r = store->purge_held_seq;
+	return store->purge_held;
+}
+
+int
+ma_store_last_seq(
+    struct ma_store *store, int64_t *last_seq_r, struct ma_error *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	/* max() of the rowid: one probe at the end of the table. */
+	if (prepare(store, "SELECT coalesce(max(seq), 0) FROM records", &st,
+		err) < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*last_seq_r = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(store, err, "last seq");
 }
 
 int

@@ -135,7 +135,10 @@ typedef int ma_store_row_fn(void *ctx, const struct ma_record *rec);
 /*
  * ma_store_search - run q, calling fn for up to q->limit rows in order.
  * *matched_r is the number of records matching the filters beyond the
- * cursor (all pages), so a caller can always say what is left.
+ * cursor (all pages), so a caller can always say what is left.  Counting
+ * reads every match: a caller that pages through a large store without
+ * needing the total (mailaudit-forward) passes matched_r NULL, and a page
+ * after a cursor with no filter is then one range scan of the rowid.
  */
 int ma_store_search(struct ma_store *store, const struct ma_query *q,
     ma_store_row_fn *fn, void *ctx, uint64_t *matched_r, struct ma_error *err);
@@ -176,12 +179,34 @@ int ma_store_bypass_foreach(struct ma_store *store, ma_store_name_fn *fn,
  * never younger than min_days.  Runs in chunks of its own transactions
  * (call outside a batch) and stops once max_rows are deleted (0: no
  * limit), so a caller can interleave other work.  *deleted_r counts
- * deleted records.
+ * deleted records.  With a purge guard set, it first asks the guard for
+ * the highest sequence number it may delete and never goes above it; a
+ * guard that fails stops the purge (-1, nothing deleted).
  */
 int ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
     uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err);
 
-/* Number of records and the highest sequence number. */
+/*
+ * A purge guard: 1 with *max_seq_r = the highest seq retention may
+ * delete, 0 for no limit, -1 with err when the limit cannot be known
+ * (then nothing is deleted).  mailauditd's guard is the lowest cursor of
+ * the forward destinations (docs/FORWARDING.md, "Retention").
+ */
+typedef int ma_store_purge_guard_fn(
+    void *ctx, int64_t *max_seq_r, struct ma_error *err);
+void ma_store_set_purge_guard(
+    struct ma_store *store, ma_store_purge_guard_fn *fn, void *ctx);
+/*
+ * ma_store_purge_held - after a purge: true if the guard kept a record
+ * that was otherwise due (*limit_r, if not NULL, the guard's limit).
+ */
+bool ma_store_purge_held(const struct ma_store *store, int64_t *limit_r);
+
+/* ma_store_last_seq - the highest stored sequence number (0: none); cheap. */
+int ma_store_last_seq(
+    struct ma_store *store, int64_t *last_seq_r, struct ma_error *err);
+
+/* Number of records and the highest sequence number (counts every row). */
 int ma_store_stats(struct ma_store *store, uint64_t *count_r,
     int64_t *last_seq_r, struct ma_error *err);
 

@@ -2,7 +2,8 @@
 /*
  * test-store.c - the SQLite store: insert and de-duplication, every
  * search filter, paging counts, policy rows, retention, the posting lists
- * of the index tables, refusing a store of an older schema.
+ * of the index tables, refusing a store of an older schema, retention
+ * held back by the forward destinations' cursors.
  */
 
 #include <sqlite3.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ma-forward-conf.h"
 #include "ma-store.h"
 #include "ut.h"
 
@@ -601,12 +603,135 @@ cleanup(void)
 	unlink(p);
 }
 
+/* The guard mailauditd installs: the lowest cursor of the state files. */
+struct guard_ctx {
+	const char *lines, *dir;
+	int calls;
+	bool fail;
+};
+
+static int
+guard_fn(void *ctx, int64_t *max_seq_r, struct ma_error *err)
+{
+	struct guard_ctx *g = ctx;
+	char name[FWD_NAME_MAX + 1];
+
+	g->calls++;
+	if (g->fail)
+		return ma_error_set(err, "state file unreadable");
+	return ma_fwd_lowest_cursor(g->lines, g->dir, max_seq_r, name, err);
+}
+
+static int
+seq_fn(void *ctx, const struct ma_record *rec)
+{
+	int64_t *seqs = ctx;
+
+	seqs[++seqs[0]] = rec->seq;
+	return 0;
+}
+
+static void
+test_purge_guard(void)
+{
+	struct ma_store *s = open_rw();
+	struct ma_error err = {0};
+	int64_t now = ma_now_ms(), day = 86400000, seqs[16], limit = 0, last;
+	uint64_t deleted;
+	struct ma_query q = {.result = -1, .limit = 10};
+	char dir[] = "/tmp/ma-test-guard-XXXXXX";
+	struct guard_ctx g = {
+	    .lines = "a syslog h:1\nb relp h:2", .dir = dir};
+	struct ma_fwd_state st = {0};
+	bool dup;
+
+	ut_begin("retention never passes the lowest forward cursor");
+	ut_assert(s != NULL && mkdtemp(dir) != NULL);
+	if (s == NULL) {
+		ut_end();
+		return;
+	}
+	/* A clean slate, then five records due for deletion. */
+	ut_assert(ma_store_purge(s, now + 1000000 * day, 0, 0, &deleted,
+		      &err) == 0);
+	ut_assert(ma_store_begin(s, &err) == 0);
+	for (int i = 0; i < 5; i++)
+		add(s, now - 200 * day + i, "Update", MA_LOGON_OWNER, "g", "g",
+		    NULL, &dup, NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	seqs[0] = 0;
+	ut_assert(ma_store_search(s, &q, seq_fn, seqs, NULL, &err) == 0);
+	ut_assert_cmp(seqs[0], ==, 5);
+	ut_assert(ma_store_last_seq(s, &last, &err) == 0);
+	ut_assert_cmp(last, ==, seqs[5]);
+	ma_store_set_purge_guard(s, guard_fn, &g);
+
+	/* No state file yet for either destination: cursor 0, nothing goes. */
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 0);
+	ut_assert(ma_store_purge_held(s, &limit));
+	ut_assert_cmp(limit, ==, 0);
+
+	/* a at the 4th record, b at the 2nd: the first two go. */
+	snprintf(st.type, sizeof(st.type), "syslog");
+	st.cursor = seqs[4];
+	ut_assert(ma_fwd_state_write(dir, "a", &st, &err) == 0);
+	st.cursor = seqs[2];
+	ut_assert(ma_fwd_state_write(dir, "b", &st, &err) == 0);
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 2);
+	ut_assert(ma_store_purge_held(s, &limit));
+	ut_assert_cmp(limit, ==, seqs[2]);
+	q.cursor = 0;
+	seqs[0] = 0;
+	ut_assert(ma_store_search(s, &q, seq_fn, seqs, NULL, &err) == 0);
+	ut_assert_cmp(seqs[0], ==, 3);
+
+	/* A guard that cannot read the state keeps everything. */
+	g.fail = true;
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) < 0);
+	ut_assert(strstr(err.msg, "state file unreadable") != NULL);
+	ut_assert_cmp(deleted, ==, 0);
+	g.fail = false;
+
+	/* Both caught up: the rest goes, and nothing is held back. */
+	st.cursor = last;
+	ut_assert(ma_fwd_state_write(dir, "a", &st, &err) == 0);
+	ut_assert(ma_fwd_state_write(dir, "b", &st, &err) == 0);
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 3);
+	ut_assert(!ma_store_purge_held(s, NULL));
+
+	/* No destination configured: no limit. */
+	g.lines = "";
+	ut_assert(ma_store_begin(s, &err) == 0);
+	add(s, now - 200 * day, "Update", MA_LOGON_OWNER, "g", "g", NULL, &dup,
+	    NULL);
+	ut_assert(ma_store_commit(s, &err) == 0);
+	ut_assert(ma_store_purge(s, now, 0, 0, &deleted, &err) == 0);
+	ut_assert_cmp(deleted, ==, 1);
+	ut_assert(!ma_store_purge_held(s, NULL));
+	ut_assert_cmp(g.calls, ==, 5);
+	ma_store_destroy(&s);
+	{
+		char *p = ma_fwd_state_path(dir, "a", ".state");
+
+		unlink(p);
+		free(p);
+		p = ma_fwd_state_path(dir, "b", ".state");
+		unlink(p);
+		free(p);
+	}
+	ut_assert(rmdir(dir) == 0);
+	ut_end();
+}
+
 int
 main(void)
 {
 	static void (*const tests[])(void) = {test_insert_search,
 	    test_policy_rows, test_purge, test_postings, test_insert_rows,
-	    test_buckets, test_old_schema, test_readonly};
+	    test_buckets, test_old_schema, test_readonly, test_purge_guard};
 	int fd, ret;
 
 	snprintf(dbpath, sizeof(dbpath), "/tmp/ma-test-store-XXXXXX");
