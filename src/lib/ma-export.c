@@ -702,27 +702,56 @@ append_json_text(struct ma_buf *out, const char *text)
 	return 0;
 }
 
-int
-ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
-    struct ma_buf *out)
+struct json_t *
+ma_export_json_tree(
+    const struct ma_export_ctx *ctx, const struct ma_record *rec)
 {
 	struct json_build b = {.rec = rec};
 	json_t *obj;
-	char *text;
-	int ret;
 
 	ma_buf_init(&b.str, MA_EXPORT_BUF_MAX);
 	ma_buf_init(&b.path, MA_EXPORT_BUF_MAX);
 	obj = build_json(&b, ctx);
+	ma_buf_deinit(&b.str);
+	ma_buf_deinit(&b.path);
+	return obj;
+}
+
+struct json_t *
+ma_export_json_string(const char *s)
+{
+	struct json_build b = {.rec = NULL};
+	json_t *j;
+
+	ma_buf_init(&b.str, MA_EXPORT_BUF_MAX);
+	j = jstr(&b, s);
+	ma_buf_deinit(&b.str);
+	return j;
+}
+
+int
+ma_export_json_dump(const struct json_t *j, struct ma_buf *out)
+{
+	char *text;
+	int ret;
+
 	/* 7-bit output: no C1 controls or bidi overrides reach a pager. */
-	text = json_dumps(
-	    obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER |
+				 JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
 	MA_ASSERT(text != NULL);
 	ret = append_json_text(out, text);
 	free(text);
+	return ret;
+}
+
+int
+ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
+    struct ma_buf *out)
+{
+	json_t *obj = ma_export_json_tree(ctx, rec);
+	int ret = ma_export_json_dump(obj, out);
+
 	json_decref(obj);
-	ma_buf_deinit(&b.str);
-	ma_buf_deinit(&b.path);
 	return ret;
 }
 

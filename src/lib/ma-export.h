@@ -43,6 +43,32 @@ int ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
     struct ma_buf *out);
 
 /*
+ * The same in pieces, for renderers that put the Management Activity
+ * object inside a document of their own (ma-siem's ECS, HEC and _bulk
+ * output).  jansson's json_t is declared here only as an incomplete
+ * struct so that this header needs no jansson include.
+ *
+ * ma_export_json_tree - rec's object as a jansson tree: a new reference
+ * the caller json_decref()s.  Never NULL (out of memory is fatal).
+ */
+struct json_t;
+struct json_t *ma_export_json_tree(
+    const struct ma_export_ctx *ctx, const struct ma_record *rec);
+
+/*
+ * ma_export_json_string - a new JSON string holding s, invalid UTF-8
+ * replaced by U+FFFD.  Never NULL.
+ */
+struct json_t *ma_export_json_string(const char *s);
+
+/*
+ * ma_export_json_dump - append any JSON value j as ma_export_json writes
+ * it: compact, in insertion order, 7-bit (\uXXXX escapes, DEL too).
+ * -1, out unchanged, if out's max is exceeded.
+ */
+int ma_export_json_dump(const struct json_t *j, struct ma_buf *out);
+
+/*
  * ma_export_record - write rec to fp in ctx->format, with a header line
  * before the first record for CSV and table.  -1 on a write error.
  */

@@ -27,15 +27,24 @@ enum ma_siem_format {
 	MA_SIEM_ECS,
 };
 
+/*
+ * What every rendering takes besides the record.  A NULL or empty string
+ * field means its default.  The caller owns the strings; nothing is kept
+ * after a call returns.
+ */
 struct ma_siem_ctx {
-	/* organisation values for the JSON body (ma_export_json) */
+	/* Organisation values for the JSON body (ma_export_json). */
 	struct ma_export_ctx export;
-	const char *hostname; /* RFC 5424 HOSTNAME when the record names no server */
-	const char *app_name; /* RFC 5424 APP-NAME, "mailaudit" */
-	const char *sd_id;    /* "mailaudit@32473" */
+	/* RFC 5424 HOSTNAME (and HEC host, CEF dvchost, ECS host.name)
+	   when the record names no server; no default ("-"). */
+	const char *hostname;
+	const char *app_name; /* RFC 5424 APP-NAME, HEC source: "mailaudit" */
+	const char *sd_id;    /* SD-ID: "mailaudit@32473" */
 	bool utf8_bom;        /* MSG starts with the BOM (MSG-UTF8) */
-	int facility;         /* 0..23, default 13 (log audit) */
-	const char *product_version; /* CEF Device Version */
+	/* 0..23; anything else means 13 (log audit).  0 is kern: set it. */
+	int facility;
+	/* CEF Device Version, ECS observer.version: MA_VERSION */
+	const char *product_version;
 };
 
 /*
@@ -56,34 +65,52 @@ ma_siem_format_lookup(const char *name, enum ma_siem_format *fmt_r)
 	return 0;
 }
 
-/* ma_siem_body - append rec in fmt (one line, no newline) to out. -1: out full */
+/*
+ * Every function below appends to out and returns 0, or returns -1 and
+ * leaves out exactly as it was when out's max would be passed (or, for
+ * ma_siem_bulk_create, fmt is cef).  Records need not be validated:
+ * any string may hold any bytes, and the output is still well formed.
+ * docs/SIEM-FORMATS.md has the field mapping and the escaping rules.
+ */
+
+/*
+ * ma_siem_body - rec in fmt, one line without a newline.  json is the
+ * exact bytes of ma_export_json; cef and ecs never hold CR, LF or NUL.
+ */
 int ma_siem_body(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
     const struct ma_record *rec, struct ma_buf *out);
 
 /*
- * ma_siem_syslog_frame - append "LEN SP SYSLOG-MSG" (RFC 6587 octet
- * counting) for rec: RFC 5424 header, the SD element, MSG = body in fmt.
+ * ma_siem_syslog_frame - "MSG-LEN SP SYSLOG-MSG" (RFC 6587 octet
+ * counting) of ma_siem_syslog_msg's message.
  */
-int ma_siem_syslog_frame(const struct ma_siem_ctx *ctx,
-    enum ma_siem_format fmt, const struct ma_record *rec, struct ma_buf *out);
+int ma_siem_syslog_frame(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
+    const struct ma_record *rec, struct ma_buf *out);
 
-/* ma_siem_syslog_msg - the same without the length prefix (for RELP). */
+/*
+ * ma_siem_syslog_msg - the RFC 5424 message alone (for RELP): "<PRI>1
+ * TIMESTAMP HOSTNAME APP-NAME - MSGID [SD-ID seq= id= op= mbx= user=
+ * logon= result=] MSG", MSG being the body in fmt.
+ */
 int ma_siem_syslog_msg(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
     const struct ma_record *rec, struct ma_buf *out);
 
 /*
- * ma_siem_hec_event - append one HEC event object {"time":..,"host":..,
+ * ma_siem_hec_event - one HEC event object {"time":..,"host":..,
  * "source":..,"sourcetype":..,["index":..,]"event":..} (no newline);
- * the event is the JSON/ECS object, or a string for CEF.
+ * the event is the JSON/ECS object, or the CEF line as a string.  index
+ * NULL or "": none (the token's default); sourcetype NULL or "":
+ * "mailaudit:json", "mailaudit:cef" or "mailaudit:ecs".
  */
 int ma_siem_hec_event(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
     const struct ma_record *rec, const char *index, const char *sourcetype,
     struct ma_buf *out);
 
 /*
- * ma_siem_bulk_create - append the two NDJSON lines of a _bulk "create"
- * with _id = the record's Id (so a resend is answered 409, not stored
- * twice), each ending in '\n'.  fmt is json or ecs.
+ * ma_siem_bulk_create - the two NDJSON lines of a _bulk "create" with
+ * _id = the record's Id (so a resend is answered 409, not stored twice),
+ * each ending in '\n'.  fmt is json or ecs (cef: -1); index NULL or "":
+ * "logs-mailaudit-default".
  */
 int ma_siem_bulk_create(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
     const struct ma_record *rec, const char *index, struct ma_buf *out);
