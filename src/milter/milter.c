@@ -95,6 +95,9 @@ static struct {
 	char server[256];
 	bool quit;
 	bool can_skip;         /* the MTA understands SMFIS_SKIP */
+	/* journal_store = imap: copy rules spool the message (copy_open)
+	   rather than adding a recipient */
+	bool store_copies;
 	unsigned long noreply; /* SMFIP_NR_* the MTA agreed to */
 } milter;
 
@@ -114,6 +117,7 @@ struct msg {
 	unsigned int dir;
 	bool spoofed;
 	struct journal_file *reports[MAX_RULES];
+	bool stored_copy[MAX_RULES]; /* reports[i] is a copy, not a report */
 	char boundary[64]; /* of every report of this message */
 	bool report_failed;
 	struct ma_send_class cls; /* valid once classified */
@@ -662,9 +666,106 @@ put_envelope(struct ma_buf *b, const struct conn *c, const struct msg *m,
 	return ret < 0 ? -1 : 0;
 }
 
+/* is_firewall_header - line starts a field the header firewall removes */
+static bool
+is_firewall_header(const char *line, size_t len)
+{
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = strlen(firewall_headers[i]);
+
+		if (len > n && line[n] == ':' &&
+		    strncasecmp(line, firewall_headers[i], n) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * put_delivered_headers - the header block as recipients get it: without
+ * the fields the header firewall deletes at end of message.
+ */
+static int
+put_delivered_headers(struct ma_buf *b, const struct ma_buf *hdrs)
+{
+	const char *p = hdrs->data, *end = hdrs->data + hdrs->len;
+	bool skipping = false;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		if (*p != ' ' && *p != '\t')
+			skipping = is_firewall_header(p, len);
+		if (!skipping && ma_buf_append(b, p, len) < 0)
+			return -1;
+		p += len;
+	}
+	return 0;
+}
+
+/*
+ * copy_open - a copy rule when the journal store is the milter's own
+ * (journal_store = imap): the message itself goes to the spool, to be
+ * stored in APPEND batches, instead of one more recipient for Postfix.
+ */
+/*
+ * put_trace - the Received: line of this hop.  Postfix adds its own only
+ * after the milter has seen the headers, so a copy stored by the milter
+ * gets one of ours in its place: who handed the message over, which
+ * server took it, the queue id and when.
+ */
+static int
+put_trace(struct ma_buf *b, const struct conn *c, const char *qid)
+{
+	char date[64], name[256], addr[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	ma_sanitize(c->client_name != NULL ? c->client_name : "unknown",
+	    c->client_name != NULL ? strlen(c->client_name) : 7, name,
+	    sizeof(name));
+	ma_sanitize(c->client_addr != NULL ? c->client_addr : "",
+	    c->client_addr != NULL ? strlen(c->client_addr) : 0, addr,
+	    sizeof(addr));
+	return ma_buf_printf(b,
+	    "Received: from %s [%s]\r\n\tby %s (mailaudit-milter, journal "
+	    "copy) id %s;\r\n\t%s\r\n",
+	    name, addr[0] != '\0' ? addr : "local", milter.server,
+	    qid != NULL ? qid : "-", date);
+}
+
+static void
+copy_open(struct msg *m, const struct conn *c, const char *qid, size_t i)
+{
+	const struct ma_journal_rule *r = &milter.rules[i];
+	struct ma_error err = {0};
+	struct ma_buf b;
+
+	m->reports[i] = journal_file_open(milter.journal, r->address, &err);
+	if (m->reports[i] == NULL) {
+		ma_log_warnx("journal copy for rule %s: %s", r->name, err.msg);
+		m->report_failed = true;
+		return;
+	}
+	m->stored_copy[i] = true;
+	ma_buf_init(&b, HEADERS_MAX + 1024);
+	if (put_trace(&b, c, qid) < 0 ||
+	    put_delivered_headers(&b, &m->headers) < 0 ||
+	    ma_buf_puts(&b, "\r\n") < 0 ||
+	    journal_file_write(m->reports[i], b.data, b.len) < 0) {
+		ma_log_warnx("journal copy for rule %s: write failed", r->name);
+		journal_file_abort(&m->reports[i]);
+		m->report_failed = true;
+	}
+	ma_buf_deinit(&b);
+}
+
 /*
  * reports_open - at end of headers: one spool file per matching report
- * rule, holding everything up to the original body.
+ * rule, holding everything up to the original body (and, with the IMAP
+ * journal store, one per matching copy rule).
  */
 static void
 reports_open(SMFICTX *ctx, struct conn *c)
@@ -689,14 +790,21 @@ reports_open(SMFICTX *ctx, struct conn *c)
 		struct ma_buf b;
 		bool dup = false;
 
-		if (r->mode != MA_JOURNAL_REPORT || !rule_matches(r, m))
+		if (!rule_matches(r, m) ||
+		    (r->mode == MA_JOURNAL_COPY && !milter.store_copies))
 			continue;
-		/* Once per journal address, however many rules match. */
+		/* Once per journal address and mode, however many rules
+		   match. */
 		for (size_t k = 0; k < i; k++)
 			dup |= m->reports[k] != NULL &&
+			       milter.rules[k].mode == r->mode &&
 			       strcmp(milter.rules[k].address, r->address) == 0;
 		if (dup)
 			continue;
+		if (r->mode == MA_JOURNAL_COPY) {
+			copy_open(m, c, qid, i);
+			continue;
+		}
 		m->reports[i] =
 		    journal_file_open(milter.journal, r->address, &err);
 		if (m->reports[i] == NULL) {
@@ -738,8 +846,9 @@ reports_commit(struct msg *m)
 
 		if (m->reports[i] == NULL)
 			continue;
-		if (journal_file_write(m->reports[i], trailer, (size_t)len) <
-			0 ||
+		if ((!m->stored_copy[i] &&
+			journal_file_write(m->reports[i], trailer, (size_t)len) <
+			    0) ||
 		    journal_file_commit(milter.journal, &m->reports[i], &err) <
 			0) {
 			ma_log_warnx("journal report: %s",
@@ -1107,7 +1216,8 @@ cb_eom(SMFICTX *ctx)
 		char rcpt[MA_ADDRESS_MAX + 3], notify_never[] = "NOTIFY=NEVER";
 		bool dup = false;
 
-		if (r->mode != MA_JOURNAL_COPY || !rule_matches(r, m))
+		if (r->mode != MA_JOURNAL_COPY || !rule_matches(r, m) ||
+		    milter.store_copies)
 			continue;
 		for (size_t k = 0; k < i; k++)
 			dup |=
@@ -1375,8 +1485,10 @@ main(int argc, char **argv)
 		    milter.conf.sender_login_maps);
 	g_mime_init();
 
+	milter.store_copies = strcmp(milter.conf.journal_store, "imap") == 0;
 	for (size_t i = 0; i < milter.rule_count; i++) {
-		if (milter.rules[i].mode == MA_JOURNAL_REPORT &&
+		if ((milter.rules[i].mode == MA_JOURNAL_REPORT ||
+			milter.store_copies) &&
 		    milter.journal == NULL) {
 			struct journal_opts jo = {
 			    .spool_dir = milter.conf.journal_spool_dir,

@@ -28,7 +28,7 @@ import time
 import unittest
 
 from daemon_fixture import MailauditDaemon
-from dovecot_fixture import DovecotFixture
+from dovecot_fixture import DovecotFixture, free_port
 from milter_fixture import MilterFixture
 from postfix_fixture import PostfixFixture, imap_messages, message, message_id
 
@@ -628,9 +628,11 @@ class MilterReport(MilterBase):
         self.assertEqual(self.milter.journal_queued(), [])
 
 
-class MilterReportImap(MilterReport):
-    """The report tests again, with reports stored by IMAP APPEND batches
-    (journal_store = imap) as Dovecot's master user admin."""
+class ImapStore:
+    """Mixin: the journal stored by the milter itself in IMAP APPEND
+    batches (journal_store = imap), as Dovecot's master user admin."""
+
+    SUBJECT_WORD = "journal"
 
     @classmethod
     def milter_options(cls):
@@ -645,8 +647,7 @@ class MilterReportImap(MilterReport):
                 "journal_batch": "16"}
 
     def test_burst_stored_in_batches(self):
-        # 40 messages at once: every report arrives, once, and the
-        # store saw fewer APPENDs than reports.
+        # 40 messages at once: every one journaled, once.
         before = len(self.journal_all())
         datas = [message("eve@outside.test", ["bob" + D],
                          subject="burst %d" % i) for i in range(40)]
@@ -679,7 +680,7 @@ class MilterReportImap(MilterReport):
         try:
             typ, _ = conn.select("INBOX")
             self.assertEqual(typ, "OK")
-            typ, hits = conn.uid("SEARCH", None, "BODY",
+            typ, hits = conn.uid("SEARCH", None, "TEXT",
                                  '"%s"' % message_id(data))
             [uid] = hits[0].split()
             conn.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
@@ -690,9 +691,8 @@ class MilterReportImap(MilterReport):
             conn.logout()
         self.assertEqual(len(self.journal(data, timeout=0)), 1)
 
-    def test_report_kept_while_journal_store_unreachable(self):
+    def test_journal_kept_while_imap_store_unreachable(self):
         # Nothing listens on the IMAP port the milter is given first.
-        from dovecot_fixture import free_port
         self.milter.stop()
         self.milter.options_file_add(
             "journal_imap", "inet:127.0.0.1:%d" % free_port())
@@ -709,7 +709,7 @@ class MilterReportImap(MilterReport):
         self.assertIn("Connection refused", status.get("last_error", ""))
         self.assertEqual(len(self.milter.journal_queued()), 1)
         self.assertEqual(self.journal(data, timeout=0), [])
-        # The right address again: the kept report goes in, once.
+        # The right address again: the kept item goes in, once.
         self.milter.stop()
         self.milter.options_file_add(
             "journal_imap", "inet:127.0.0.1:%d" % self.dovecot.imap_port)
@@ -743,6 +743,45 @@ class MilterReportImap(MilterReport):
                 os.path.join(self.dovecot.dir, "journal-imap.pass"))
             self.milter.start()
         self.assertEqual(len(self.journal(data, timeout=15)), 1)
+
+
+class MilterReportImap(ImapStore, MilterReport):
+    """The report tests again, with reports stored by the milter over IMAP."""
+
+    # replaced by the IMAP variant above (journal_lmtp is not used)
+    test_report_kept_while_journal_store_unreachable = None
+
+
+class MilterCopyImap(ImapStore, MilterCopy):
+    """The copy tests again: copies spooled by the milter and stored over
+    IMAP instead of one more recipient for Postfix."""
+
+    test_copy_kept_while_journal_store_unreachable = None
+
+    def test_copy_is_the_delivered_message(self):
+        data = message("eve@outside.test", ["bob" + D], subject="same bytes",
+                       headers=[("X-Folded", "one\r\n two")])
+        self.deliver("eve@outside.test", ["bob" + D], data)
+        [copy] = self.journal(data)
+        [bob] = imap_messages(self.dovecot, "bob", message_id(data))
+        c_head, c_body = copy.split(b"\r\n\r\n", 1)
+        b_head, b_body = bob.split(b"\r\n\r\n", 1)
+        self.assertEqual(c_body, b_body)
+        # The journal copy starts with the milter's trace line (Postfix
+        # adds its own only after the milter saw the headers); every
+        # other header line of it is in bob's copy, which has Dovecot's
+        # and Postfix's trace lines on top.
+        trace, rest = c_head.split(b"\r\n", 1)[0], c_head
+        self.assertTrue(trace.startswith(b"Received: from "), c_head)
+        self.assertIn(b"[127.0.0.1]", trace)
+        first = rest.split(b"\r\n")
+        while first[0].startswith((b"Received:", b"\t")):
+            first.pop(0)
+        b_lines = b_head.split(b"\r\n")
+        for line in first:
+            self.assertIn(line, b_lines)
+        self.assertIn(b"X-Folded: one\r\n two", c_head)
+        self.assertEqual(b_lines[b_lines.index(first[0]):], first)
 
 
 if __name__ == "__main__":
