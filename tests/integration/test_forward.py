@@ -86,16 +86,20 @@ class TestRsyslogFixture(unittest.TestCase):
                             self.pki.client_cert, self.pki.client_key)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(self.rs.wait_count("tls", 1), [msg.decode()])
-        # No certificate: refused.  (A CA-signed certificate for a name
-        # not permitted is refused only some of the time by imtcp/ossl in
-        # rsyslog 8.2302, see rsyslog_fixture; imrelp refuses it always,
-        # test_relp_tls_refuses_a_rogue_client.)
-        self.s_client(self.rs.ports["tls"], b"<13>1 - h a - - - anonymous")
-        time.sleep(1.0)
-        self.assertEqual(self.rs.received("tls"), [msg.decode()])
         send_syslog(self.rs.ports["tls"], [b"<13>1 - h a - - - python"],
                     tls=client_tls_context(self.pki))
         self.assertEqual(len(self.rs.wait_count("tls", 2)), 2)
+        # No certificate: refused.  (A CA-signed certificate for a name
+        # not permitted is refused only some of the time by imtcp/ossl in
+        # rsyslog 8.2302, see rsyslog_fixture; imrelp refuses it always,
+        # test_relp_tls_refuses_a_rogue_client.  After a refused session
+        # the next good one is sometimes dropped too: a stale OpenSSL
+        # error in rsyslog, so this comes last.)
+        self.s_client(self.rs.ports["tls"], b"<13>1 - h a - - - anonymous")
+        time.sleep(1.0)
+        self.assertEqual(len(self.rs.received("tls")), 2)
+        self.assertIn("peer did not return a certificate",
+                      self.rs.log_text())
 
     def test_relp_plain_and_tls(self):
         msgs = [b"<13>1 - h app - - - relp %d" % i for i in range(500)]
