@@ -25,6 +25,7 @@
 #include "ma-conf.h"
 #include "ma-config.h"
 #include "ma-export.h"
+#include "forward-cmd.h"
 #include "journal-cmd.h"
 #include "ma-log.h"
 #include "ma-policy.h"
@@ -50,6 +51,8 @@ usage(void)
 	      "  journal setup USER --group GROUP   restrict the journal "
 	      "mailbox\n"
 	      "  journal status             the journal report spool\n"
+	      "  forward status [--json]    where each SIEM destination "
+	      "stands\n"
 	      "  presets                    show the preset action sets\n"
 	      "  status | purge | flush | config [-n]\n"
 	      "see mailauditctl(8)\n",
@@ -790,6 +793,9 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "journal") == 0 && argc == 2 &&
 	    strcmp(argv[1], "status") == 0)
 		return journal_status(&conf);
+	if (strcmp(argv[0], "forward") == 0 && argc >= 2 &&
+	    strcmp(argv[1], "status") == 0)
+		return forward_status(&conf, argc - 1, argv + 1);
 	if (strcmp(argv[0], "presets") == 0 && argc == 1)
 		return cmd_presets();
 	if (strcmp(argv[0], "status") == 0 && argc == 1)

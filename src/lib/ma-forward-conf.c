@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 /* Options, as bits, so that a type's allowed set is one word. */
@@ -802,4 +803,40 @@ ma_fwd_lowest_cursor(const char *lines, const char *dir, int64_t *cursor_r,
 	}
 	ma_fwd_dests_free(&dests, n);
 	return found;
+}
+
+int
+ma_fwd_running(const char *dir, long *pid_r, struct ma_error *err)
+{
+	char *path = ma_fwd_state_path(dir, FWD_PID_NAME, "");
+	char buf[32];
+	int64_t pid;
+	ssize_t n;
+	int fd, ret;
+
+	*pid_r = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = errno == ENOENT
+			  ? 0
+			  : ma_error_set(err, "%s: %s", path, strerror(errno));
+		free(path);
+		return ret;
+	}
+	/* The daemon holds an exclusive lock: a shared one fails then. */
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		ret = 0;
+	} else if (errno == EWOULDBLOCK) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (ma_parse_i64(buf, &pid) == 0)
+			*pid_r = (long)pid;
+		ret = 1;
+	} else {
+		ret = ma_error_set(err, "%s: %s", path, strerror(errno));
+	}
+	close(fd);
+	free(path);
+	return ret;
 }

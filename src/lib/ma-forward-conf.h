@@ -22,6 +22,8 @@
 #include "ma-util.h"
 
 #define FWD_NAME_MAX 32
+/* mailaudit-forward's pid file in forward_state_dir, flock'ed while it runs */
+#define FWD_PID_NAME "mailaudit-forward.pid"
 
 /* A destination as configured ("forward = NAME TYPE TARGET opt=val ..."). */
 struct fwd_dest_conf {
@@ -113,5 +115,12 @@ int ma_fwd_state_write(const char *dir, const char *name,
  */
 int ma_fwd_lowest_cursor(const char *lines, const char *dir,
     int64_t *cursor_r, char *name_r, struct ma_error *err);
+
+/*
+ * ma_fwd_running - is mailaudit-forward running with state in dir?  1 and
+ * *pid_r when its pid file is locked, 0 when not (no file, or a stale
+ * one), -1 with err when the file cannot be read.
+ */
+int ma_fwd_running(const char *dir, long *pid_r, struct ma_error *err);
 
 #endif
