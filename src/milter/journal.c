@@ -57,6 +57,7 @@ struct worker {
 
 struct journal {
 	char *dir, *lmtp, *helo;
+	int new_fd; /* new/, fsync()ed after each rename into it */
 	/* IMAP store (opts->imap): MULTIAPPEND batches instead of LMTP */
 	bool imap;
 	char *imap_target, *master_user, *password, *mailbox;
@@ -120,6 +121,35 @@ read_secret(const char *path, struct ma_error *err)
 	return ma_xstrdup(buf);
 }
 
+/*
+ * clean_tmp - remove what a previous run left in tmp/: reports of messages
+ * Postfix never got an answer for (the answer waits until the report is
+ * in new/ for good), so their clients send them again.
+ */
+static void
+clean_tmp(struct journal *j)
+{
+	char path[4096];
+	struct dirent *de;
+	unsigned int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/tmp", j->dir);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n > 0)
+		ma_log_info("removed %u unfinished journal item(s) from %s "
+			    "(their messages were not accepted)",
+		    n, path);
+}
+
 struct journal *
 journal_create(const struct journal_opts *opts, struct ma_error *err)
 {
@@ -152,6 +182,9 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 		}
 	}
 	j = ma_xcalloc(1, sizeof(*j));
+	MA_ASSERT(pthread_mutex_init(&j->lock, NULL) == 0);
+	MA_ASSERT(pthread_cond_init(&j->wake, NULL) == 0);
+	j->new_fd = -1;
 	j->dir = ma_xstrdup(spool_dir);
 	j->lmtp = ma_xstrdup(opts->lmtp);
 	j->helo = ma_xstrdup(opts->helo);
@@ -168,8 +201,14 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 		j->local = opts->local;
 	}
 	j->target = j->imap ? j->imap_target : j->lmtp;
-	MA_ASSERT(pthread_mutex_init(&j->lock, NULL) == 0);
-	MA_ASSERT(pthread_cond_init(&j->wake, NULL) == 0);
+	snprintf(path, sizeof(path), "%s/new", spool_dir);
+	j->new_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->new_fd < 0) {
+		ma_error_set(err, "open(%.300s): %s", path, strerror(errno));
+		journal_destroy(&j);
+		return NULL;
+	}
+	clean_tmp(j);
 	return j;
 }
 
@@ -232,6 +271,16 @@ journal_file_commit(
 		ma_error_set(
 		    err, "rename(%.300s): %s", f->tmp, strerror(errno));
 		journal_file_abort(fp);
+		return -1;
+	}
+	/* The name in new/ must survive a crash too before Postfix hears
+	   that the message is accepted. */
+	if (fsync(j->new_fd) < 0) {
+		ma_error_set(err, "fsync(%.300s/new): %s", j->dir,
+		    strerror(errno));
+		(void)unlink(path);
+		free(f);
+		*fp = NULL;
 		return -1;
 	}
 	free(f);
@@ -683,6 +732,8 @@ journal_destroy(struct journal **jp)
 		for (unsigned int i = 0; i < JOURNAL_WORKERS; i++)
 			pthread_join(j->workers[i].thread, NULL);
 	}
+	if (j->new_fd >= 0)
+		close(j->new_fd);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->wake);
 	free(j->dir);

@@ -571,6 +571,20 @@ class MilterReport(MilterBase):
                 self.assertIn(token, raw)
         self.assertIsNone(self.milter.proc.poll())
 
+    def test_unfinished_items_removed_at_start(self):
+        # A crash mid-message leaves a file in tmp/: its message was never
+        # accepted (Postfix hears OK only once the item is in new/), so
+        # it is removed, not delivered half-written.
+        self.milter.stop()
+        left = os.path.join(self.milter.journal_spool, "tmp",
+                            "00000000-0000-7000-8000-000000000000")
+        with open(left, "w") as f:
+            f.write("rcpt journal@example.test\r\nFrom: half")
+        self.milter.start()
+        self.assertFalse(os.path.exists(left))
+        self.assertIn("removed 1 unfinished journal item",
+                      self.milter.log_text())
+
     def test_thousand_recipients(self):
         rcpts = ["r%04d@remote.test" % i for i in range(1000)]
         data = message("alice" + D, ["list@remote.test"],
