@@ -99,6 +99,7 @@ struct dest {
 	int64_t backoff_ms;
 	unsigned int seed;
 	char logged[256]; /* the last error logged, so an outage logs once */
+	bool connected_once;
 
 	/* dead letters of the batch in flight */
 	int rejected_fd;
@@ -428,10 +429,11 @@ step(struct dest *d)
 			dest_error(d, "connect", err.msg, wait);
 			return wait;
 		}
-		if (d->logged[0] != '\0' || d->st.last_success_ms == 0)
+		/* Once; a recovery is logged when records flow again. */
+		if (!d->connected_once)
 			ma_log_info("destination %s: connected to %s (%s)",
 			    d->conf->name, d->conf->target, d->conf->type);
-		d->logged[0] = '\0';
+		d->connected_once = true;
 	}
 	if (read_batch(d, &err) < 0) {
 		wait = backoff_next(d, 0);
@@ -475,7 +477,8 @@ step(struct dest *d)
 	}
 	d->backoff_ms = BACKOFF_MIN_MS;
 	if (d->logged[0] != '\0') {
-		ma_log_info("destination %s: delivering again", d->conf->name);
+		ma_log_info("destination %s: delivering again (cursor %lld)",
+		    d->conf->name, (long long)d->st.cursor);
 		d->logged[0] = '\0';
 	}
 	/* A full batch: there is probably more, go on at once. */
