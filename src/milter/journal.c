@@ -57,7 +57,13 @@ struct worker {
 
 struct journal {
 	char *dir, *lmtp, *helo;
-	int new_fd; /* new/, fsync()ed after each rename into it */
+	int new_fd; /* new/, fsync()ed after renames into it */
+	/* group commit of new/ (sync_new_dir) */
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
+	uint64_t sync_requested, sync_done, sync_error_gen;
+	int sync_errno;
+	bool sync_running;
 	/* IMAP store (opts->imap): MULTIAPPEND batches instead of LMTP */
 	bool imap;
 	char *imap_target, *master_user, *password, *mailbox;
@@ -184,6 +190,8 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 	j = ma_xcalloc(1, sizeof(*j));
 	MA_ASSERT(pthread_mutex_init(&j->lock, NULL) == 0);
 	MA_ASSERT(pthread_cond_init(&j->wake, NULL) == 0);
+	MA_ASSERT(pthread_mutex_init(&j->sync_lock, NULL) == 0);
+	MA_ASSERT(pthread_cond_init(&j->sync_cond, NULL) == 0);
 	j->new_fd = -1;
 	j->dir = ma_xstrdup(spool_dir);
 	j->lmtp = ma_xstrdup(opts->lmtp);
@@ -246,6 +254,50 @@ journal_file_write(struct journal_file *f, const void *data, size_t len)
 	return ma_write_all(f->fd, data, len);
 }
 
+/*
+ * sync_new_dir - make every rename into new/ done before the call
+ * durable.  Group commit: while one thread runs fsync(new/), the others
+ * wait for it; the next fsync then covers all their renames at once, so
+ * concurrent messages share one directory sync instead of one each.
+ */
+static int
+sync_new_dir(struct journal *j)
+{
+	uint64_t need;
+	int ret = 0;
+
+	pthread_mutex_lock(&j->sync_lock);
+	need = ++j->sync_requested; /* this rename is done: needs a sync */
+	for (;;) {
+		if (j->sync_done >= need) {
+			ret = j->sync_error_gen >= need ? -1 : 0;
+			break;
+		}
+		if (!j->sync_running) {
+			uint64_t upto = j->sync_requested;
+			int r;
+
+			j->sync_running = true;
+			pthread_mutex_unlock(&j->sync_lock);
+			r = fsync(j->new_fd);
+			pthread_mutex_lock(&j->sync_lock);
+			j->sync_running = false;
+			j->sync_done = upto;
+			if (r < 0) {
+				j->sync_errno = errno;
+				j->sync_error_gen = upto;
+			}
+			pthread_cond_broadcast(&j->sync_cond);
+			continue;
+		}
+		pthread_cond_wait(&j->sync_cond, &j->sync_lock);
+	}
+	if (ret < 0)
+		errno = j->sync_errno;
+	pthread_mutex_unlock(&j->sync_lock);
+	return ret;
+}
+
 int
 journal_file_commit(
     struct journal *j, struct journal_file **fp, struct ma_error *err)
@@ -275,7 +327,7 @@ journal_file_commit(
 	}
 	/* The name in new/ must survive a crash too before Postfix hears
 	   that the message is accepted. */
-	if (fsync(j->new_fd) < 0) {
+	if (sync_new_dir(j) < 0) {
 		ma_error_set(err, "fsync(%.300s/new): %s", j->dir,
 		    strerror(errno));
 		(void)unlink(path);
@@ -736,6 +788,8 @@ journal_destroy(struct journal **jp)
 		close(j->new_fd);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->wake);
+	pthread_mutex_destroy(&j->sync_lock);
+	pthread_cond_destroy(&j->sync_cond);
 	free(j->dir);
 	free(j->lmtp);
 	free(j->helo);
