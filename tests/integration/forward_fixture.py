@@ -194,7 +194,7 @@ def store_lines(daemon, *filters):
     them, oldest first: (seq, exact line text, parsed dict) each."""
     daemon.ctl("flush")
     res = daemon.ctl("search", "--format", "json", "--oldest-first",
-                     "--result-size", "10000000", *filters)
+                     "--result-size", "1000000", *filters)
     out = []
     for line in res.stdout.splitlines():
         if line.strip():

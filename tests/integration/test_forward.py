@@ -12,18 +12,25 @@ TestRsyslogFixture proves the receiver itself with independent clients
 is trusted to it.
 """
 
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import unittest
 
 from daemon_fixture import MailauditDaemon, frame
-from rsyslog_fixture import (CLIENT_NAME, INPUTS, RelpClient, Rsyslog,
-                             TestPKI, client_tls_context, have_rsyslog,
+from forward_fixture import (Forwarder, have_forwarder, parse_cef,
+                             parse_syslog, store_lines)
+from rsyslog_fixture import (INPUTS, RelpClient, Rsyslog, TestPKI,
+                             client_tls_context, free_port, have_rsyslog,
                              send_syslog)
 
 NO_RSYSLOG = have_rsyslog()
+NO_FORWARD = NO_RSYSLOG or have_forwarder()
+LOGON_NAMES = {0: "Owner", 1: "Admin", 2: "Delegate"}
+SERVER = "mx-test.example"  # daemon_fixture's server_name
 
 
 @unittest.skipIf(NO_RSYSLOG, NO_RSYSLOG or "")
@@ -144,6 +151,279 @@ class TestRsyslogFixture(unittest.TestCase):
         self.rs.stop()
         self.assertFalse(self.rs.running())
         self.assertFalse(os.path.exists(self.rs.pidfile))
+
+
+
+def varied_frames(n, start=0, **extra):
+    """n record frames with different operations, users, mailboxes,
+    logon types, folders and items."""
+    ops = [("Update", "Owner"), ("SoftDelete", "Delegate"),
+           ("HardDelete", "Admin"), ("MoveToDeletedItems", "Owner"),
+           ("Move", "Delegate")]
+    out = []
+    for i in range(start, start + n):
+        op, logon = ops[i % len(ops)]
+        user = "alice" if logon == "Owner" else "bob%d@example.test" % (i % 3)
+        fields = {"folder": "INBOX/f%d" % (i % 7), "sess": "S%d" % (i % 5),
+                  "ip": "192.0.2.%d" % (i % 250 + 1),
+                  "client": "Client=IMAP4;n=%d" % i}
+        if op == "Move":
+            fields["dfolder"] = "Archive"
+        fields.update(extra)
+        out.append(frame(op, user=user, mbox="alice@example.test",
+                         logon=logon, items=[(i + 1, "<m%d@example.test>"
+                                              % i, "subject %d" % i)],
+                         **fields))
+    return out
+
+
+def submit(daemon, frames, timeout=30.0):
+    """Send frames through the ingest socket; all must be acked."""
+    s = daemon.sensor()
+    try:
+        for f in frames:
+            s.send(f)
+        acked = s.wait_ack(len(frames), timeout=timeout)
+    finally:
+        s.close()
+    if acked != len(frames):
+        raise AssertionError("mailauditd acked %d of %d" % (acked,
+                                                            len(frames)))
+
+
+class Trickle(threading.Thread):
+    """Submits frames at about rate per second in the background, each
+    acked; .latencies holds send-to-ack seconds per batch of 10."""
+
+    def __init__(self, daemon, frames, rate=500):
+        super().__init__(daemon=True)
+        self.d, self.frames, self.rate = daemon, frames, rate
+        self.latencies, self.error, self.sent = [], None, 0
+
+    def run(self):
+        s = self.d.sensor()
+        try:
+            for i in range(0, len(self.frames), 10):
+                batch = self.frames[i:i + 10]
+                t0 = time.monotonic()
+                for f in batch:
+                    s.send(f)
+                if s.wait_ack(i + len(batch), timeout=10) < i + len(batch):
+                    raise AssertionError("ack missing at %d" % i)
+                self.latencies.append(time.monotonic() - t0)
+                self.sent = i + len(batch)
+                time.sleep(max(0.0, len(batch) / self.rate -
+                               (time.monotonic() - t0)))
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            s.close()
+
+
+@unittest.skipIf(NO_FORWARD, NO_FORWARD or "")
+class ForwardTestCase(unittest.TestCase):
+    """mailauditd + rsyslogd (+ mailaudit-forward via forwarder())."""
+
+    daemon_conf = ""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = TestPKI()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.cleanup()
+
+    def setUp(self):
+        self.d = MailauditDaemon(self.daemon_conf)
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+        self.rs = self.rsyslog()
+
+    def rsyslog(self, start=True, **kw):
+        rs = Rsyslog(pki=self.pki, **kw)
+        self.addCleanup(rs.cleanup)
+        if start:
+            rs.start()
+        return rs
+
+    def forwarder(self, forwards, start=True, **kw):
+        fw = Forwarder(self.d, forwards, **kw)
+        self.addCleanup(self.dump_on_failure, fw)
+        self.addCleanup(fw.stop)
+        if start:
+            fw.start()
+        return fw
+
+    def dump_on_failure(self, fw):
+        if os.environ.get("MAILAUDIT_TEST_VERBOSE"):
+            print(fw.log_text())
+
+    def dest(self, name, inp, rs=None, extra=""):
+        """A forward line for rsyslog input inp (tcp, tls, relp,
+        relp_tls), with the test PKI where it needs one."""
+        rs = rs or self.rs
+        p = self.pki
+        line = {
+            "tcp": "%s syslog %s",
+            "tls": "%s syslog-tls %s ca=" + p.ca + " cert=" +
+                   p.client_cert + " key=" + p.client_key,
+            "relp": "%s relp %s",
+            # librelp matches peer names against DNS names only: the
+            # server certificate's IP SAN does not count
+            "relp_tls": "%s relp %s tls=yes peer_name=localhost ca=" +
+                        p.ca + " cert=" + p.client_cert + " key=" +
+                        p.client_key,
+        }[inp] % (name, rs.target(inp))
+        return line + (" " + extra if extra else "")
+
+    # -- comparison --------------------------------------------------
+
+    def wait_delivered(self, rs, inp, n, timeout=30.0):
+        """Wait until rsyslog input inp holds n distinct records."""
+        deadline = time.monotonic() + timeout
+        seen = set()
+        while time.monotonic() < deadline:
+            if rs.count(inp) >= n:
+                seen = {parse_syslog(m)["sd"][0][1]["id"]
+                        for m in rs.received(inp)}
+                if len(seen) >= n:
+                    return
+            time.sleep(0.1)
+        self.fail("%s: %d of %d records after %.0f s" % (
+            inp, len(seen), n, timeout))
+
+    def assert_matches_store(self, rs, inp, fmt="json", duplicates=False,
+                             store=None):
+        """What rsyslog input inp wrote equals the store, record by
+        record: every stored record arrived, in seq order, as one
+        message whose header, SD params and body give back the stored
+        values.  duplicates: a record may arrive again (same Id, same
+        bytes) after a reconnect; no gaps either way."""
+        store = store if store is not None else store_lines(self.d)
+        by_seq = {seq: (line, rec) for seq, line, rec in store}
+        msgs = rs.received(inp)
+        first_order, seen = [], {}
+        for i, m in enumerate(msgs):
+            try:
+                p = parse_syslog(m)
+            except ValueError as e:
+                self.fail("%s message %d does not parse: %s" % (inp, i, e))
+            self.assertEqual(len(p["sd"]), 1, m[:200])
+            sd_id, sd = p["sd"][0]
+            self.assertEqual(sd_id, "mailaudit@32473")
+            seq = int(sd["seq"])
+            self.assertIn(seq, by_seq, "%s: seq %d not in the store"
+                          % (inp, seq))
+            line, rec = by_seq[seq]
+            if seq in seen:
+                self.assertTrue(duplicates, "%s: seq %d arrived twice"
+                                % (inp, seq))
+                self.assertEqual(m, seen[seq], "resent record differs")
+                continue
+            seen[seq] = m
+            first_order.append(seq)
+            self.check_record(p, sd, line, rec, fmt)
+        self.assertEqual(first_order, sorted(first_order),
+                         "%s: out of order" % inp)
+        missing = sorted(set(by_seq) - set(seen))
+        self.assertEqual(missing, [], "%s: %d records missing (gaps)"
+                         % (inp, len(missing)))
+        return len(msgs) - len(seen)
+
+    def check_record(self, p, sd, line, rec, fmt):
+        self.assertEqual(sd["id"], rec["Id"])
+        self.assertEqual(sd["op"], rec["Operation"])
+        self.assertEqual(sd["mbx"], rec["MailboxOwnerUPN"])
+        self.assertEqual(sd["user"], rec["UserId"])
+        self.assertEqual(sd["logon"], LOGON_NAMES[rec["LogonType"]])
+        self.assertEqual(sd["result"], rec["ResultStatus"])
+        self.assertEqual(p["msgid"], rec["Operation"])
+        self.assertEqual(p["app"], "mailaudit")
+        self.assertEqual(p["hostname"], SERVER)
+        self.assertEqual(p["timestamp"], rec["MailAuditTime"])
+        if fmt == "json":
+            # the very bytes of mailauditctl search --format json
+            self.assertEqual(p["msg"], line)
+        elif fmt == "ecs":
+            doc = json.loads(p["msg"])
+            self.assertEqual(doc["mailaudit"]["record"], rec)
+            self.assertEqual(doc["event"]["id"], rec["Id"])
+            self.assertEqual(doc["event"]["sequence"],
+                             rec["MailAuditSequence"])
+            self.assertEqual(doc["event"]["action"], rec["Operation"])
+        elif fmt == "cef":
+            head, ext = parse_cef(p["msg"])
+            self.assertEqual(head[0], "0")
+            self.assertEqual(head[4], rec["Operation"])
+            self.assertEqual(ext["externalId"], rec["Id"])
+            self.assertEqual(ext["cn1"], str(rec["MailAuditSequence"]))
+            self.assertEqual(ext["suser"], rec["UserId"])
+            self.assertEqual(ext["duser"], rec["MailboxOwnerUPN"])
+            self.assertEqual(ext["act"], rec["Operation"])
+            if "ClientIP" in rec:
+                self.assertEqual(ext["src"], rec["ClientIP"])
+
+
+class TestForwardTransports(ForwardTestCase):
+    """Each transport, the same 60 records, compared with the store."""
+
+    def run_transport(self, inp, fmt="json", n=60):
+        submit(self.d, varied_frames(n // 2))
+        fw = self.forwarder([self.dest("d1", inp, extra="format=" + fmt)])
+        # half before the forwarder started, half while it runs
+        submit(self.d, varied_frames(n - n // 2, start=n // 2))
+        self.wait_delivered(self.rs, inp, n)
+        dups = self.assert_matches_store(self.rs, inp, fmt)
+        self.assertEqual(dups, 0)
+        self.assertEqual(fw.wait_cursor("d1", n), n)
+        # nothing for the other inputs
+        for other in INPUTS:
+            if other != inp:
+                self.assertEqual(self.rs.count(other), 0, other)
+        return fw
+
+    def test_plain_tcp(self):
+        self.run_transport("tcp")
+
+    def test_tls(self):
+        self.run_transport("tls")
+
+    def test_relp(self):
+        self.run_transport("relp")
+
+    def test_relp_tls(self):
+        self.run_transport("relp_tls")
+
+    def test_tls_cef(self):
+        self.run_transport("tls", "cef")
+
+    def test_tcp_ecs(self):
+        self.run_transport("tcp", "ecs")
+
+    def test_status_after_delivery(self):
+        fw = self.run_transport("tcp", n=20)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            doc, dests = fw.status()
+            if dests["d1"]["delivered"] == 20:
+                break
+            time.sleep(0.1)
+        self.assertTrue(doc["running"])
+        self.assertEqual(doc["pid"], fw.pid)
+        st = dests["d1"]
+        self.assertEqual(st["type"], "syslog")
+        self.assertEqual(st["target"], self.rs.target("tcp"))
+        self.assertEqual(st["cursor"], 20)
+        self.assertEqual(st["records_behind"], 0)
+        self.assertEqual(st["delivered"], 20)
+        self.assertEqual(st["rejected"], 0)
+        self.assertIsNotNone(st["last_success"])
+        self.assertIsNone(st["last_error"])
+        fw.stop()
+        doc, dests = fw.status()
+        self.assertFalse(doc["running"])
+        self.assertEqual(dests["d1"]["cursor"], 20)
 
 
 if __name__ == "__main__":
