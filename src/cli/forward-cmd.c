@@ -35,8 +35,7 @@ first_fn(void *ctx, const struct ma_record *rec)
 
 /* behind - records after the cursor and the age of the first of them */
 static void
-behind(struct ma_store *store, int64_t last, struct dest_status *s,
-    int64_t now)
+behind(struct ma_store *store, int64_t last, struct dest_status *s, int64_t now)
 {
 	struct ma_query q = {.result = -1, .limit = 1};
 	struct ma_error err = {0};
@@ -51,9 +50,8 @@ behind(struct ma_store *store, int64_t last, struct dest_status *s,
 		s->behind_seconds = -1;
 		return;
 	}
-	s->behind_seconds = first_ms == 0 || first_ms > now
-				? 0
-				: (now - first_ms) / 1000;
+	s->behind_seconds =
+	    first_ms == 0 || first_ms > now ? 0 : (now - first_ms) / 1000;
 }
 
 static void
@@ -94,14 +92,16 @@ print_text(const struct ma_conf *conf, struct dest_status *v, size_t n,
 			continue;
 		}
 		if (s->have_state == 0)
-			printf("  state         none yet (nothing delivered)\n");
+			printf(
+			    "  state         none yet (nothing delivered)\n");
 		printf("  cursor        %lld\n", (long long)s->st.cursor);
 		if (s->behind >= 0)
 			printf("  behind        %lld records, %lld s\n",
 			    (long long)s->behind, (long long)s->behind_seconds);
 		printf("  delivered     %llu\n",
 		    (unsigned long long)s->st.delivered);
-		printf("  rejected      %llu", (unsigned long long)s->st.rejected);
+		printf(
+		    "  rejected      %llu", (unsigned long long)s->st.rejected);
 		if (s->st.rejected > 0)
 			printf(" (see %s/%s.rejected)", conf->forward_state_dir,
 			    s->conf->name);
@@ -164,18 +164,19 @@ print_json(const struct ma_conf *conf, struct dest_status *v, size_t n,
 		json_object_set_new(d, "type", json_string(s->conf->type));
 		json_object_set_new(d, "target", json_string(s->conf->target));
 		json_object_set_new(d, "state",
-		    json_string(s->have_state > 0	  ? "ok"
+		    json_string(s->have_state > 0    ? "ok"
 				: s->have_state == 0 ? "none"
 						     : "error"));
 		json_object_set_new(d, "state_error",
 		    s->have_state < 0 ? json_string(s->state_error)
 				      : json_null());
 		json_object_set_new(d, "cursor", json_integer(s->st.cursor));
-		json_object_set_new(d, "records_behind", num_or_null(s->behind));
+		json_object_set_new(
+		    d, "records_behind", num_or_null(s->behind));
 		json_object_set_new(
 		    d, "seconds_behind", num_or_null(s->behind_seconds));
-		json_object_set_new(d, "delivered",
-		    json_integer((json_int_t)s->st.delivered));
+		json_object_set_new(
+		    d, "delivered", json_integer((json_int_t)s->st.delivered));
 		json_object_set_new(
 		    d, "rejected", json_integer((json_int_t)s->st.rejected));
 		json_object_set_new(

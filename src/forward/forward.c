@@ -47,7 +47,7 @@
 #include "transport.h"
 
 /* How long a stop waits for a destination in the middle of a batch. */
-#define STOP_WAIT_MS 5000
+#define STOP_WAIT_MS   5000
 #define BACKOFF_MIN_MS 1000
 
 static const struct fwd_transport *const transports[] = {
@@ -111,7 +111,8 @@ struct dest {
 static const struct fwd_transport *
 transport_lookup(const char *type)
 {
-	for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++) {
+	for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]);
+	     i++) {
 		if (strcmp(transports[i]->type, type) == 0)
 			return transports[i];
 	}
@@ -150,8 +151,8 @@ state_write_locked(struct dest *d, bool log_failure)
 
 	d->st.updated_ms = ma_now_ms();
 	d->st.pid = (long)getpid();
-	if (ma_fwd_state_write(
-		d->fwd->conf.forward_state_dir, d->conf->name, &d->st, &err) < 0) {
+	if (ma_fwd_state_write(d->fwd->conf.forward_state_dir, d->conf->name,
+		&d->st, &err) < 0) {
 		/* Delivery goes on; only the restart point ages. */
 		if (log_failure)
 			ma_log_warnx("%s: cannot save the cursor (%lld): %s",
@@ -182,11 +183,11 @@ dest_error(struct dest *d, const char *what, const char *msg, int64_t wait_ms)
 {
 	char line[256];
 
-	snprintf(line, sizeof(line), "%s%s%s", what, what[0] != '\0' ? ": " : "",
-	    msg);
+	snprintf(line, sizeof(line), "%s%s%s", what,
+	    what[0] != '\0' ? ": " : "", msg);
 	pthread_mutex_lock(&d->lock);
-	ma_sanitize(line, strlen(line), d->st.last_error,
-	    sizeof(d->st.last_error));
+	ma_sanitize(
+	    line, strlen(line), d->st.last_error, sizeof(d->st.last_error));
 	d->st.last_error_ms = ma_now_ms();
 	d->dirty = true;
 	pthread_mutex_unlock(&d->lock);
@@ -207,7 +208,8 @@ backoff_next(struct dest *d, int64_t retry_after_ms)
 	int64_t base = d->backoff_ms, wait;
 
 	d->backoff_ms = base * 2 > max ? max : base * 2;
-	wait = base - base / 5 + (int64_t)(rand_r(&d->seed) % (2 * base / 5 + 1));
+	wait =
+	    base - base / 5 + (int64_t)(rand_r(&d->seed) % (2 * base / 5 + 1));
 	if (wait < retry_after_ms)
 		wait = retry_after_ms;
 	return wait > max ? max : wait;
@@ -258,21 +260,22 @@ reject_record(void *ctx, const struct ma_record *rec, const char *why)
 	ma_buf_init(&line, 16 * 1024 * 1024);
 	ma_uuid_fmt(rec->id, id);
 	ma_fmt_time(now, true, when);
-	ma_buf_printf(&line,
-	    "{\"rejected_at\":\"%sZ\",\"destination\":", when);
+	ma_buf_printf(&line, "{\"rejected_at\":\"%sZ\",\"destination\":", when);
 	json_str(&line, d->conf->name);
-	ma_buf_printf(&line, ",\"seq\":%lld,\"id\":\"%s\",\"reason\":",
-	    (long long)rec->seq, id);
+	ma_buf_printf(&line,
+	    ",\"seq\":%lld,\"id\":\"%s\",\"reason\":", (long long)rec->seq, id);
 	json_str(&line, why != NULL ? why : "");
 	ma_buf_puts(&line, ",\"record\":");
-	if (ma_export_json(&ectx, rec, &line) < 0 || ma_buf_puts(&line, "}\n") < 0)
+	if (ma_export_json(&ectx, rec, &line) < 0 ||
+	    ma_buf_puts(&line, "}\n") < 0)
 		goto fail_nomem;
 	if (d->rejected_fd < 0) {
 		char *path = ma_fwd_state_path(
 		    d->fwd->conf.forward_state_dir, d->conf->name, ".rejected");
 
 		d->rejected_fd = open(path,
-		    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+		    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+		    0640);
 		free(path);
 		if (d->rejected_fd < 0)
 			goto fail;
@@ -281,7 +284,8 @@ reject_record(void *ctx, const struct ma_record *rec, const char *why)
 	    fdatasync(d->rejected_fd) < 0)
 		goto fail;
 	if (d->rejected_count == d->rejected_cap) {
-		d->rejected_cap = d->rejected_cap == 0 ? 16 : d->rejected_cap * 2;
+		d->rejected_cap =
+		    d->rejected_cap == 0 ? 16 : d->rejected_cap * 2;
 		d->rejected_seqs = ma_xrealloc(
 		    d->rejected_seqs, d->rejected_cap, sizeof(int64_t));
 	}
@@ -446,8 +450,7 @@ step(struct dest *d)
 	}
 	d->reject_failed_seq = 0;
 	d->rejected_count = 0;
-	rc = d->tr->send(
-	    d->conn, d->ptrs, d->n, reject_record, d, &res, &err);
+	rc = d->tr->send(d->conn, d->ptrs, d->n, reject_record, d, &res, &err);
 	if (res.accepted > d->n)
 		res.accepted = d->n;
 	taken = account(d, res.accepted);
@@ -482,7 +485,8 @@ step(struct dest *d)
 		d->logged[0] = '\0';
 	}
 	/* A full batch: there is probably more, go on at once. */
-	return d->n == d->conf->batch ? 0 : (int64_t)d->fwd->conf.forward_poll_ms;
+	return d->n == d->conf->batch ? 0
+				      : (int64_t)d->fwd->conf.forward_poll_ms;
 }
 
 static void *
@@ -496,7 +500,8 @@ dest_thread(void *arg)
 
 		/* Before a long wait the state must be on disk: status shows
 		   the error now, not after the back-off. */
-		state_flush(d, wait > (int64_t)f->conf.forward_state_interval_ms);
+		state_flush(
+		    d, wait > (int64_t)f->conf.forward_state_interval_ms);
 		if (wait > 0 && !fwd_sleep(f, wait))
 			break;
 	}
@@ -523,7 +528,8 @@ siem_setup(struct fwd *f)
 	const struct ma_conf *c = &f->conf;
 
 	if (c->server_name[0] != '\0')
-		snprintf(f->hostname, sizeof(f->hostname), "%s", c->server_name);
+		snprintf(
+		    f->hostname, sizeof(f->hostname), "%s", c->server_name);
 	else if (gethostname(f->hostname, sizeof(f->hostname) - 1) < 0)
 		snprintf(f->hostname, sizeof(f->hostname), "-");
 	f->siem.export.format = MA_EXPORT_JSON;
@@ -602,8 +608,8 @@ service_user(const struct fwd *f)
 		return NULL;
 	pw = getpwnam(f->conf.user);
 	if (pw == NULL)
-		ma_fatalx("user '%s' (config key user) does not exist",
-		    f->conf.user);
+		ma_fatalx(
+		    "user '%s' (config key user) does not exist", f->conf.user);
 	return pw;
 }
 
@@ -691,9 +697,9 @@ dest_init(struct dest *d, size_t index)
 		ma_fatalx("destination %s: %s (fix or remove the file; "
 			  "without it delivery starts from the first record)",
 		    d->conf->name, err.msg);
-	if (d->st.type[0] != '\0' && (strcmp(d->st.type, d->conf->type) != 0 ||
-					 strcmp(d->st.target, d->conf->target) !=
-					     0))
+	if (d->st.type[0] != '\0' &&
+	    (strcmp(d->st.type, d->conf->type) != 0 ||
+		strcmp(d->st.target, d->conf->target) != 0))
 		ma_log_info("destination %s: was %s %s, now %s %s; going on "
 			    "after seq %lld (remove %s/%s.state to send "
 			    "everything again)",
@@ -823,7 +829,8 @@ run(struct fwd *f)
 		struct dest *d = &f->dests[i];
 
 		if (pthread_create(&d->thread, NULL, dest_thread, d) != 0)
-			ma_fatalx("cannot start the thread of %s", d->conf->name);
+			ma_fatalx(
+			    "cannot start the thread of %s", d->conf->name);
 		d->started = true;
 	}
 	ma_log_info("started (version %s): %zu destination%s, store %s, "

@@ -128,8 +128,8 @@ connect_one(const struct addrinfo *ai, int64_t deadline)
 	socklen_t len = sizeof(soerr);
 	struct pollfd pfd;
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    ai->ai_protocol);
+	fd = socket(ai->ai_family,
+	    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return -1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -158,7 +158,7 @@ connect_one(const struct addrinfo *ai, int64_t deadline)
 		goto fail;
 	}
 	return fd;
-fail: {
+fail : {
 	int e = errno;
 
 	close(fd);
@@ -171,8 +171,8 @@ fail: {
 static int
 tcp_connect(struct sl_conn *c, int64_t deadline, struct ma_error *err)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-	    .ai_flags = AI_ADDRCONFIG};
+	struct addrinfo hints = {
+	    .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
 	struct addrinfo *res, *ai;
 	char port[8], where[INET6_ADDRSTRLEN + 16];
 	int rc, e = 0;
@@ -186,8 +186,8 @@ tcp_connect(struct sl_conn *c, int64_t deadline, struct ma_error *err)
 	}
 	if (rc != 0)
 		return ma_error_set(err, "cannot resolve host %s: %s",
-		    c->conf->host, rc == EAI_SYSTEM ? strerror(errno)
-						    : gai_strerror(rc));
+		    c->conf->host,
+		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 	where[0] = '\0';
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		format_addr(ai->ai_addr, where, sizeof(where));
@@ -218,8 +218,8 @@ check_readable(const char *what, const char *path, struct ma_error *err)
 	FILE *fp = fopen(path, "re");
 
 	if (fp == NULL)
-		return ma_error_set(err, "%s file %s: %s", what, path,
-		    strerror(errno));
+		return ma_error_set(
+		    err, "%s file %s: %s", what, path, strerror(errno));
 	fclose(fp);
 	return 0;
 }
@@ -245,8 +245,9 @@ tls_context(struct sl_conn *c, struct ma_error *err)
 		return ma_error_set(
 		    err, "TLS: %s", ssl_reason(why, sizeof(why)));
 	if (SSL_CTX_load_verify_locations(c->ctx, conf->ca, NULL) != 1)
-		return ma_error_set(err, "ca file %s: no usable certificate: %s",
-		    conf->ca, ssl_reason(why, sizeof(why)));
+		return ma_error_set(err,
+		    "ca file %s: no usable certificate: %s", conf->ca,
+		    ssl_reason(why, sizeof(why)));
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -261,8 +262,9 @@ tls_context(struct sl_conn *c, struct ma_error *err)
 		    "key file %s: not a key for cert file %s: %s", conf->key,
 		    conf->cert, ssl_reason(why, sizeof(why)));
 	if (SSL_CTX_check_private_key(c->ctx) != 1)
-		return ma_error_set(err, "key file %s does not belong to cert "
-					 "file %s",
+		return ma_error_set(err,
+		    "key file %s does not belong to cert "
+		    "file %s",
 		    conf->key, conf->cert);
 	return 0;
 }
@@ -306,7 +308,8 @@ tls_handshake(struct sl_conn *c, int64_t deadline, struct ma_error *err)
 		return ma_error_set(
 		    err, "TLS: %s", ssl_reason(why, sizeof(why)));
 	vp = SSL_get0_param(c->ssl);
-	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	X509_VERIFY_PARAM_set_hostflags(
+	    vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (is_ip(name)) {
 		rc = X509_VERIFY_PARAM_set1_ip_asc(vp, name);
 	} else {
@@ -376,8 +379,8 @@ sl_close(void *conn)
 }
 
 static struct sl_conn *
-sl_open_common(const struct fwd_dest_conf *conf,
-    const struct ma_siem_ctx *siem, bool tls, struct ma_error *err)
+sl_open_common(const struct fwd_dest_conf *conf, const struct ma_siem_ctx *siem,
+    bool tls, struct ma_error *err)
 {
 	struct sl_conn *c = ma_xcalloc(1, sizeof(*c));
 	int64_t deadline = mono_ms() + conf->timeout_ms;
@@ -441,7 +444,8 @@ peer_gone(struct sl_conn *c, struct ma_error *err)
 			if (n > 0)
 				continue;
 			e = SSL_get_error(c->ssl, (int)n);
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			if (e == SSL_ERROR_WANT_READ ||
+			    e == SSL_ERROR_WANT_WRITE)
 				return 0;
 			if (e == SSL_ERROR_ZERO_RETURN ||
 			    (e == SSL_ERROR_SYSCALL && errno == 0))
@@ -464,8 +468,8 @@ peer_gone(struct sl_conn *c, struct ma_error *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n == 0)
-			ma_error_set(err, "the receiver %s closed the connection",
-			    c->addr);
+			ma_error_set(err,
+			    "the receiver %s closed the connection", c->addr);
 		else
 			ma_error_set(err, "connection to %s: %s", c->addr,
 			    strerror(errno));
@@ -484,8 +488,8 @@ write_all(struct sl_conn *c, const char *data, size_t len, int64_t deadline,
 		int want;
 
 		if (c->ssl != NULL) {
-			int chunk = len - off > (1u << 30) ? 1 << 30
-							  : (int)(len - off);
+			int chunk =
+			    len - off > (1u << 30) ? 1 << 30 : (int)(len - off);
 
 			ERR_clear_error();
 			n = SSL_write(c->ssl, data + off, chunk);
@@ -521,8 +525,8 @@ write_all(struct sl_conn *c, const char *data, size_t len, int64_t deadline,
 			return ma_error_set(err,
 			    "write to %s: %s after %u ms (%zu of %zu bytes "
 			    "written)",
-			    c->addr, strerror(errno),
-			    c->conf->timeout_ms, off, len);
+			    c->addr, strerror(errno), c->conf->timeout_ms, off,
+			    len);
 	}
 	return 0;
 }
@@ -540,17 +544,17 @@ drain(struct sl_conn *c, int64_t deadline, struct ma_error *err)
 		struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
 
 		if (ioctl(c->fd, SIOCOUTQ, &pending) < 0)
-			return ma_error_set(err, "SIOCOUTQ: %s", strerror(errno));
+			return ma_error_set(
+			    err, "SIOCOUTQ: %s", strerror(errno));
 		if (pending == 0)
 			return 0;
 		if (left_ms(deadline) == 0)
 			return ma_error_set(err,
 			    "the receiver %s has not acknowledged %d bytes "
 			    "after %u ms",
-			    c->addr, pending,
-			    c->conf->timeout_ms);
-		if (poll(&pfd, 1, nap < left_ms(deadline) ? nap
-							 : left_ms(deadline)) >
+			    c->addr, pending, c->conf->timeout_ms);
+		if (poll(&pfd, 1,
+			nap < left_ms(deadline) ? nap : left_ms(deadline)) >
 			0 &&
 		    peer_gone(c, err))
 			return -1;
@@ -573,8 +577,8 @@ sl_send(void *conn, const struct ma_record *const *recs, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		size_t mark = c->out.len;
 
-		if (ma_siem_syslog_frame(c->siem, c->conf->format, recs[i],
-			&c->out) == 0)
+		if (ma_siem_syslog_frame(
+			c->siem, c->conf->format, recs[i], &c->out) == 0)
 			continue;
 		/* Cannot be rendered within the limit: refused for good,
 		   once the batch around it is through. */
@@ -584,15 +588,15 @@ sl_send(void *conn, const struct ma_record *const *recs, size_t n,
 			bad = ma_xcalloc(n, sizeof(*bad));
 		bad[bad_count++] = i;
 	}
-	if (peer_gone(c, err) || write_all(c, c->out.data, c->out.len,
-				     deadline, err) < 0 ||
+	if (peer_gone(c, err) ||
+	    write_all(c, c->out.data, c->out.len, deadline, err) < 0 ||
 	    drain(c, deadline, err) < 0 || peer_gone(c, err)) {
 		free(bad);
 		return -1;
 	}
 	for (size_t i = 0; i < bad_count; i++)
-		reject_fn(reject_ctx, recs[bad[i]],
-		    "too large for a syslog frame");
+		reject_fn(
+		    reject_ctx, recs[bad[i]], "too large for a syslog frame");
 	res->accepted = n;
 	res->rejected = bad_count;
 	free(bad);

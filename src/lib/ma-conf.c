@@ -23,7 +23,7 @@ enum opt_type {
 	OPT_UINT,
 	OPT_MODE,
 	OPT_BOOL,
-	OPT_RULE, /* repeatable; each value a journal rule, '\n'-joined */
+	OPT_RULE,    /* repeatable; each value a journal rule, '\n'-joined */
 	OPT_FORWARD, /* repeatable; each value a destination, '\n'-joined */
 };
 
@@ -467,12 +467,13 @@ ma_conf_print(const struct ma_conf *conf, FILE *fp, bool non_default)
 		}
 		/* One line per rule, as they were given; from the field itself,
 		   which may be longer than v. */
-		for (const char *line = *(char *const *)((const char *)conf +
-							 opts[i].offset);
+		for (const char *line =
+			 *(char *const *)((const char *)conf + opts[i].offset);
 		     line != NULL && *line != '\0';) {
 			size_t len = strcspn(line, "\n");
 
-			fprintf(fp, "%s = %.*s\n", opts[i].name, (int)len, line);
+			fprintf(
+			    fp, "%s = %.*s\n", opts[i].name, (int)len, line);
 			line += len;
 			if (*line == '\n')
 				line++;

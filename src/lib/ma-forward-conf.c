@@ -360,8 +360,8 @@ check_combination(const struct fwd_type *t, const struct fwd_dest_conf *d,
 			return ma_error_set(err, "relp with tls=yes needs ca=");
 		if (!d->tls &&
 		    (given & (OP_CA | OP_CERT | OP_KEY | OP_PEER_NAME)) != 0)
-			return ma_error_set(
-			    err, "ca=, cert=, key= and peer_name= need tls=yes");
+			return ma_error_set(err,
+			    "ca=, cert=, key= and peer_name= need tls=yes");
 	}
 	if (t->url && (given & OP_CA) != 0 &&
 	    strncmp(d->target, "https://", 8) != 0)
@@ -393,7 +393,8 @@ ma_fwd_dest_parse(
 	d->timeout_ms = 10000;
 	w = next_word(&p);
 	if (w == NULL) {
-		ma_error_set(err, "expected NAME TYPE TARGET [option=value ...]");
+		ma_error_set(
+		    err, "expected NAME TYPE TARGET [option=value ...]");
 		goto out;
 	}
 	if (!name_valid(w)) {
@@ -405,8 +406,9 @@ ma_fwd_dest_parse(
 	d->name = ma_xstrdup(w);
 	w = next_word(&p);
 	if (w == NULL) {
-		ma_error_set(err, "%s: no TYPE (syslog, syslog-tls, relp, hec, "
-				  "elastic)",
+		ma_error_set(err,
+		    "%s: no TYPE (syslog, syslog-tls, relp, hec, "
+		    "elastic)",
 		    d->name);
 		goto out;
 	}
@@ -444,8 +446,8 @@ ma_fwd_dest_parse(
 		const struct fwd_opt *o = NULL;
 
 		if (eq == NULL || eq == w || eq[1] == '\0') {
-			ma_error_set(err, "%s: '%.40s' is not option=value",
-			    d->name, w);
+			ma_error_set(
+			    err, "%s: '%.40s' is not option=value", d->name, w);
 			goto out;
 		}
 		*eq = '\0';
@@ -683,7 +685,8 @@ ma_fwd_state_read(const char *dir, const char *name, struct ma_fwd_state *st,
 		if (line[0] == '#' || line[0] == '\0')
 			continue;
 		eq = strchr(line, '=');
-		if (eq == NULL || (*eq = '\0', state_set(st, line, eq + 1) < 0)) {
+		if (eq == NULL ||
+		    (*eq = '\0', state_set(st, line, eq + 1) < 0)) {
 			ma_error_set(
 			    err, "%s:%u: malformed line", path, lineno);
 			fclose(fp);
@@ -737,10 +740,10 @@ ma_fwd_state_write(const char *dir, const char *name,
 	    (unsigned long long)st->rejected, (long long)st->last_success_ms,
 	    (long long)st->last_error_ms);
 	put_str(&b, "last_error", st->last_error);
-	ma_buf_printf(&b, "updated_ms=%lld\npid=%ld\n", (long long)st->updated_ms,
-	    st->pid);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0640);
+	ma_buf_printf(&b, "updated_ms=%lld\npid=%ld\n",
+	    (long long)st->updated_ms, st->pid);
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0) {
 		ma_error_set(err, "%s: %s", tmp, strerror(errno));
 		goto out;
@@ -797,7 +800,8 @@ ma_fwd_lowest_cursor(const char *lines, const char *dir, int64_t *cursor_r,
 		}
 		if (found == 0 || st.cursor < *cursor_r) {
 			*cursor_r = st.cursor;
-			memcpy(name_r, dests[i].name, strlen(dests[i].name) + 1);
+			memcpy(
+			    name_r, dests[i].name, strlen(dests[i].name) + 1);
 		}
 		found = 1;
 	}

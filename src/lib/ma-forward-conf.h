@@ -113,8 +113,8 @@ int ma_fwd_state_write(const char *dir, const char *name,
  * bytes); 0 when no destination is configured; -1 with err when a state
  * file cannot be read (the caller must then treat everything as unsent).
  */
-int ma_fwd_lowest_cursor(const char *lines, const char *dir,
-    int64_t *cursor_r, char *name_r, struct ma_error *err);
+int ma_fwd_lowest_cursor(const char *lines, const char *dir, int64_t *cursor_r,
+    char *name_r, struct ma_error *err);
 
 /*
  * ma_fwd_running - is mailaudit-forward running with state in dir?  1 and

@@ -1713,8 +1713,8 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 		int g = store->guard(store->guard_ctx, &limit, &gerr);
 
 		if (g < 0)
-			return ma_error_set(err,
-			    "retention held back entirely: %s", gerr.msg);
+			return ma_error_set(
+			    err, "retention held back entirely: %s", gerr.msg);
 		if (g == 0)
 			limit = INT64_MAX;
 	}
@@ -1784,7 +1784,8 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE && limit != INT64_MAX &&
-	    purge_due_above(store, now_ms, min_days, floor_days, limit, err) < 0)
+	    purge_due_above(store, now_ms, min_days, floor_days, limit, err) <
+		0)
 		return -1;
 	return rc == SQLITE_DONE ? 0 : -1;
 }

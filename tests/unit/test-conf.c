@@ -136,10 +136,10 @@ test_forward_lines(void)
 	fp = open_memstream(&printed, &printed_len);
 	ma_conf_print(&c, fp, true);
 	fclose(fp);
-	ut_assert(strstr(printed, "forward = s1 syslog 127.0.0.1:514\n") !=
-		  NULL);
-	ut_assert(strstr(printed, "forward = e1 elastic http://es:9200") !=
-		  NULL);
+	ut_assert(
+	    strstr(printed, "forward = s1 syslog 127.0.0.1:514\n") != NULL);
+	ut_assert(
+	    strstr(printed, "forward = e1 elastic http://es:9200") != NULL);
 	free(printed);
 	ma_conf_free(&c);
 
@@ -169,7 +169,8 @@ test_forward_errors(void)
 	    {"forward = a syslog :514\n", "is not host:port"},
 	    {"forward = a syslog bad..host:514\n", "is not host:port"},
 	    {"forward = a syslog [::1:514\n", "is not host:port"},
-	    {"forward = a syslog h:1 ca=/x\n", "type syslog has no option 'ca'"},
+	    {"forward = a syslog h:1 ca=/x\n",
+		"type syslog has no option 'ca'"},
 	    {"forward = a syslog h:1 bogus=1\n", "has no option 'bogus'"},
 	    {"forward = a syslog h:1 format\n", "'format' is not option=value"},
 	    {"forward = a syslog h:1 format=xml\n", "format=xml: not json"},
@@ -188,10 +189,12 @@ test_forward_errors(void)
 	    {"forward = a relp h:1 window=0\n", "window=0: not a number"},
 	    {"forward = a hec h:8088 token_file=/t\n",
 		"is not an http:// or https:// URL"},
-	    {"forward = a hec https://h:8088/x\n", "type hec needs token_file="},
+	    {"forward = a hec https://h:8088/x\n",
+		"type hec needs token_file="},
 	    {"forward = a hec https://h:99999/x token_file=/t\n",
 		"bad host or port"},
-	    {"forward = a hec https://h x/ token_file=/t\n", "'x/' is not option=value"},
+	    {"forward = a hec https://h x/ token_file=/t\n",
+		"'x/' is not option=value"},
 	    {"forward = a hec http://h:8088/x token_file=/t ca=/c\n",
 		"ca= needs an https:// target"},
 	    {"forward = a elastic https://h:9200 format=cef\n",
@@ -262,8 +265,8 @@ test_forward_state_file(void)
 	ut_assert_cmp(back.pid, ==, 77);
 
 	/* Lowest cursor: b has no state file yet, so it is 0. */
-	ut_assert(ma_fwd_lowest_cursor("a syslog h:1", dir, &low, name,
-		      &err) == 1);
+	ut_assert(
+	    ma_fwd_lowest_cursor("a syslog h:1", dir, &low, name, &err) == 1);
 	ut_assert_cmp(low, ==, 42);
 	ut_assert_str(name, "a");
 	ut_assert(ma_fwd_lowest_cursor("a syslog h:1\nb syslog h:2", dir, &low,
@@ -279,8 +282,8 @@ test_forward_state_file(void)
 	fclose(fp);
 	ut_assert(ma_fwd_state_read(dir, "a", &back, &err) < 0);
 	ut_assert(strstr(err.msg, "a.state:1: malformed") != NULL);
-	ut_assert(ma_fwd_lowest_cursor("a syslog h:1", dir, &low, name,
-		      &err) < 0);
+	ut_assert(
+	    ma_fwd_lowest_cursor("a syslog h:1", dir, &low, name, &err) < 0);
 	fp = fopen(path, "w");
 	fputs("delivered=1\n", fp);
 	fclose(fp);

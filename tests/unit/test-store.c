@@ -640,8 +640,7 @@ test_purge_guard(void)
 	uint64_t deleted;
 	struct ma_query q = {.result = -1, .limit = 10};
 	char dir[] = "/tmp/ma-test-guard-XXXXXX";
-	struct guard_ctx g = {
-	    .lines = "a syslog h:1\nb relp h:2", .dir = dir};
+	struct guard_ctx g = {.lines = "a syslog h:1\nb relp h:2", .dir = dir};
 	struct ma_fwd_state st = {0};
 	bool dup;
 
@@ -652,8 +651,8 @@ test_purge_guard(void)
 		return;
 	}
 	/* A clean slate, then five records due for deletion. */
-	ut_assert(ma_store_purge(s, now + 1000000 * day, 0, 0, &deleted,
-		      &err) == 0);
+	ut_assert(
+	    ma_store_purge(s, now + 1000000 * day, 0, 0, &deleted, &err) == 0);
 	ut_assert(ma_store_begin(s, &err) == 0);
 	for (int i = 0; i < 5; i++)
 		add(s, now - 200 * day + i, "Update", MA_LOGON_OWNER, "g", "g",
