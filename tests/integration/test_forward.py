@@ -426,5 +426,211 @@ class TestForwardTransports(ForwardTestCase):
         self.assertEqual(dests["d1"]["cursor"], 20)
 
 
+class TestForwardRestarts(ForwardTestCase):
+    """Either side stops mid-stream: no gaps, duplicates only of the same
+    record (same Id, same bytes)."""
+
+    def trickle(self, n, rate=500):
+        t = Trickle(self.d, varied_frames(n), rate)
+        t.start()
+        self.addCleanup(t.join, 30)
+        return t
+
+    def wait_count(self, rs, inp, n, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while rs.count(inp) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertGreaterEqual(rs.count(inp), n)
+
+    def rsyslog_restart(self, inp):
+        n = 1500
+        fw = self.forwarder([self.dest("d1", inp)])
+        t = self.trickle(n)
+        self.wait_count(self.rs, inp, 300)
+        self.rs.stop()
+        stopped_at = self.rs.count(inp)
+        time.sleep(1.5)  # the forwarder fails and backs off meanwhile
+        self.rs.start()
+        t.join(30)
+        self.assertIsNone(t.error)
+        self.wait_delivered(self.rs, inp, n, timeout=60)
+        dups = self.assert_matches_store(self.rs, inp, duplicates=True)
+        self.assertLess(stopped_at, n, "the stop came too late to count")
+        self.assertEqual(fw.wait_cursor("d1", n), n)
+        return dups
+
+    def test_rsyslog_restart_relp(self):
+        self.rsyslog_restart("relp")
+
+    def test_rsyslog_restart_relp_tls(self):
+        self.rsyslog_restart("relp_tls")
+
+    def test_rsyslog_restart_tls(self):
+        self.rsyslog_restart("tls")
+
+    def test_rsyslog_restart_tcp(self):
+        self.rsyslog_restart("tcp")
+
+    def test_forwarder_stop_and_start_resumes_at_the_cursor(self):
+        lines = [self.dest("d1", "tls")]
+        fw = self.forwarder(lines)
+        submit(self.d, varied_frames(200))
+        self.wait_delivered(self.rs, "tls", 200)
+        self.assertEqual(fw.stop(), 0)
+        self.assertEqual(fw.state("d1")["cursor"], 200)
+        submit(self.d, varied_frames(300, start=200))
+        time.sleep(0.5)
+        self.assertEqual(self.rs.count("tls"), 200)
+        self.forwarder(lines)
+        self.wait_delivered(self.rs, "tls", 500)
+        # a clean stop saves the cursor: nothing is sent twice
+        self.assertEqual(self.assert_matches_store(self.rs, "tls"), 0)
+
+    def test_forwarder_killed_mid_stream_resends_without_gaps(self):
+        lines = [self.dest("d1", "relp")]
+        n = 1500
+        fw = self.forwarder(lines)
+        t = self.trickle(n)
+        self.wait_count(self.rs, "relp", 400)
+        fw.kill()
+        time.sleep(0.5)
+        fw2 = self.forwarder(lines)
+        t.join(30)
+        self.assertIsNone(t.error)
+        self.wait_delivered(self.rs, "relp", n, timeout=60)
+        dups = self.assert_matches_store(self.rs, "relp", duplicates=True)
+        # resent: at most what was sent since the last persisted cursor
+        # (forward_state_interval_ms 200 at 500 records/s, plus a batch)
+        self.assertLess(dups, 600)
+        self.assertEqual(fw2.wait_cursor("d1", n), n)
+
+
+class TestForwardTwoDestinations(ForwardTestCase):
+    def test_one_down_delays_only_itself(self):
+        down = self.rsyslog(start=False)  # ports picked, nobody listens
+        fw = self.forwarder([self.dest("up", "tcp"),
+                             self.dest("down", "relp", rs=down)])
+        n = 600
+        t = Trickle(self.d, varied_frames(n), rate=300)
+        t0 = time.monotonic()
+        t.start()
+        t.join(30)
+        self.assertIsNone(t.error)
+        # ingest did not wait for anybody
+        self.assertLess(max(t.latencies), 1.0, "slowest ack batch %.3f s"
+                        % max(t.latencies))
+        self.wait_delivered(self.rs, "tcp", n, timeout=5)
+        self.assertLess(time.monotonic() - t0, 2 + n / 300.0 + 3)
+        self.assert_matches_store(self.rs, "tcp")
+        time.sleep(1.5)
+        doc, dests = fw.status()
+        self.assertEqual(dests["up"]["records_behind"], 0)
+        self.assertEqual(dests["up"]["delivered"], n)
+        self.assertIsNone(dests["up"]["last_error"])
+        self.assertEqual(dests["down"]["records_behind"], n)
+        self.assertEqual(dests["down"]["cursor"], 0)
+        self.assertGreaterEqual(dests["down"]["seconds_behind"], 2)
+        self.assertIsNotNone(dests["down"]["last_error"])
+        self.assertIn(str(down.ports["relp"]), dests["down"]["last_error"]
+                      + dests["down"]["target"])
+        self.assertIsNotNone(dests["down"]["last_error_time"])
+        # it comes back: the backlog is drained
+        down.start()
+        self.wait_delivered(down, "relp", n, timeout=30)
+        self.assertEqual(self.assert_matches_store(down, "relp"), 0)
+        self.assertEqual(fw.wait_cursor("down", n), n)
+        doc, dests = fw.status()
+        self.assertEqual(dests["down"]["records_behind"], 0)
+        self.assertEqual(dests["down"]["delivered"], n)
+
+
+class TestForwardMisconfigured(ForwardTestCase):
+    """A bad destination is reported by --check, in the log and in status;
+    the good one beside it delivers everything."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.other_ca = cls.pki.other_ca()
+        cls.garbage = cls.pki.path("garbage.pem")
+        with open(cls.garbage, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+                    "-----END CERTIFICATE-----\n")
+
+    def tls_line(self, name, **opts):
+        p = self.pki
+        o = {"ca": p.ca, "cert": p.client_cert, "key": p.client_key}
+        o.update(opts)
+        return "%s syslog-tls %s %s" % (name, self.rs.target("tls"), " ".join(
+            "%s=%s" % kv for kv in o.items()))
+
+    def misconfigured(self, bad_line, words):
+        """bad_line beside a good TCP destination; words: what the error
+        must mention (any one of them, case-insensitive)."""
+        lines = [self.dest("good", "tcp"), bad_line]
+        fw = self.forwarder(lines, start=False)
+        res = fw.check()
+        out = res.stdout + res.stderr
+        self.assertEqual(res.returncode, 1, out)
+        bad = [l for l in out.splitlines() if l.startswith("bad ")]
+        good = [l for l in out.splitlines() if l.startswith("good ")]
+        self.assertEqual(len(bad), 1, out)
+        self.assertIn("error", bad[0])
+        self.assertTrue(any(w.lower() in bad[0].lower() for w in words),
+                        "%r names none of %s" % (bad[0], words))
+        self.assertTrue(good and good[0].endswith(": ok"), out)
+        # running: the good one delivers, the bad one says why it cannot
+        fw.start()
+        submit(self.d, varied_frames(50))
+        self.wait_delivered(self.rs, "tcp", 50, timeout=10)
+        self.assert_matches_store(self.rs, "tcp")
+        self.assertEqual(fw.wait_cursor("good", 50), 50)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            doc, dests = fw.status()
+            if dests["bad"]["last_error"]:
+                break
+            time.sleep(0.1)
+        err = dests["bad"]["last_error"]
+        self.assertTrue(err and any(w.lower() in err.lower()
+                                    for w in words), err)
+        self.assertEqual(dests["bad"]["records_behind"], 50)
+        self.assertEqual(dests["good"]["records_behind"], 0)
+        self.assertIsNone(dests["good"]["last_error"])
+        log = fw.log_text()
+        self.assertTrue([l for l in log.splitlines() if "bad" in l and
+                         any(w.lower() in l.lower() for w in words)], log)
+        self.assertTrue(fw.running())
+        return err
+
+    def test_wrong_ca(self):
+        self.misconfigured(self.tls_line("bad", ca=self.other_ca),
+                           ["not trusted", "certificate verify"])
+
+    def test_wrong_peer_name(self):
+        self.misconfigured(self.tls_line("bad",
+                                         peer_name="wrong.example.test"),
+                           ["wrong.example.test"])
+
+    def test_unknown_host(self):
+        self.misconfigured("bad syslog no-such-host.invalid:6514",
+                           ["no-such-host.invalid"])
+
+    def test_missing_client_certificate_file(self):
+        path = self.pki.path("absent/client.pem")
+        self.misconfigured(self.tls_line("bad", cert=path), [path])
+
+    def test_unparsable_client_certificate(self):
+        self.misconfigured(self.tls_line("bad", cert=self.garbage),
+                           [self.garbage])
+
+    def test_relp_wrong_ca(self):
+        p = self.pki
+        self.misconfigured(
+            "bad relp %s tls=yes peer_name=localhost ca=%s cert=%s key=%s"
+            % (self.rs.target("relp_tls"), self.other_ca, p.client_cert,
+               p.client_key), ["certificate", "verify"])
+
+
 if __name__ == "__main__":
     unittest.main()
