@@ -81,7 +81,7 @@ struct relp_conn {
 	/* set by librelp's callbacks while one of our calls runs */
 	bool failed;       /* an error was reported */
 	bool capture;      /* collect connect diagnostics from dbgprint */
-	char why[200];     /* first error reported */
+	char why[256];     /* first error reported */
 	char detail[120];  /* a diagnostic from dbgprint (errno, timeout) */
 };
 
@@ -101,12 +101,17 @@ static char relp_tls_ca_dest[FWD_NAME_MAX + 1];
 static void
 relp_note(struct relp_conn *c, const char *what, const char *msg, int code)
 {
+	char w[96], m[120];
+
 	if (c == NULL)
 		return;
 	c->failed = true;
-	if (c->why[0] == '\0')
-		snprintf(c->why, sizeof(c->why), "%s: %s (librelp %d)", what,
-		    msg, code);
+	if (c->why[0] != '\0')
+		return;
+	/* librelp's texts can hold raw certificate bytes (an IP SAN) */
+	ma_sanitize(what, strlen(what), w, sizeof(w));
+	ma_sanitize(msg, strlen(msg), m, sizeof(m));
+	snprintf(c->why, sizeof(c->why), "%s: %s (librelp %d)", w, m, code);
 }
 
 static void
@@ -220,17 +225,21 @@ relp_strerror(relpRetVal code)
 	}
 }
 
-/* err = "relp HOST:PORT: doing: reason [callback detail]" */
+/* err = "relp HOST:PORT: doing: reason (code) [peer]; details" */
 static int
 relp_fail(struct relp_conn *c, const char *doing, relpRetVal code,
     struct ma_error *err)
 {
-	const char *sep = c->why[0] != '\0' || c->detail[0] != '\0' ? "; " : "";
+	const struct fwd_dest_conf *conf = c->conf;
+	char peer[96] = "";
 
-	return ma_error_set(err, "relp %s: %s: %s (%d)%s%s%s%s",
-	    c->conf->target, doing, relp_strerror(code), code, sep,
-	    c->detail, c->detail[0] != '\0' && c->why[0] != '\0' ? "; " : "",
-	    c->why);
+	if (conf->tls)
+		snprintf(peer, sizeof(peer), " [TLS peer_name %.64s]",
+		    conf->peer_name != NULL ? conf->peer_name : conf->host);
+	return ma_error_set(err, "relp %s: %s: %s (%d)%s%s%s%s%s",
+	    conf->target, doing, relp_strerror(code), code, peer,
+	    c->detail[0] != '\0' ? "; " : "", c->detail,
+	    c->why[0] != '\0' ? "; " : "", c->why);
 }
 
 static void
