@@ -43,7 +43,8 @@ def have_forwarder():
 class Forwarder:
     """mailaudit-forward reading daemon's store.
 
-    forwards: the values of the forward lines ("NAME TYPE TARGET opt=v").
+    forwards: the values of the forward lines ("NAME TYPE TARGET opt=v");
+    None: those of the daemon's own mailaudit.conf.
     options: other keys (forward_poll_ms, forward_state_interval_ms,
     forward_backoff_max_ms, syslog_*); tests default to short intervals."""
 
@@ -59,18 +60,33 @@ class Forwarder:
         os.makedirs(self.state_dir, exist_ok=True)
         self.conf = os.path.join(daemon.dir, conf_name or "forward.conf")
         self.log = os.path.join(daemon.dir, "mailaudit-forward.log")
-        self.names = [f.split()[0] for f in forwards]
         self.proc = None
+        with open(daemon.conf) as f:
+            base = f.read()
+        # Keys the daemon's file sets already (forwards=None: its forward
+        # lines too, so that mailauditd and we see the same destinations)
+        # are not written twice.
+        base_keys = {}
+        for line in base.splitlines():
+            key, eq, value = line.partition("=")
+            if eq and not line.lstrip().startswith("#"):
+                base_keys.setdefault(key.strip(), []).append(value.strip())
+        if forwards is None:
+            forwards = []
+            self.names = [v.split()[0] for v in base_keys.get("forward", [])]
+        else:
+            self.names = [f.split()[0] for f in forwards]
         opts = dict(self.DEFAULTS)
         opts.update(options or {})
         opts.setdefault("forward_state_dir", self.state_dir)
-        with open(daemon.conf) as f:
-            base = f.read()
+        if "forward_state_dir" in base_keys:
+            self.state_dir = base_keys["forward_state_dir"][0]
         with open(self.conf, "w") as f:
             f.write(base)
             f.write("\n# written by tests/integration/forward_fixture.py\n")
             for key, value in opts.items():
-                f.write("%s = %s\n" % (key, value))
+                if key not in base_keys:
+                    f.write("%s = %s\n" % (key, value))
             for line in forwards:
                 f.write("forward = %s\n" % line)
 

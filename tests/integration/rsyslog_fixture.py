@@ -427,17 +427,25 @@ class RelpClient:
         sock = socket.create_connection(("127.0.0.1", port),
                                         timeout=timeout)
         if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+            try:
+                sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+            except OSError:
+                sock.close()
+                raise
         self.sock = sock
         self.window = window
         self.txnr = 0
         self.buf = b""
         offers = b"relp_version=0\nrelp_software=mailaudit-test\n" \
                  b"commands=syslog"
-        self._command(b"open", offers)
-        nr, data = self._response()
-        if not data.startswith(b"200"):
-            raise RuntimeError("RELP open refused: %r" % data)
+        try:
+            self._command(b"open", offers)
+            nr, data = self._response()
+            if not data.startswith(b"200"):
+                raise RuntimeError("RELP open refused: %r" % data)
+        except (OSError, RuntimeError):
+            self.sock.close()
+            raise
 
     def _command(self, cmd, data):
         self.txnr += 1

@@ -23,6 +23,7 @@ import unittest
 from daemon_fixture import MailauditDaemon, frame
 from forward_fixture import (Forwarder, have_forwarder, parse_cef,
                              parse_syslog, store_lines)
+from http_receiver import HttpReceiver
 from rsyslog_fixture import (INPUTS, RelpClient, Rsyslog, TestPKI,
                              client_tls_context, free_port, have_rsyslog,
                              send_syslog)
@@ -630,6 +631,215 @@ class TestForwardMisconfigured(ForwardTestCase):
             "bad relp %s tls=yes peer_name=localhost ca=%s cert=%s key=%s"
             % (self.rs.target("relp_tls"), self.other_ca, p.client_cert,
                p.client_key), ["certificate", "verify"])
+
+
+HOSTILE = [
+    # (user, folder, client info, subject): str, or bytes for invalid UTF-8
+    ('mallory"]=|\\@evil.example', 'INBOX/a]b=c|d\\e"f\r\nX-Forged: 1',
+     'Client=IMAP4\r\n<13>1 - - - - - forged cs1=evil act=Fake',
+     'Invoice \u2028 "q" \\ ] = | end'),
+    ('eve', 'Sent\n<14>1 2025-01-01T00:00:00Z h a - - - injected',
+     'a"b\\"c]d', b'bad utf-8 \xff\xfe\xc3( \r\n] "x" nul\x00cut'),
+    ('trent]', '] [mailaudit@32473 seq="1"]', 'x=y|z\\',
+     '17 <13>1 - - - - - octet-count forged'),
+]
+
+
+class TestForwardHostileStrings(ForwardTestCase):
+    """Untrusted strings with CR, LF, quotes, backslashes, ], =, |,
+    invalid UTF-8 and NUL arrive as one message each, fields intact."""
+
+    def frames(self):
+        out = []
+        for i, (user, folder, client, subject) in enumerate(HOSTILE * 3):
+            out.append(frame("Update", user=user, mbox="alice@example.test",
+                             logon="Delegate", folder=folder, client=client,
+                             sess='s"] seq="%d' % i, ip="192.0.2.9",
+                             items=[(i + 1, "<x]y=z|%d@evil.example>" % i,
+                                     subject)]))
+        return out
+
+    def test_hostile_strings_in_every_transport_and_format(self):
+        n = len(HOSTILE) * 3
+        submit(self.d, self.frames())
+        self.forwarder([self.dest("j", "tcp"),
+                        self.dest("c", "tls", extra="format=cef"),
+                        self.dest("r", "relp", extra="format=ecs")])
+        for inp in ("tcp", "tls", "relp"):
+            self.wait_delivered(self.rs, inp, n)
+        time.sleep(0.5)  # a split frame would show up as extra lines
+        store = store_lines(self.d)
+        self.assertEqual(len(store), n)
+        for inp, fmt in (("tcp", "json"), ("tls", "cef"), ("relp", "ecs")):
+            with self.subTest(inp=inp, fmt=fmt):
+                self.assertEqual(self.rs.count(inp), n,
+                                 "%s: frames split or forged" % inp)
+                self.assert_matches_store(self.rs, inp, fmt, store=store)
+        # CEF values give back the stored strings (C0 controls other than
+        # CR and LF, which CEF escapes, become '?')
+        for i, (m, (_, _, rec)) in enumerate(zip(self.rs.received("tls"),
+                                                 store)):
+            _, ext = parse_cef(parse_syslog(m)["msg"])
+            item = rec["Item"]
+            self.assertEqual(ext["cs2"], cef_text(HOSTILE[i % 3][1]))
+            self.assertEqual(ext["cs3"], item["InternetMessageId"])
+            self.assertEqual(ext["cs4"], cef_text(item.get("Subject", "")))
+            self.assertEqual(ext["requestClientApplication"],
+                             cef_text(rec["ClientInfoString"]))
+            self.assertEqual(ext["cs5"], rec["SessionId"])
+            self.assertEqual(ext["suser"], rec["UserId"])
+
+
+def cef_text(s):
+    """What a CEF value carries for s: unprintables as '?' (CR, LF kept)."""
+    out = []
+    for c in s:
+        cp = ord(c)
+        if c in "\r\n":
+            out.append(c)
+        elif cp < 0x20 or 0x7f <= cp < 0xa0 or 0x2028 <= cp <= 0x202e or \
+                0x2066 <= cp <= 0x2069:
+            out.append("?")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+class TestForwardRetention(ForwardTestCase):
+    """Retention never purges what a destination has not acknowledged."""
+
+    def setUp(self):
+        self.rs = None
+        super().setUp()
+
+    daemon_conf = "retention_min_days = 0\n"
+
+    def test_purge_keeps_unforwarded_records(self):
+        # mailauditd must see the forward line: give it the same config
+        down = self.rsyslog(start=False)
+        state_dir = os.path.join(self.d.dir, "forward")
+        self.d.stop()
+        with open(self.d.conf, "a") as f:
+            f.write("forward_state_dir = %s\nforward = %s\n"
+                    % (state_dir, self.dest("d1", "relp", rs=down)))
+        self.d.start()
+        self.d.ctl("mailbox", "add", "old")
+        self.d.ctl("set-mailbox", "old", "--audit-log-age-limit", "1")
+        old = int(time.time() * 1000) - 3 * 86400000
+        submit(self.d, [frame("Update", user="old", mbox="old", t=old + i)
+                        for i in range(10)])
+        out = self.d.ctl("purge").stdout
+        self.assertIn("purged: 0", out)
+        self.assertEqual(len(self.d.records()), 10 + 2)  # + admin records
+        # delivered: now they may go
+        fw = self.forwarder(None)  # the daemon's own forward line
+        down.start()
+        self.assertGreaterEqual(fw.wait_cursor("d1", 10), 10)
+        fw.stop()
+        out = self.d.ctl("purge").stdout
+        self.assertIn("purged: 10", out)
+
+
+@unittest.skipIf(NO_FORWARD, NO_FORWARD or "")
+class TestForwardHttp(ForwardTestCase):
+    """HEC and _bulk beside syslog (test_forward_relp_http.py has the
+    transport's own cases): failures of one never hold up the other."""
+
+    def secret(self, name, value):
+        path = os.path.join(self.d.dir, name)
+        with open(path, "w") as f:
+            f.write(value + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def receiver(self, kind, **kw):
+        rx = HttpReceiver(kind, **kw).start()
+        self.addCleanup(rx.stop)
+        return rx
+
+    def test_wrong_hec_token_reported_at_start_and_in_status(self):
+        rx = self.receiver("hec", token="right-token")
+        tok = self.secret("hec.token", "wrong-token")
+        lines = [self.dest("good", "tcp"),
+                 "bad hec %s token_file=%s" % (rx.url(), tok)]
+        fw = self.forwarder(lines, start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 1, res.stdout)
+        bad = [l for l in res.stdout.splitlines() if l.startswith("bad ")]
+        self.assertEqual(len(bad), 1, res.stdout)
+        self.assertIn("token", bad[0].lower())
+        self.assertNotIn("wrong-token", res.stdout + res.stderr)
+        fw.start()
+        submit(self.d, varied_frames(30))
+        self.wait_delivered(self.rs, "tcp", 30, timeout=10)
+        self.assertEqual(fw.wait_cursor("good", 30), 30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, dests = fw.status()
+            if dests["bad"]["last_error"]:
+                break
+            time.sleep(0.1)
+        self.assertIn("token", dests["bad"]["last_error"].lower())
+        self.assertEqual(dests["bad"]["records_behind"], 30)
+        self.assertNotIn("wrong-token", fw.log_text())
+        self.assertEqual(rx.events, [])
+
+    def test_bulk_partial_failure_429_resent_400_dead_lettered(self):
+        rx = self.receiver("elastic")
+        # refused for good before the item to retry: dead-lettered, and
+        # the resend starts after it
+        rx.bulk_item(2, 400, "mapper_parsing_exception")
+        rx.bulk_item(6, 429)
+        submit(self.d, varied_frames(15))
+        fw = self.forwarder([self.dest("good", "tcp"),
+                             "es elastic %s format=json" % rx.url()])
+        self.assertEqual(fw.wait_cursor("es", 15), 15)
+        store = store_lines(self.d)
+        bad = store[2][2]["Id"]
+        got = rx.ids()
+        self.assertEqual(sorted(got), sorted(r["Id"] for _, _, r in store
+                                             if r["Id"] != bad))
+        self.assertEqual(len(got), len(set(got)))
+        self.assertEqual(rx.violations, [])
+        by_id = {rec["Id"]: line for _, line, rec in store}
+        for _id, doc in rx.docs["logs-mailaudit-default"].items():
+            self.assertEqual(doc, json.loads(by_id[_id]))
+        rej = fw.rejected("es")
+        self.assertEqual(len(rej), 1, rej)
+        self.assertIn(bad, json.dumps(rej[0]))
+        # the resend after the 429 met 409s for what was stored already
+        self.assertGreater(rx.duplicates, 0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            _, dests = fw.status()
+            if dests["es"]["rejected"] == 1:
+                break
+            time.sleep(0.1)
+        self.assertEqual(dests["es"]["rejected"], 1)
+        self.assertEqual(dests["es"]["delivered"], 14)
+        self.assertEqual(dests["es"]["records_behind"], 0)
+        self.wait_delivered(self.rs, "tcp", 15)
+        self.assert_matches_store(self.rs, "tcp")
+
+    def test_retry_after_delays_only_that_destination(self):
+        rx = self.receiver("hec", token="t")
+        rx.fail_requests(1, 503, retry_after=3)
+        tok = self.secret("hec.token", "t")
+        submit(self.d, varied_frames(20))
+        t0 = time.monotonic()
+        fw = self.forwarder([self.dest("good", "tcp"),
+                             "h hec %s token_file=%s" % (rx.url(), tok)],
+                            options={"forward_backoff_max_ms": "10000"})
+        self.wait_delivered(self.rs, "tcp", 20, timeout=10)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual(fw.wait_cursor("h", 20, timeout=20), 20)
+        waited = time.monotonic() - t0
+        # Retry-After 3 s honoured (loosely: not before, not much after)
+        self.assertGreaterEqual(waited, 3.0)
+        self.assertLess(waited, 10.0)
+        self.assertEqual([st for _, st, _ in rx.log], [503, 200])
+        self.assertEqual(sorted(rx.ids()),
+                         sorted(r["Id"] for _, _, r in store_lines(self.d)))
 
 
 if __name__ == "__main__":
