@@ -12,8 +12,9 @@
  * audit policy is set so that every read and change by anyone is
  * recorded.
  *
- * journal status: the report spool (queued, oldest, last error) from the
- * files mailaudit-milter keeps there, so it works whether or not the
+ * journal status: the journal spool (queued in its log and as large
+ * items in new/, refused ones, the delivery's last error) from the files
+ * mailaudit-milter keeps there, so it works whether or not the
  * milter runs; and, for copy rules, the journal copies Postfix holds
  * (postqueue -j), with the last reason it gave for deferring one.
  */
@@ -32,6 +33,7 @@
 
 #include <jansson.h>
 
+#include "ma-jlog.h"
 #include "ma-journal.h"
 #include "ma-log.h"
 
@@ -285,8 +287,11 @@ int
 journal_status(const struct ma_conf *conf)
 {
 	const char *dir = conf->journal_spool_dir;
-	char path[4096], line[1024], oldest[256];
-	unsigned int queued, failed;
+	char path[4096], line[1024], oldest[256], when[32];
+	unsigned int files, failed;
+	uint64_t logged = 0;
+	int64_t log_oldest_ms = 0;
+	struct ma_error err = {0};
 	FILE *fp;
 
 	if (conf->journal_rules != NULL &&
@@ -297,12 +302,22 @@ journal_status(const struct ma_conf *conf)
 		    "journal spool %s: none (no report rules have run)\n", dir);
 		return 0;
 	}
-	queued = count_dir(dir, "new", oldest, sizeof(oldest));
+	files = count_dir(dir, "new", oldest, sizeof(oldest));
 	failed = count_dir(dir, "failed", NULL, 0);
-	printf("spool: %s\nqueued: %u\nrefused (in failed/): %u\n", dir, queued,
-	    failed);
-	if (queued > 0)
-		printf("oldest queued: %s\n", oldest);
+	snprintf(path, sizeof(path), "%s/log", dir);
+	if (access(path, F_OK) == 0 &&
+	    ma_jlog_scan(path, &logged, &log_oldest_ms, &err) < 0)
+		printf("journal log %s: %s\n", path, err.msg);
+	printf("spool: %s\nqueued: %llu\n", dir,
+	    (unsigned long long)(files + logged));
+	if (logged > 0) {
+		ma_fmt_time(log_oldest_ms, false, when);
+		printf("  in the log: %llu, oldest from %s\n",
+		    (unsigned long long)logged, when);
+	}
+	if (files > 0)
+		printf("  large items in new/: %u, oldest %s\n", files, oldest);
+	printf("refused (in failed/): %u\n", failed);
 	snprintf(path, sizeof(path), "%s/status", dir);
 	fp = fopen(path, "re");
 	if (fp == NULL) {

@@ -184,52 +184,56 @@ fail:
 	return NULL;
 }
 
-/* literal_size - bytes of fd from its offset on, bare LF counted as CRLF */
+/* literal_size - the item's bytes, bare LF counted as CRLF */
 static int
-literal_size(int fd, uint64_t *size_r)
+literal_size(const struct store_item *item, uint64_t *size_r)
 {
-	off_t start = lseek(fd, 0, SEEK_CUR);
 	char buf[65536];
-	uint64_t size = 0;
+	uint64_t pos = item->off, end = item->off + item->len, size = 0;
 	bool last_cr = false;
-	ssize_t n;
 
-	if (start < 0)
-		return -1;
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	while (pos < end) {
+		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
+						      : sizeof(buf);
+		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
 			return -1;
-		}
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' && !last_cr)
 				size++;
 			last_cr = buf[i] == '\r';
 		}
 		size += (uint64_t)n;
+		pos += (uint64_t)n;
 	}
 	*size_r = size;
-	return lseek(fd, start, SEEK_SET) < 0 ? -1 : 0;
+	return 0;
 }
 
 static int
-send_literal(struct conn *c, int fd)
+send_literal(struct conn *c, const struct store_item *item)
 {
 	char buf[65536];
+	uint64_t pos = item->off, end = item->off + item->len;
 	bool last_cr = false;
-	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+	while (pos < end) {
+		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
+						      : sizeof(buf);
+		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
 		size_t from = 0;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(c->reply, c->reply_size, "reading report: %s",
-			    strerror(errno));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(c->reply, c->reply_size, "reading item: %s",
+			    n < 0 ? strerror(errno) : "short file");
 			return -1;
 		}
+		pos += (uint64_t)n;
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' && !last_cr) {
 				if (conn_put(c, buf + from, (size_t)i - from) <
@@ -290,8 +294,8 @@ temporary_no(const char *reply)
 }
 
 enum lmtp_result
-imap_append(struct imap_session *s, const char *mailbox, const int *fds,
-    size_t n, char *reply, size_t reply_size)
+imap_append(struct imap_session *s, const char *mailbox,
+    const struct store_item *items, size_t n, char *reply, size_t reply_size)
 {
 	struct conn *c = &s->c;
 	char tag[16], mbox[1024], head[64];
@@ -312,7 +316,7 @@ imap_append(struct imap_session *s, const char *mailbox, const int *fds,
 	for (size_t i = 0; i < n; i++) {
 		uint64_t size;
 
-		if (literal_size(fds[i], &size) < 0) {
+		if (literal_size(&items[i], &size) < 0) {
 			snprintf(reply, reply_size, "reading report: %s",
 			    strerror(errno));
 			goto broken;
@@ -333,7 +337,7 @@ imap_append(struct imap_session *s, const char *mailbox, const int *fds,
 					   : LMTP_PERMFAIL;
 			}
 		}
-		if (send_literal(c, fds[i]) < 0)
+		if (send_literal(c, &items[i]) < 0)
 			goto broken;
 	}
 	if (conn_put(c, "\r\n", 2) < 0 || conn_flush(c) < 0)

@@ -14,7 +14,7 @@
  */
 
 #include <stddef.h>
-#include "lmtp.h" /* enum lmtp_result: the same three outcomes */
+#include "lmtp.h" /* enum lmtp_result and struct store_item */
 
 struct imap_session;
 
@@ -29,8 +29,8 @@ struct imap_session *imap_connect(const char *target, const char *authz,
     char *reply, size_t reply_size);
 
 /*
- * imap_append - store the n messages in fds (each from its current
- * offset to EOF; bare LF is sent as CRLF) in mailbox with one APPEND.
+ * imap_append - store the n messages of items (bare LF is sent as CRLF)
+ * in mailbox with one APPEND.
  * LMTP_DELIVERED: all were saved; LMTP_TEMPFAIL: none, try again later
  * (connection trouble, quota, a busy mailbox...); LMTP_PERMFAIL: the
  * server refused the message itself (only meaningful for n == 1).  After
@@ -38,7 +38,8 @@ struct imap_session *imap_connect(const char *target, const char *authz,
  * closed: imap_ok() says whether it is still usable.
  */
 enum lmtp_result imap_append(struct imap_session *s, const char *mailbox,
-    const int *fds, size_t n, char *reply, size_t reply_size);
+    const struct store_item *items, size_t n, char *reply,
+    size_t reply_size);
 /* imap_ok - the session can take another command */
 int imap_ok(const struct imap_session *s);
 /* imap_multiappend - the server takes several messages in one APPEND */

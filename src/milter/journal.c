@@ -20,6 +20,7 @@
 #include "journal.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 
 #include "imap.h"
 #include "lmtp.h"
+#include "ma-jlog.h"
 #include "ma-log.h"
 
 #define BACKOFF_MIN_MS   1000
@@ -42,6 +44,10 @@
 #define IDLE_CLOSE_MS    5000
 #define MAX_BATCH        1024
 #define JOURNAL_WORKERS  4
+/* Items up to this size go through the log (memory while written). */
+#define SPILL_AT         (1024 * 1024)
+/* Bytes of items in one APPEND. */
+#define BATCH_BYTES      ((uint64_t)32 * 1024 * 1024)
 
 struct journal;
 
@@ -72,6 +78,9 @@ struct journal {
 	const struct ma_domains *local;
 	const char *target; /* the one in use, for messages */
 	struct worker workers[JOURNAL_WORKERS];
+	struct ma_jlog *log;       /* items up to SPILL_AT */
+	struct worker log_worker;  /* delivers the log */
+	int64_t log_oldest_ms;     /* under lock: first item waiting in it */
 	bool started, stopping;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -85,7 +94,15 @@ struct journal {
 	bool failing;
 };
 
+/*
+ * An item being written: in memory up to SPILL_AT bytes (then appended to
+ * the log in one piece), beyond that in a file of its own.
+ */
 struct journal_file {
+	struct journal *j;
+	char rcpt[MA_JLOG_RCPT_MAX + 1];
+	struct ma_buf buf;
+	bool spilled;
 	int fd;
 	char tmp[4096];
 	char name[40];
@@ -217,6 +234,11 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 		return NULL;
 	}
 	clean_tmp(j);
+	snprintf(path, sizeof(path), "%s/log", spool_dir);
+	if ((j->log = ma_jlog_open(path, err)) == NULL) {
+		journal_destroy(&j);
+		return NULL;
+	}
 	return j;
 }
 
@@ -225,7 +247,28 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 struct journal_file *
 journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 {
-	struct journal_file *f = ma_xcalloc(1, sizeof(*f));
+	struct journal_file *f;
+
+	if (strlen(rcpt) > MA_JLOG_RCPT_MAX) {
+		ma_error_set(err, "journal address too long");
+		return NULL;
+	}
+	f = ma_xcalloc(1, sizeof(*f));
+	f->j = j;
+	f->fd = -1;
+	snprintf(f->rcpt, sizeof(f->rcpt), "%s", rcpt);
+	ma_buf_init(&f->buf, SPILL_AT);
+	return f;
+}
+
+/*
+ * spill - the item outgrew memory: go on in a file of its own in tmp/,
+ * committed into new/ (with its own fdatasync) instead of into the log.
+ */
+static int
+spill(struct journal_file *f)
+{
+	struct journal *j = f->j;
 	uint8_t id[16];
 	char line[512];
 	int len;
@@ -235,22 +278,27 @@ journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 	snprintf(f->tmp, sizeof(f->tmp), "%s/tmp/%s", j->dir, f->name);
 	f->fd = open(f->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	if (f->fd < 0) {
-		ma_error_set(err, "open(%.300s): %s", f->tmp, strerror(errno));
-		free(f);
-		return NULL;
+		ma_log_warn("journal item: open %s", f->tmp);
+		return -1;
 	}
-	len = snprintf(line, sizeof(line), "rcpt %.400s\r\n", rcpt);
-	if (journal_file_write(f, line, (size_t)len) < 0) {
-		ma_error_set(err, "write(%.300s): %s", f->tmp, strerror(errno));
-		journal_file_abort(&f);
-		return NULL;
+	f->spilled = true;
+	len = snprintf(line, sizeof(line), "rcpt %s\r\n", f->rcpt);
+	if (ma_write_all(f->fd, line, (size_t)len) < 0 ||
+	    ma_write_all(f->fd, f->buf.data, f->buf.len) < 0) {
+		ma_log_warn("journal item: write %s", f->tmp);
+		return -1;
 	}
-	return f;
+	ma_buf_deinit(&f->buf);
+	return 0;
 }
 
 int
 journal_file_write(struct journal_file *f, const void *data, size_t len)
 {
+	if (!f->spilled && ma_buf_append(&f->buf, data, len) == 0)
+		return 0;
+	if (!f->spilled && spill(f) < 0)
+		return -1;
 	return ma_write_all(f->fd, data, len);
 }
 
@@ -305,6 +353,15 @@ journal_file_commit(
 	struct journal_file *f = *fp;
 	char path[4096];
 
+	if (!f->spilled) {
+		/* The usual case: one write into the log, a shared sync. */
+		if (ma_jlog_append(j->log, f->rcpt, f->buf.data, f->buf.len,
+			err) < 0) {
+			journal_file_abort(fp);
+			return -1;
+		}
+		goto committed;
+	}
 	if (fdatasync(f->fd) < 0) {
 		ma_error_set(
 		    err, "fdatasync(%.300s): %s", f->tmp, strerror(errno));
@@ -331,12 +388,11 @@ journal_file_commit(
 		ma_error_set(err, "fsync(%.300s/new): %s", j->dir,
 		    strerror(errno));
 		(void)unlink(path);
-		free(f);
-		*fp = NULL;
+		journal_file_abort(fp);
 		return -1;
 	}
-	free(f);
-	*fp = NULL;
+committed:
+	journal_file_abort(fp); /* frees what is left of it */
 	pthread_mutex_lock(&j->lock);
 	j->signals++;
 	pthread_cond_broadcast(&j->wake);
@@ -353,7 +409,9 @@ journal_file_abort(struct journal_file **fp)
 		return;
 	if (f->fd >= 0)
 		close(f->fd);
-	(void)unlink(f->tmp);
+	if (f->spilled) /* gone already once committed: names are unique */
+		(void)unlink(f->tmp);
+	ma_buf_deinit(&f->buf);
 	free(f);
 	*fp = NULL;
 }
@@ -412,9 +470,9 @@ list_new(struct journal *j, int idx, char **names, int64_t *oldest_ms_r)
 	return n;
 }
 
-/* read_rcpt - the "rcpt <address>" line; leaves fd just after it */
+/* read_rcpt - a spool file's "rcpt <address>" line; *off_r after it */
 static int
-read_rcpt(int fd, char *rcpt, size_t size)
+read_rcpt(int fd, char *rcpt, size_t size, uint64_t *off_r)
 {
 	char buf[512];
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -429,7 +487,8 @@ read_rcpt(int fd, char *rcpt, size_t size)
 		return -1;
 	memcpy(rcpt, buf + 5, (size_t)(nl - buf - 5));
 	rcpt[nl - buf - 5] = '\0';
-	return lseek(fd, nl + 2 - buf, SEEK_SET) < 0 ? -1 : 0;
+	*off_r = (uint64_t)(nl + 2 - buf);
+	return 0;
 }
 
 static void
@@ -438,6 +497,12 @@ write_status(struct journal *j, size_t queued, int64_t oldest_ms)
 	char tmp[4096], path[4096], when_ok[32] = "-", when_err[32] = "-";
 	FILE *fp;
 
+	/* Items in the log wait too (the lock is held: no jlog call here
+	   takes it, and the log's own lock is a different one). */
+	queued += (size_t)ma_jlog_pending(j->log);
+	if (j->log_oldest_ms != 0 &&
+	    (oldest_ms == 0 || j->log_oldest_ms < oldest_ms))
+		oldest_ms = j->log_oldest_ms;
 	if (j->last_success_ms != 0)
 		ma_fmt_time(j->last_success_ms, false, when_ok);
 	if (j->last_error_ms != 0)
@@ -526,53 +591,30 @@ account(struct journal *j, enum lmtp_result res, size_t count,
 	pthread_mutex_unlock(&j->lock);
 }
 
-/* open_report - the report file name, positioned after its rcpt line */
+/*
+ * open_file_item - the file name in new/ as an item: 0, -1 if it is gone,
+ * -2 if it is not a spool file.
+ */
 static int
-open_report(struct journal *j, const char *name, char *rcpt, size_t size)
+open_file_item(struct journal *j, const char *name, char *rcpt, size_t size,
+    struct store_item *it)
 {
 	char path[4096];
+	struct stat st;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/new/%s", j->dir, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -1; /* gone meanwhile */
-	if (read_rcpt(fd, rcpt, size) < 0) {
+	if (read_rcpt(fd, rcpt, size, &it->off) < 0 || fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_size < it->off) {
 		close(fd);
 		return -2;
 	}
-	return fd;
-}
-
-/* deliver_one - over LMTP; returns false when delivery should pause */
-static bool
-deliver_one(struct worker *w, const char *name)
-{
-	struct journal *j = w->j;
-	char rcpt[400], reply[512];
-	enum lmtp_result res;
-	int fd = open_report(j, name, rcpt, sizeof(rcpt));
-
-	if (fd == -1)
-		return true;
-	if (fd == -2) {
-		snprintf(reply, sizeof(reply), "unreadable report file");
-		res = LMTP_PERMFAIL;
-	} else {
-		if (w->session == NULL)
-			w->session = lmtp_connect(j->lmtp, j->helo,
-			    LMTP_TIMEOUT_MS, reply, sizeof(reply));
-		res = w->session == NULL ? LMTP_TEMPFAIL
-					 : lmtp_send(w->session, rcpt, fd,
-					       reply, sizeof(reply));
-		if (res != LMTP_DELIVERED)
-			lmtp_close(&w->session);
-		w->last_used_ms = ma_now_ms();
-		close(fd);
-	}
-	finish(j, name, res);
-	account(j, res, 1, name, rcpt, reply);
-	return res != LMTP_TEMPFAIL;
+	it->fd = fd;
+	it->len = (uint64_t)st.st_size - it->off;
+	return 0;
 }
 
 /* imap_login - log w in to the mailbox of rcpt unless it already is */
@@ -599,93 +641,318 @@ imap_login(struct worker *w, const char *rcpt, char *reply, size_t size)
 }
 
 /*
- * deliver_batch - over IMAP: the first reports of names (n > 0) that go
- * to the same journal mailbox, up to the batch size, in one APPEND; on a
- * refusal one by one, to find the report the store refuses.  *done_r
- * counts the names dealt with; false when delivery should pause.
+ * store_items - the n items for rcpt into the store, in order: over IMAP
+ * all in one APPEND, then one by one if the store refuses the batch (all
+ * or nothing) to find the item it refuses; over LMTP one transaction
+ * each.  res[i] says how each ended; the first LMTP_TEMPFAIL ends the run
+ * (the rest stay TEMPFAIL).  reply: the last answer or error.
  */
-static bool
-deliver_batch(struct worker *w, char **names, size_t n, size_t *done_r)
+static void
+store_items(struct worker *w, const char *rcpt, const struct store_item *items,
+    size_t n, enum lmtp_result *res, char *reply, size_t size)
 {
 	struct journal *j = w->j;
-	char rcpt[400], next[400], reply[512];
-	int fds[MAX_BATCH];
-	size_t k = 0, taken = 0;
-	enum lmtp_result res;
+	enum lmtp_result r;
+
+	for (size_t i = 0; i < n; i++)
+		res[i] = LMTP_TEMPFAIL;
+	snprintf(reply, size, "not tried");
+	if (!j->imap) {
+		for (size_t i = 0; i < n; i++) {
+			if (w->session == NULL)
+				w->session = lmtp_connect(j->lmtp, j->helo,
+				    LMTP_TIMEOUT_MS, reply, size);
+			res[i] = w->session == NULL
+				     ? LMTP_TEMPFAIL
+				     : lmtp_send(w->session, rcpt, &items[i],
+					   reply, size);
+			if (res[i] != LMTP_DELIVERED)
+				lmtp_close(&w->session);
+			if (res[i] == LMTP_TEMPFAIL)
+				break;
+		}
+		w->last_used_ms = ma_now_ms();
+		return;
+	}
+	if (!imap_login(w, rcpt, reply, size))
+		r = LMTP_TEMPFAIL;
+	else if (n > 1 && !imap_multiappend(w->imap))
+		r = LMTP_PERMFAIL; /* one by one below */
+	else
+		r = imap_append(w->imap, j->mailbox, items, n, reply, size);
+	if (r != LMTP_PERMFAIL || n == 1) {
+		for (size_t i = 0; i < n; i++)
+			res[i] = r;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			res[i] = imap_login(w, rcpt, reply, size)
+				     ? imap_append(w->imap, j->mailbox,
+					   &items[i], 1, reply, size)
+				     : LMTP_TEMPFAIL;
+			if (res[i] == LMTP_TEMPFAIL)
+				break;
+		}
+	}
+	if (!imap_ok(w->imap))
+		imap_close(&w->imap);
+	w->last_used_ms = ma_now_ms();
+}
+
+/*
+ * account_results - the counters and log lines for n stored items;
+ * names[i] names item i in messages.  Returns false if a temporary
+ * failure means delivery should pause.
+ */
+static bool
+account_results(struct journal *j, const enum lmtp_result *res, size_t n,
+    const char *const *names, const char *rcpt, const char *reply)
+{
+	size_t delivered = 0;
+	bool pause = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (res[i] == LMTP_DELIVERED)
+			delivered++;
+		else if (res[i] == LMTP_PERMFAIL)
+			account(j, LMTP_PERMFAIL, 1, names[i], rcpt, reply);
+		else
+			pause = true;
+	}
+	if (delivered > 0)
+		account(j, LMTP_DELIVERED, delivered, NULL, rcpt, reply);
+	if (pause)
+		account(j, LMTP_TEMPFAIL, 1, NULL, rcpt, reply);
+	return !pause;
+}
+
+/*
+ * deliver_files - the first files of names (n > 0) that go to the same
+ * journal address, up to the batch, into the store.  *done_r counts the
+ * names dealt with; false when delivery should pause.
+ */
+static bool
+deliver_files(struct worker *w, char **names, size_t n, size_t *done_r)
+{
+	struct journal *j = w->j;
+	struct store_item items[MAX_BATCH];
+	enum lmtp_result res[MAX_BATCH];
+	char rcpt[MA_JLOG_RCPT_MAX + 1], next[MA_JLOG_RCPT_MAX + 1];
+	char reply[512];
+	size_t k = 0, taken = 0, max = j->imap ? j->batch : 1;
 
 	*done_r = 0;
-	while (taken < n && k < j->batch) {
-		int fd = open_report(j, names[taken], k == 0 ? rcpt : next,
-		    sizeof(rcpt));
+	while (taken < n && k < max) {
+		int r = open_file_item(j, names[taken], k == 0 ? rcpt : next,
+		    sizeof(rcpt), &items[k]);
 
-		if (fd == -2) {
-			snprintf(reply, sizeof(reply), "unreadable report file");
+		if (r == -2) {
 			finish(j, names[taken], LMTP_PERMFAIL);
-			account(j, LMTP_PERMFAIL, 1, names[taken], "?", reply);
+			account(j, LMTP_PERMFAIL, 1, names[taken], "?",
+			    "not a journal spool file");
 		}
-		if (fd < 0) {
+		if (r < 0) {
 			if (k > 0)
 				break; /* keep the batch's names contiguous */
-			taken++;
-			*done_r = taken;
+			*done_r = ++taken;
 			continue;
 		}
 		if (k > 0 && strcmp(next, rcpt) != 0) {
-			close(fd);
+			close(items[k].fd);
 			break; /* another journal mailbox: next batch */
 		}
-		fds[k++] = fd;
+		k++;
 		taken++;
 	}
-	names += *done_r;
 	if (k == 0)
 		return true;
-
-	if (!imap_login(w, rcpt, reply, sizeof(reply)))
-		res = LMTP_TEMPFAIL;
-	else if (k > 1 && !imap_multiappend(w->imap))
-		res = LMTP_PERMFAIL; /* go one by one below */
-	else
-		res = imap_append(
-		    w->imap, j->mailbox, fds, k, reply, sizeof(reply));
-	w->last_used_ms = ma_now_ms();
-	if (res == LMTP_PERMFAIL && k > 1) {
-		/* All or nothing: find the one the store refuses. */
-		res = LMTP_DELIVERED;
-		for (size_t i = 0; i < k && res != LMTP_TEMPFAIL; i++) {
-			enum lmtp_result one = LMTP_TEMPFAIL;
-
-			if (lseek(fds[i], 0, SEEK_SET) == 0 &&
-			    read_rcpt(fds[i], next, sizeof(next)) == 0 &&
-			    imap_login(w, rcpt, reply, sizeof(reply)))
-				one = imap_append(w->imap, j->mailbox, &fds[i],
-				    1, reply, sizeof(reply));
-			if (one != LMTP_TEMPFAIL) {
-				finish(j, names[i], one);
-				account(j, one, 1, names[i], rcpt, reply);
-				(*done_r)++;
-			} else {
-				account(j, one, 1, names[i], rcpt, reply);
-			}
-			res = one == LMTP_TEMPFAIL ? LMTP_TEMPFAIL : res;
-		}
-		for (size_t i = 0; i < k; i++)
-			close(fds[i]);
-		return res != LMTP_TEMPFAIL;
-	}
+	names += *done_r;
+	store_items(w, rcpt, items, k, res, reply, sizeof(reply));
 	for (size_t i = 0; i < k; i++) {
-		close(fds[i]);
-		if (res != LMTP_TEMPFAIL)
-			finish(j, names[i], res);
+		close(items[i].fd);
+		if (res[i] != LMTP_TEMPFAIL) {
+			finish(j, names[i], res[i]);
+			(*done_r)++;
+		}
 	}
-	if (res != LMTP_TEMPFAIL)
-		*done_r += k;
-	if (res != LMTP_DELIVERED && !imap_ok(w->imap))
-		imap_close(&w->imap);
-	account(j, res, k, names[0], rcpt, reply);
-	return res != LMTP_TEMPFAIL;
+	return account_results(
+	    j, res, k, (const char *const *)names, rcpt, reply);
 }
 
+/*
+ * save_failed - a log item the store refuses, into failed/ as a spool
+ * file of its own (never deleted); -1 if it could not be written (then
+ * it stays in the log).
+ */
+static int
+save_failed(struct journal *j, const struct ma_jlog_item *it, char name[64])
+{
+	char tmp[4096], path[4096], line[512], buf[65536];
+	uint64_t pos = it->off, end = it->off + it->len;
+	uint8_t id[16];
+	int fd, len;
+
+	ma_uuid7(id, ma_now_ms());
+	ma_uuid_fmt(id, name);
+	snprintf(tmp, sizeof(tmp), "%.3000s/tmp/%.40s", j->dir, name);
+	snprintf(path, sizeof(path), "%.3000s/failed/%.40s", j->dir, name);
+	fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	len = snprintf(line, sizeof(line), "rcpt %s\r\n", it->rcpt);
+	if (ma_write_all(fd, line, (size_t)len) < 0)
+		goto fail;
+	while (pos < end) {
+		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
+						      : sizeof(buf);
+		ssize_t n = pread(it->fd, buf, want, (off_t)pos);
+
+		if (n <= 0 || ma_write_all(fd, buf, (size_t)n) < 0)
+			goto fail;
+		pos += (uint64_t)n;
+	}
+	if (fdatasync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0)
+		goto fail;
+	return 0;
+fail:
+	ma_log_warn("journal: could not keep refused item in %s", path);
+	if (fd >= 0)
+		close(fd);
+	(void)unlink(tmp);
+	return -1;
+}
+
+/*
+ * deliver_log - the next items of the log (one journal address, up to the
+ * batch) into the store.  *taken_r: items dealt with; false when delivery
+ * should pause.
+ */
+static bool
+deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r)
+{
+	struct journal *j = w->j;
+	struct store_item sitems[MAX_BATCH];
+	enum lmtp_result res[MAX_BATCH];
+	char names[MAX_BATCH][64];
+	const char *name_ptrs[MAX_BATCH];
+	char reply[512];
+	size_t n, done = 0;
+
+	*taken_r = 0;
+	n = ma_jlog_peek(
+	    j->log, items, j->imap ? j->batch : 1, BATCH_BYTES);
+	pthread_mutex_lock(&j->lock);
+	j->log_oldest_ms = n > 0 ? items[0].time_ms : 0;
+	pthread_mutex_unlock(&j->lock);
+	if (n == 0)
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		sitems[i] = (struct store_item){
+		    items[i].fd, items[i].off, items[i].len};
+		snprintf(names[i], sizeof(names[i]), "log item %" PRIx64
+		    ":%" PRIu64, items[i].seg, items[i].off);
+		name_ptrs[i] = names[i];
+	}
+	store_items(w, items[0].rcpt, sitems, n, res, reply, sizeof(reply));
+	for (; done < n && res[done] != LMTP_TEMPFAIL; done++) {
+		if (res[done] == LMTP_PERMFAIL &&
+		    save_failed(j, &items[done], names[done]) < 0) {
+			res[done] = LMTP_TEMPFAIL; /* keep it in the log */
+			break;
+		}
+	}
+	for (size_t i = done; i < n; i++)
+		res[i] = LMTP_TEMPFAIL;
+	if (done > 0)
+		ma_jlog_consume(j->log, &items[done - 1], done);
+	*taken_r = done;
+	return account_results(j, res, n, name_ptrs, items[0].rcpt, reply);
+}
+
+static bool
+stopping(struct journal *j)
+{
+	bool stop;
+
+	pthread_mutex_lock(&j->lock);
+	stop = j->stopping;
+	pthread_mutex_unlock(&j->lock);
+	return stop;
+}
+
+/*
+ * wait_for_work - sleep up to a second unless items came in since seen
+ * (or the last round did not finish its work).
+ */
+static void
+wait_for_work(struct journal *j, uint64_t seen, bool more)
+{
+	struct timespec ts;
+
+	pthread_mutex_lock(&j->lock);
+	if (!j->stopping && j->signals == seen && !more) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&j->wake, &j->lock, &ts);
+	}
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* round_start - the signal count now, and whether back-off allows work */
+static bool
+round_start(struct journal *j, uint64_t *seen_r)
+{
+	bool go;
+
+	pthread_mutex_lock(&j->lock);
+	*seen_r = j->signals;
+	go = ma_now_ms() >= j->next_try_ms;
+	pthread_mutex_unlock(&j->lock);
+	return go;
+}
+
+static void
+close_idle(struct worker *w, bool idle)
+{
+	/* Keep the session while items come; not forever. */
+	if (idle && ma_now_ms() - w->last_used_ms > IDLE_CLOSE_MS) {
+		lmtp_close(&w->session);
+		imap_close(&w->imap);
+	}
+}
+
+/* log_thread - the journal log's items, in order, into the store */
+static void *
+log_thread(void *arg)
+{
+	struct worker *w = arg;
+	struct journal *j = w->j;
+	struct ma_jlog_item *items = ma_xcalloc(MAX_BATCH, sizeof(*items));
+
+	while (!stopping(j)) {
+		uint64_t seen;
+		size_t taken = 0;
+		bool ok = true;
+
+		if (round_start(j, &seen))
+			ok = deliver_log(w, items, &taken);
+		close_idle(w, taken == 0);
+		wait_for_work(j, seen, ok && taken > 0);
+	}
+	lmtp_close(&w->session);
+	imap_close(&w->imap);
+	free(items);
+	return NULL;
+}
+
+/*
+ * delivery_thread - items too big for the log, files in new/ (those whose
+ * names hash to this worker); worker 0 also writes the status file.
+ */
 static void *
 delivery_thread(void *arg)
 {
@@ -693,35 +960,18 @@ delivery_thread(void *arg)
 	struct journal *j = w->j;
 	char **names = ma_xcalloc(MAX_BATCH, sizeof(*names));
 
-	for (;;) {
+	while (!stopping(j)) {
 		int64_t oldest_ms;
 		size_t n = 0, done = 0;
 		uint64_t seen;
-		bool go;
-		struct timespec ts;
-
-		pthread_mutex_lock(&j->lock);
-		if (j->stopping) {
-			pthread_mutex_unlock(&j->lock);
-			break;
-		}
-		seen = j->signals;
-		go = ma_now_ms() >= j->next_try_ms;
-		pthread_mutex_unlock(&j->lock);
+		bool go = round_start(j, &seen);
 
 		if (go)
 			n = list_new(j, (int)w->idx, names, &oldest_ms);
-		while (done < n) {
+		while (done < n && !stopping(j)) {
 			size_t step = 1;
 
-			pthread_mutex_lock(&j->lock);
-			go = !j->stopping;
-			pthread_mutex_unlock(&j->lock);
-			if (!go)
-				break;
-			if (j->imap ? !deliver_batch(w, names + done,
-					  n - done, &step)
-				    : !deliver_one(w, names[done]))
+			if (!deliver_files(w, names + done, n - done, &step))
 				break;
 			done += step;
 		}
@@ -736,20 +986,8 @@ delivery_thread(void *arg)
 			for (size_t i = 0; i < all; i++)
 				free(names[i]);
 		}
-		/* Keep the session while reports come; not forever. */
-		if (done == 0 && ma_now_ms() - w->last_used_ms > IDLE_CLOSE_MS) {
-			lmtp_close(&w->session);
-			imap_close(&w->imap);
-		}
-
-		pthread_mutex_lock(&j->lock);
-		if (!j->stopping && j->signals == seen &&
-		    (done == 0 || done < n)) {
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
-			pthread_cond_timedwait(&j->wake, &j->lock, &ts);
-		}
-		pthread_mutex_unlock(&j->lock);
+		close_idle(w, done == 0);
+		wait_for_work(j, seen, done > 0 && done == n);
 	}
 	lmtp_close(&w->session);
 	imap_close(&w->imap);
@@ -766,6 +1004,11 @@ journal_start(struct journal *j)
 		MA_ASSERT(pthread_create(&j->workers[i].thread, NULL,
 			      delivery_thread, &j->workers[i]) == 0);
 	}
+	j->log_worker.j = j;
+	j->log_worker.idx = JOURNAL_WORKERS;
+	MA_ASSERT(pthread_create(
+		      &j->log_worker.thread, NULL, log_thread, &j->log_worker) ==
+		  0);
 	j->started = true;
 }
 
@@ -783,9 +1026,11 @@ journal_destroy(struct journal **jp)
 		pthread_mutex_unlock(&j->lock);
 		for (unsigned int i = 0; i < JOURNAL_WORKERS; i++)
 			pthread_join(j->workers[i].thread, NULL);
+		pthread_join(j->log_worker.thread, NULL);
 	}
 	if (j->new_fd >= 0)
 		close(j->new_fd);
+	ma_jlog_close(&j->log);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->wake);
 	pthread_mutex_destroy(&j->sync_lock);

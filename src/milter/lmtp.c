@@ -75,20 +75,25 @@ verdict(int code)
 
 /* send_body - the message, dot-stuffed, then the terminating dot */
 static int
-send_body(struct conn *c, int fd)
+send_body(struct conn *c, const struct store_item *item)
 {
 	char buf[65536];
 	bool at_line_start = true, last_cr = false;
-	ssize_t n;
+	uint64_t pos = item->off, end = item->off + item->len;
 
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(c->reply, c->reply_size, "reading report: %s",
-			    strerror(errno));
+	while (pos < end) {
+		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
+						      : sizeof(buf);
+		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(c->reply, c->reply_size, "reading item: %s",
+			    n < 0 ? strerror(errno) : "short file");
 			return -1;
 		}
+		pos += (uint64_t)n;
 		for (ssize_t i = 0; i < n; i++) {
 			/* Bare LF becomes CRLF: LMTP requires CRLF. */
 			if (buf[i] == '\n' && !last_cr && conn_put(c, "\r", 1) < 0)
@@ -133,8 +138,8 @@ fail:
 }
 
 enum lmtp_result
-lmtp_send(struct lmtp_session *s, const char *rcpt, int fd, char *reply,
-    size_t reply_size)
+lmtp_send(struct lmtp_session *s, const char *rcpt,
+    const struct store_item *item, char *reply, size_t reply_size)
 {
 	struct conn *c = &s->c;
 	char line[1024];
@@ -152,7 +157,7 @@ lmtp_send(struct lmtp_session *s, const char *rcpt, int fd, char *reply,
 		goto fail;
 	if (command(c, "DATA") < 0 || (code = read_reply(c, NULL)) != 354)
 		goto fail;
-	if (send_body(c, fd) < 0)
+	if (send_body(c, item) < 0)
 		return LMTP_TEMPFAIL;
 	return verdict(read_reply(c, NULL));
 fail:

@@ -11,6 +11,7 @@
  */
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum lmtp_result {
 	LMTP_DELIVERED = 0,
@@ -19,6 +20,12 @@ enum lmtp_result {
 };
 
 struct lmtp_session;
+
+/* A journal item's bytes: len bytes of fd from off (read with pread). */
+struct store_item {
+	int fd;
+	uint64_t off, len;
+};
 
 /*
  * lmtp_connect - connect to target ("unix:/path" or "inet:host:port"),
@@ -29,14 +36,13 @@ struct lmtp_session *lmtp_connect(const char *target, const char *helo,
     unsigned int timeout_ms, char *reply, size_t reply_size);
 
 /*
- * lmtp_send - one transaction: the message in fd (from its current
- * offset to EOF, CRLF line ends; dot-stuffing is done here) to rcpt with
- * a null envelope sender.  reply gets the server's last reply or the
+ * lmtp_send - one transaction: the message of item (CRLF line ends;
+ * dot-stuffing is done here) to rcpt with a null envelope sender.  reply gets the server's last reply or the
  * local error.  After anything but LMTP_DELIVERED the session may be
  * unusable: close it.
  */
-enum lmtp_result lmtp_send(struct lmtp_session *s, const char *rcpt, int fd,
-    char *reply, size_t reply_size);
+enum lmtp_result lmtp_send(struct lmtp_session *s, const char *rcpt,
+    const struct store_item *item, char *reply, size_t reply_size);
 
 /* QUIT (best effort) and free; accepts NULL. */
 void lmtp_close(struct lmtp_session **s);

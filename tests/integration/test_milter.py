@@ -571,6 +571,18 @@ class MilterReport(MilterBase):
                 self.assertIn(token, raw)
         self.assertIsNone(self.milter.proc.poll())
 
+    def test_large_message_journaled(self):
+        # Past 1 MiB an item goes to a file of its own, not the log.
+        line = "0123456789abcdef" * 4 + "\r\n"
+        data = message("eve@outside.test", ["alice" + D],
+                       subject="large one", body=line * 24000)
+        self.assertGreater(len(data), 1500000)
+        self.deliver("eve@outside.test", ["alice" + D], data)
+        [item] = self.journal(data, timeout=20)
+        self.assertIn((line * 100).encode(), item)
+        self.assertGreater(len(item), len(data))
+        self.assertEqual(self.milter.journal_queued(), [])
+
     def test_unfinished_items_removed_at_start(self):
         # A crash mid-message leaves a file in tmp/: its message was never
         # accepted (Postfix hears OK only once the item is in new/), so
