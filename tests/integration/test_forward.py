@@ -96,7 +96,8 @@ class TestRsyslogFixture(unittest.TestCase):
         self.assertEqual(self.rs.wait_count("tls", 1), [msg.decode()])
         send_syslog(self.rs.ports["tls"], [b"<13>1 - h a - - - python"],
                     tls=client_tls_context(self.pki))
-        self.assertEqual(len(self.rs.wait_count("tls", 2)), 2)
+        self.assertEqual(len(self.rs.wait_count("tls", 2, timeout=20)), 2,
+                         self.rs.log_text())
         # No certificate: refused.  (A CA-signed certificate for a name
         # not permitted is refused only some of the time by imtcp/ossl in
         # rsyslog 8.2302, see rsyslog_fixture; imrelp refuses it always,
