@@ -185,6 +185,8 @@ static const struct opt opts[] = {
     {"journal_imap_mailbox", OPT_STR, "INBOX", O(journal_imap_mailbox), 0, 0,
 	NULL},
     {"journal_batch", OPT_UINT, "64", O(journal_batch), 1, 1000, NULL},
+    {"journal_batch_delay_ms", OPT_UINT, "500", O(journal_batch_delay_ms), 0,
+	60000, NULL},
     {"journal_report_from", OPT_STR, "", O(journal_report_from), 0, 0, NULL},
     {"journal_alias_maps", OPT_STR, "", O(journal_alias_maps), 0, 0, NULL},
     {"postfix_config_dir", OPT_STR, "", O(postfix_config_dir), 0, 0, NULL},

@@ -57,6 +57,8 @@ struct ma_conf {
 	char *journal_imap_password_file;
 	char *journal_imap_mailbox;
 	uint64_t journal_batch; /* reports per IMAP APPEND */
+	/* how long a partial batch may wait for more items */
+	uint64_t journal_batch_delay_ms;
 	char *journal_report_from;
 	char *journal_alias_maps; /* Postfix map specs, for Expanded: lines */
 	char *postfix_config_dir; /* postmap -c, "" = Postfix's default */

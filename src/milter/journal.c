@@ -74,6 +74,7 @@ struct journal {
 	bool imap;
 	char *imap_target, *master_user, *password, *mailbox;
 	unsigned int batch;
+	int64_t batch_delay_ms;
 	enum ma_mailbox_names names;
 	const struct ma_domains *local;
 	const char *target; /* the one in use, for messages */
@@ -222,6 +223,7 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 		j->batch = opts->batch > 0 ? opts->batch : 1;
 		if (j->batch > MAX_BATCH)
 			j->batch = MAX_BATCH;
+		j->batch_delay_ms = opts->batch_delay_ms;
 		j->names = opts->names;
 		j->local = opts->local;
 	}
@@ -829,10 +831,13 @@ fail:
 /*
  * deliver_log - the next items of the log (one journal address, up to the
  * batch) into the store.  *taken_r: items dealt with; false when delivery
- * should pause.
+ * should pause.  With *hold_ms_r 0 a partial batch may be held back: then
+ * *hold_ms_r says until when, *wanted_r how many more items would fill
+ * it; a caller that calls again with *hold_ms_r set gets it delivered.
  */
 static bool
-deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r)
+deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r,
+    int64_t *hold_ms_r, size_t *wanted_r)
 {
 	struct journal *j = w->j;
 	struct store_item sitems[MAX_BATCH];
@@ -850,6 +855,14 @@ deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r)
 	pthread_mutex_unlock(&j->lock);
 	if (n == 0)
 		return true;
+	/* A batch costs the store about as much as one item: let a partial
+	   one wait a moment for more, unless stopping. */
+	if (n < j->batch && *hold_ms_r == 0 &&
+	    ma_now_ms() - items[0].time_ms < j->batch_delay_ms) {
+		*hold_ms_r = items[0].time_ms + j->batch_delay_ms;
+		*wanted_r = j->batch - n;
+		return true;
+	}
 	for (size_t i = 0; i < n; i++) {
 		sitems[i] = (struct store_item){
 		    items[i].fd, items[i].off, items[i].len};
@@ -902,6 +915,31 @@ wait_for_work(struct journal *j, uint64_t seen, bool more)
 	pthread_mutex_unlock(&j->lock);
 }
 
+/*
+ * hold_batch - wait until until_ms, or until wanted more items came in
+ * since seen, or the journal stops.
+ */
+static void
+hold_batch(struct journal *j, uint64_t seen, int64_t until_ms, size_t wanted)
+{
+	pthread_mutex_lock(&j->lock);
+	while (!j->stopping && j->signals - seen < wanted &&
+	       ma_now_ms() < until_ms) {
+		struct timespec ts;
+		int64_t left = until_ms - ma_now_ms();
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&j->wake, &j->lock, &ts);
+	}
+	pthread_mutex_unlock(&j->lock);
+}
+
 /* round_start - the signal count now, and whether back-off allows work */
 static bool
 round_start(struct journal *j, uint64_t *seen_r)
@@ -935,11 +973,18 @@ log_thread(void *arg)
 
 	while (!stopping(j)) {
 		uint64_t seen;
-		size_t taken = 0;
+		size_t taken = 0, wanted = 0;
+		int64_t hold_ms = 0;
 		bool ok = true;
 
 		if (round_start(j, &seen))
-			ok = deliver_log(w, items, &taken);
+			ok = deliver_log(w, items, &taken, &hold_ms, &wanted);
+		if (hold_ms != 0) {
+			hold_batch(j, seen, hold_ms, wanted);
+			if (!stopping(j) && round_start(j, &seen))
+				ok = deliver_log(
+				    w, items, &taken, &hold_ms, &wanted);
+		}
 		close_idle(w, taken == 0);
 		wait_for_work(j, seen, ok && taken > 0);
 	}

@@ -32,6 +32,8 @@ struct journal_opts {
 	bool imap;
 	const char *imap_target, *master_user, *password_file, *mailbox;
 	unsigned int batch;
+	/* a batch not full yet waits this long for more (IMAP only) */
+	unsigned int batch_delay_ms;
 	enum ma_mailbox_names names; /* report recipient -> IMAP user */
 	const struct ma_domains *local;
 };

@@ -1501,6 +1501,8 @@ main(int argc, char **argv)
 				milter.conf.journal_imap_password_file,
 			    .mailbox = milter.conf.journal_imap_mailbox,
 			    .batch = (unsigned int)milter.conf.journal_batch,
+			    .batch_delay_ms = (unsigned int)
+				milter.conf.journal_batch_delay_ms,
 			    .names = milter.names,
 			    .local = &milter.local,
 			};
