@@ -24,6 +24,7 @@
 
 #include "daemon.h"
 #include "ma-config.h"
+#include "ma-forward-conf.h"
 #include "ma-log.h"
 #include "ma-proto.h"
 
@@ -532,17 +533,43 @@ do_status(struct request *r)
 	return 0;
 }
 
+/*
+ * purge: like the timed purge, and it says (in the answer and the log)
+ * when forwarding held retention back.  The destination named is the one
+ * with the lowest cursor when the answer is written, read afresh: the
+ * store's guard, which set the limit, read the same state files a moment
+ * before.
+ */
 static int
 do_purge(struct request *r)
 {
+	const struct ma_conf *conf = &r->d->conf;
 	uint64_t deleted;
+	int64_t limit, cursor;
+	char name[FWD_NAME_MAX + 1], held[512];
+	struct ma_error err = {0};
 
 	daemon_writer_idle(r->d);
 	if (ma_store_purge(r->d->store, ma_now_ms(),
-		(uint32_t)r->d->conf.retention_min_days, 0, &deleted,
-		&r->err) < 0)
+		(uint32_t)conf->retention_min_days, 0, &deleted, &r->err) < 0) {
+		ma_log_warnx("retention (mailauditctl purge): %s", r->err.msg);
 		return -1;
+	}
 	ma_buf_printf(r->reply, "purged=%llu\n", (unsigned long long)deleted);
+	if (deleted > 0)
+		ma_log_info("retention (mailauditctl purge): purged %llu "
+			    "records",
+		    (unsigned long long)deleted);
+	if (ma_store_purge_held(r->d->store, &limit)) {
+		int found = ma_fwd_lowest_cursor(conf->forwards,
+		    conf->forward_state_dir, &cursor, name, &err);
+
+		ma_fwd_held_text(conf->forward_state_dir,
+		    found == 1 ? name : NULL, limit, held, sizeof(held));
+		ma_proto_put(r->reply, "held_back", held);
+		ma_log_info(
+		    "retention (mailauditctl purge): held back: %s", held);
+	}
 	return 0;
 }
 

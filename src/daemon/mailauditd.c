@@ -335,12 +335,13 @@ run_purge(struct daemon *d, int64_t now)
 	else if (deleted > 0)
 		ma_log_info("retention: purged %llu records",
 		    (unsigned long long)deleted);
-	if (ma_store_purge_held(d->store, &limit))
-		ma_log_info("retention: held back: records above seq %lld are "
-			    "kept until forward destination %s has "
-			    "acknowledged them (%s/%s.state)",
-		    (long long)limit, guard_dest, d->conf.forward_state_dir,
-		    guard_dest);
+	if (ma_store_purge_held(d->store, &limit)) {
+		char held[512];
+
+		ma_fwd_held_text(d->conf.forward_state_dir, guard_dest, limit,
+		    held, sizeof(held));
+		ma_log_info("retention: held back: %s", held);
+	}
 	if (deleted >= 50000)
 		d->next_purge_ms = now + 1000;
 }

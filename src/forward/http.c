@@ -26,6 +26,35 @@
  *           counts as taken.  Auth: api_key_file (ApiKey) or user +
  *           password_file (basic).
  *
+ * open() probes the receiver once before anything is sent (http_probe),
+ * so that a wrong token, an unknown host or a certificate we do not trust
+ * is reported by --check and at start-up, not only when records flow:
+ *
+ *  hec      POST an empty body to the event URL.  Splunk checks the token
+ *           first and then answers 400 {"text":"No data","code":5}; a
+ *           token it does not take is 401 (code 2 "Token is required", 3
+ *           "Invalid authorization") or 403 (code 1 "Token disabled", 4
+ *           "Invalid token").  Source: the table of status codes in
+ *           Splunk's "Troubleshoot HTTP Event Collector"
+ *           (help.splunk.com/en/splunk-enterprise/get-data-in/
+ *           collect-http-event-data/troubleshoot-http-event-collector);
+ *           the same codes are what Splunk-compatible receivers copy
+ *           (fluent-bit in_splunk, PR #12043), and AWS Firehose probes
+ *           HEC this way.  400 code 10 "Data channel is missing" means the
+ *           token wants indexer acknowledgment, which we do not use: an
+ *           error too.
+ *  elastic  GET TARGET/ (the root API, cluster info): 200 takes us in,
+ *           401 refuses the credentials.  403 is not an error: the
+ *           credentials were accepted but lack the cluster privilege
+ *           "monitor" that GET / needs (Elasticsearch's Root API
+ *           reference), which an API key made only to write the data
+ *           stream rightly has not got.
+ *  either   404 (the URL is wrong) and 3xx (not followed) are errors; 429
+ *           and 5xx are not (the receiver is there: send() will meet the
+ *           same answer and honour its Retry-After).  No HTTP answer at
+ *           all (resolve, connect, TLS verification, timeout) is an error
+ *           that names the host, port and ca file.
+ *
  * Every "try later" answer returns -1 with err (and res->retry_after_ms
  * when the server sent Retry-After), after counting in res->accepted what
  * was taken before it; 0 means all n records were taken.  Secrets are read
@@ -68,6 +97,8 @@ struct http_conn {
 	CURL *curl;
 	struct curl_slist *headers;
 	char *url;
+	char *probe_url; /* elastic: TARGET/ */
+	char hostport[300]; /* host:port of the URL, for messages */
 	char *password; /* basic auth, elastic only */
 	struct ma_buf one;  /* one rendered record */
 	struct ma_buf body; /* the request */
@@ -245,6 +276,8 @@ http_check(const struct fwd_dest_conf *conf, struct ma_error *err)
 }
 
 static void http_close(void *vconn);
+static void http_hostport(struct http_conn *c);
+static int http_probe(struct http_conn *c, struct ma_error *err);
 
 static int
 http_add_header(struct http_conn *c, const char *h)
@@ -308,9 +341,13 @@ http_open_kind(const struct fwd_dest_conf *conf,
 		c->url = ma_xmalloc(tlen + sizeof("/_bulk"));
 		memcpy(c->url, conf->target, tlen);
 		memcpy(c->url + tlen, "/_bulk", sizeof("/_bulk"));
+		c->probe_url = ma_xmalloc(tlen + sizeof("/"));
+		memcpy(c->probe_url, conf->target, tlen);
+		memcpy(c->probe_url + tlen, "/", sizeof("/"));
 	} else {
 		c->url = ma_xstrdup(conf->target);
 	}
+	http_hostport(c);
 	if ((c->curl = curl_easy_init()) == NULL) {
 		ma_error_set(err, "%s: curl_easy_init failed", conf->name);
 		goto fail;
@@ -372,6 +409,8 @@ http_open_kind(const struct fwd_dest_conf *conf,
 		    curl_easy_strerror(rc));
 		goto fail;
 	}
+	if (http_probe(c, err) < 0)
+		goto fail;
 	return c;
 fail:
 	http_close(c);
@@ -407,18 +446,98 @@ http_close(void *vconn)
 	curl_slist_free_all(c->headers);
 	http_free_secret(&c->password);
 	free(c->url);
+	free(c->probe_url);
 	ma_buf_deinit(&c->one);
 	ma_buf_deinit(&c->body);
 	ma_buf_deinit(&c->resp);
 	free(c);
 }
 
+/* host:port of c->url, for messages (the URL itself if curl cannot split it) */
+static void
+http_hostport(struct http_conn *c)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+
+	if (u != NULL &&
+	    curl_url_set(u, CURLUPART_URL, c->url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+		CURLUE_OK)
+		snprintf(c->hostport, sizeof(c->hostport), "%s:%s", host, port);
+	else
+		snprintf(c->hostport, sizeof(c->hostport), "%s", c->url);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+}
+
 /*
- * http_post - POST c->body; 0 with *status_r (the response body in
- * c->resp), -1 with err when no HTTP answer came (connect, TLS, timeout).
+ * http_transfer_error - err for a request that got no HTTP answer: what
+ * failed (resolve, connect, TLS verification, a certificate file, time),
+ * naming the host, port and file concerned.
  */
 static int
-http_post(struct http_conn *c, long *status_r, struct ma_error *err)
+http_transfer_error(struct http_conn *c, const char *url, CURLcode rc,
+    struct ma_error *err)
+{
+	const struct fwd_dest_conf *conf = c->conf;
+	const char *why = c->errbuf[0] != '\0' ? c->errbuf
+					       : curl_easy_strerror(rc);
+	long oserr = 0;
+
+	if (c->resp_overflow)
+		return ma_error_set(err, "%s: response larger than %d MiB",
+		    url, HTTP_RESP_MAX >> 20);
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return ma_error_set(err, "cannot resolve host %s: %s",
+		    c->hostport, why);
+	case CURLE_COULDNT_CONNECT:
+		curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
+		return ma_error_set(err, "connect to %s: %s", c->hostport,
+		    oserr != 0 ? strerror((int)oserr) : why);
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return ma_error_set(err,
+		    "TLS: the certificate of %s is not trusted: %s (checked "
+		    "against %s%s)",
+		    c->hostport, why,
+		    conf->ca != NULL ? "ca file " : "the system's CA store",
+		    conf->ca != NULL ? conf->ca : "");
+	case CURLE_SSL_CACERT_BADFILE:
+		return ma_error_set(err, "TLS: ca file %s: %s",
+		    conf->ca != NULL ? conf->ca : "(system)", why);
+	case CURLE_SSL_CERTPROBLEM:
+		return ma_error_set(err, "TLS: cert file %s, key file %s: %s",
+		    conf->cert != NULL ? conf->cert : "-",
+		    conf->key != NULL ? conf->key : "-", why);
+	case CURLE_SSL_CONNECT_ERROR:
+		return ma_error_set(err, "TLS handshake with %s: %s",
+		    c->hostport, why);
+	case CURLE_OPERATION_TIMEDOUT:
+		return ma_error_set(err, "%s: no answer within timeout_ms=%u: %s",
+		    c->hostport, conf->timeout_ms, why);
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+		/* e.g. http:// to a TLS port, or a receiver that went away */
+		return ma_error_set(err, "connection to %s: %s", c->hostport,
+		    why);
+	default:
+		return ma_error_set(err, "%s: %s", url, why);
+	}
+}
+
+/*
+ * http_request - one request on the kept-alive handle: a POST of
+ * data[0..len) to c->url, or (get) a GET of c->probe_url.  0 with
+ * *status_r (the response body in c->resp), -1 with err when no HTTP
+ * answer came (connect, TLS, timeout).
+ */
+static int
+http_request(struct http_conn *c, bool get, const char *data, size_t len,
+    long *status_r, struct ma_error *err)
 {
 	CURLcode rc;
 
@@ -427,23 +546,42 @@ http_post(struct http_conn *c, long *status_r, struct ma_error *err)
 	c->retry_after_ms = 0;
 	c->location[0] = '\0';
 	c->errbuf[0] = '\0';
-	rc = curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, c->body.data);
-	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)c->body.len);
+	if (get) {
+		rc = curl_easy_setopt(c->curl, CURLOPT_URL, c->probe_url);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+	} else {
+		/* never NULL: curl would read the body from stdin */
+		rc = curl_easy_setopt(
+		    c->curl, CURLOPT_POSTFIELDS, data != NULL ? data : "");
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(c->curl,
+			    CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	}
 	if (rc == CURLE_OK)
 		rc = curl_easy_perform(c->curl);
-	if (rc != CURLE_OK) {
-		if (c->resp_overflow)
-			return ma_error_set(err,
-			    "%s: response larger than %d MiB", c->url,
-			    HTTP_RESP_MAX >> 20);
-		return ma_error_set(err, "%s: %s", c->url,
-		    c->errbuf[0] != '\0' ? c->errbuf
-					 : curl_easy_strerror(rc));
+	if (get) {
+		/* back to what send() expects */
+		CURLcode r2 = curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
+
+		if (r2 == CURLE_OK)
+			r2 = curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+		if (r2 != CURLE_OK)
+			return ma_error_set(err, "%s: resetting libcurl: %s",
+			    c->url, curl_easy_strerror(r2));
 	}
+	if (rc != CURLE_OK)
+		return http_transfer_error(
+		    c, get ? c->probe_url : c->url, rc, err);
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status_r);
 	return 0;
+}
+
+/* http_post - POST c->body (see http_request) */
+static int
+http_post(struct http_conn *c, long *status_r, struct ma_error *err)
+{
+	return http_request(c, false, c->body.data, c->body.len, status_r, err);
 }
 
 /* a short, printable excerpt of the response body for a message */
@@ -451,6 +589,30 @@ static const char *
 http_excerpt(const struct http_conn *c, char out[160])
 {
 	ma_sanitize(c->resp.data, c->resp.len, out, 160);
+	return out;
+}
+
+/*
+ * es_reason - "type: reason" of an Elasticsearch error answer
+ * ({"error":{"type":..,"reason":..}}), else an excerpt of the body.
+ */
+static const char *
+es_reason(const struct http_conn *c, char out[160])
+{
+	json_t *root = json_loadb(c->resp.data, c->resp.len, 0, NULL);
+	json_t *je = json_object_get(root, "error");
+	const char *type = json_string_value(json_object_get(je, "type"));
+	const char *reason = json_string_value(json_object_get(je, "reason"));
+
+	if (type != NULL && reason != NULL) {
+		char both[400];
+
+		snprintf(both, sizeof(both), "%s: %s", type, reason);
+		ma_sanitize(both, strlen(both), out, 160);
+	} else {
+		http_excerpt(c, out);
+	}
+	json_decref(root);
 	return out;
 }
 
@@ -513,6 +675,20 @@ http_fill(struct http_conn *c, const struct ma_record *const *recs,
 }
 
 /* ---- Splunk HEC ---- */
+
+/* err for a 401/403: the token was not taken (never showing the token) */
+static int
+hec_token_refused(struct http_conn *c, long status, json_int_t code,
+    const char *text, struct ma_error *err)
+{
+	char t[80];
+
+	ma_sanitize(text, strlen(text), t, sizeof(t));
+	return ma_error_set(err,
+	    "%s: HEC token refused (HTTP %ld, code %lld: %s); check "
+	    "token_file=%s",
+	    c->url, status, (long long)code, t, c->conf->token_file);
+}
 
 /* HEC codes whose 400 names one malformed event (invalid-event-number) */
 static bool
@@ -579,13 +755,7 @@ hec_answer(struct http_conn *c, long status, size_t count, size_t *taken_r,
 			ret = 0;
 		}
 	} else if (status == 401 || status == 403) {
-		char t[80];
-
-		ma_sanitize(text, strlen(text), t, sizeof(t));
-		ma_error_set(err,
-		    "%s: HEC token refused (HTTP %ld, code %lld: %s); check "
-		    "token_file=%s",
-		    c->url, status, (long long)code, t, c->conf->token_file);
+		hec_token_refused(c, status, code, text, err);
 	} else if (status == 429 || status == 503 || status >= 500) {
 		http_status_error(c,
 		    status == 500 ? "HEC internal error, retrying"
@@ -641,6 +811,31 @@ hec_send(void *vconn, const struct ma_record *const *recs, size_t n,
 }
 
 /* ---- Elasticsearch / OpenSearch _bulk ---- */
+
+/* err for a 401/403 of elastic: which setting to check (never the secret) */
+static int
+http_credentials_refused(
+    struct http_conn *c, const char *url, long status, struct ma_error *err)
+{
+	const struct fwd_dest_conf *conf = c->conf;
+	char ex[160];
+
+	if (conf->api_key_file != NULL)
+		return ma_error_set(err,
+		    "%s: credentials refused (HTTP %ld): %s; check "
+		    "api_key_file=%s",
+		    url, status, es_reason(c, ex), conf->api_key_file);
+	if (conf->user != NULL)
+		return ma_error_set(err,
+		    "%s: credentials refused (HTTP %ld): %s; check user=%s "
+		    "and password_file=%s",
+		    url, status, es_reason(c, ex), conf->user,
+		    conf->password_file);
+	return ma_error_set(err,
+	    "%s: credentials refused (HTTP %ld): %s; the receiver wants "
+	    "api_key_file= or user= and password_file=",
+	    url, status, es_reason(c, ex));
+}
 
 /*
  * bulk_answer - walk the items of a 200 answer to count events.  Returns
@@ -742,15 +937,7 @@ elastic_send(void *vconn, const struct ma_record *const *recs, size_t n,
 			if (http_post(c, &status, err) < 0)
 				goto fail;
 			if (status == 401 || status == 403) {
-				char ex[160];
-
-				ma_error_set(err,
-				    "%s: credentials refused (HTTP %ld): %s; "
-				    "check %s",
-				    c->url, status, http_excerpt(c, ex),
-				    c->conf->api_key_file != NULL
-					? "api_key_file="
-					: "user= and password_file=");
+				http_credentials_refused(c, c->url, status, err);
 				goto fail;
 			}
 			if (status != 200) {
@@ -781,6 +968,57 @@ elastic_send(void *vconn, const struct ma_record *const *recs, size_t n,
 fail:
 	res->accepted = done;
 	return -1;
+}
+
+/* ---- the probe of open() ---- */
+
+/* 0 when an answer to the probe lets us in; -1 with err (see the top) */
+static int
+http_probe(struct http_conn *c, struct ma_error *err)
+{
+	long status = 0;
+	char ex[160];
+
+	if (http_request(c, c->kind == HTTP_ELASTIC, "", 0, &status, err) < 0)
+		return -1;
+	if (status >= 300 && status < 400)
+		return ma_error_set(err,
+		    "%s: HTTP %ld redirect to '%s' not followed (set the "
+		    "final URL as target)",
+		    c->kind == HTTP_ELASTIC ? c->probe_url : c->url, status,
+		    c->location);
+	if (status == 404)
+		return ma_error_set(err, "%s: HTTP 404 not found (check the "
+					 "target URL): %s",
+		    c->kind == HTTP_ELASTIC ? c->probe_url : c->url,
+		    http_excerpt(c, ex));
+	if (c->kind == HTTP_ELASTIC) {
+		if (status == 401)
+			return http_credentials_refused(
+			    c, c->probe_url, status, err);
+		return 0;
+	}
+	if (status != 401 && status != 403 && status != 400)
+		return 0;
+
+	json_t *root = json_loadb(c->resp.data, c->resp.len, 0, NULL);
+	json_t *jc = json_object_get(root, "code");
+	json_t *jt = json_object_get(root, "text");
+	json_int_t code = json_is_integer(jc) ? json_integer_value(jc) : -1;
+	const char *text = json_is_string(jt) ? json_string_value(jt) : "";
+	int ret = 0;
+
+	if (status == 401 || status == 403)
+		ret = hec_token_refused(c, status, code, text, err);
+	else if (code == 10)
+		ret = ma_error_set(err,
+		    "%s: the HEC token wants indexer acknowledgment (HTTP "
+		    "400, code 10: Data channel is missing), which "
+		    "mailaudit-forward does not use: turn it off for the "
+		    "token in token_file=%s",
+		    c->url, c->conf->token_file);
+	json_decref(root);
+	return ret;
 }
 
 const struct fwd_transport fwd_transport_hec = {

@@ -809,6 +809,22 @@ ma_fwd_lowest_cursor(const char *lines, const char *dir, int64_t *cursor_r,
 	return found;
 }
 
+void
+ma_fwd_held_text(const char *dir, const char *name, int64_t limit, char *out,
+    size_t out_size)
+{
+	if (name != NULL)
+		snprintf(out, out_size,
+		    "records above seq %lld are kept until forward "
+		    "destination %s has acknowledged them (%s/%s.state)",
+		    (long long)limit, name, dir, name);
+	else
+		snprintf(out, out_size,
+		    "records above seq %lld are kept until the forward "
+		    "destinations have acknowledged them (%s)",
+		    (long long)limit, dir);
+}
+
 int
 ma_fwd_running(const char *dir, long *pid_r, struct ma_error *err)
 {

@@ -117,6 +117,17 @@ int ma_fwd_lowest_cursor(const char *lines, const char *dir, int64_t *cursor_r,
     char *name_r, struct ma_error *err);
 
 /*
+ * ma_fwd_held_text - what retention says when forwarding keeps records
+ * that were due (docs/FORWARDING.md, "Retention"): "records above seq
+ * LIMIT are kept until forward destination NAME has acknowledged them
+ * (DIR/NAME.state)", or, with name NULL, "... until the forward
+ * destinations have acknowledged them (DIR)".  Into out, cut to
+ * out_size (at least 1).
+ */
+void ma_fwd_held_text(const char *dir, const char *name, int64_t limit,
+    char *out, size_t out_size);
+
+/*
  * ma_fwd_running - is mailaudit-forward running with state in dir?  1 and
  * *pid_r when its pid file is locked, 0 when not (no file, or a stale
  * one), -1 with err when the file cannot be read.

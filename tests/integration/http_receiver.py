@@ -14,6 +14,19 @@ What it checks (a violation is answered 400 and kept in .violations):
            newline, in pairs: an action line {"create":{"_index":..,
            "_id":..}} (create only, nothing else in it) and a JSON object.
 
+Probes (mailaudit-forward's open() checks the receiver before sending,
+docs/FORWARDING.md "--check"), answered like the real services and
+counted in .probes only (not in .requests or .log, and never given a
+scripted failure):
+  hec      an empty POST to the event path: the token is checked (401
+           code 2/3, 403 code 4), then 400 {"text":"No data","code":5};
+           hec_ack_required=True answers 400 code 10 "Data channel is
+           missing" instead (a token with indexer acknowledgment on).
+  elastic  GET /: auth checked (401 security_exception), then 200 with
+           the cluster info of Elasticsearch 8; monitor=False answers 403
+           security_exception as for an API key without the cluster
+           privilege "monitor".
+
 What it stores: HEC events in arrival order (.events); bulk documents by
 index and _id (.docs), answering 409 version_conflict_engine_exception for
 an _id already stored, like Elasticsearch with explicit ids.
@@ -46,10 +59,12 @@ HEC_RESPONSES = {
     2: (401, 'Token is required'),
     3: (401, 'Invalid authorization'),
     4: (403, 'Invalid token'),
+    1: (403, 'Token disabled'),
     5: (400, 'No data'),
     6: (400, 'Invalid data format'),
     8: (500, 'Internal server error'),
     9: (503, 'Server is busy'),
+    10: (400, 'Data channel is missing'),
     12: (400, 'Event field is required'),
     13: (400, 'Event field cannot be blank'),
 }
@@ -76,7 +91,8 @@ ES_ERRORS = {
 class HttpReceiver:
     def __init__(self, kind, token=None, api_key=None, user=None,
                  password=None, tls=None, client_ca=None,
-                 hec_path='/services/collector/event'):
+                 hec_path='/services/collector/event', monitor=True,
+                 hec_ack_required=False):
         assert kind in ('hec', 'elastic')
         self.kind = kind
         self.token = token
@@ -85,11 +101,14 @@ class HttpReceiver:
         self.tls = tls
         self.client_ca = client_ca
         self.hec_path = hec_path
+        self.monitor = monitor
+        self.hec_ack_required = hec_ack_required
         self.lock = threading.Lock()
         self.events = []     # HEC: event objects in arrival order
         self.docs = {}       # elastic: {index: {_id: doc}}
         self.duplicates = 0  # elastic: creates answered 409
         self.requests = 0
+        self.probes = 0      # open()'s probes, answered but not counted
         self.connections = 0
         self.violations = []
         self.log = []        # (path, status, records in request)
@@ -204,15 +223,50 @@ def _handler(rx):
             else:
                 self.reply(400, es_error(400, 'parse_exception', why))
 
+        probe = False
+
         def do_GET(self):
-            self.violation('GET %s: only POST is used' % self.path)
+            self.probe = False
+            if rx.kind != 'elastic' or self.path != '/':
+                self.violation('GET %s: only POST is used (and GET / '
+                               'for elastic)' % self.path)
+                return
+            self.probe = True
+            with rx.lock:
+                rx.probes += 1
+            if not self.auth_ok():
+                self.unauthenticated()
+                return
+            if not rx.monitor:
+                reason = ('action [cluster:monitor/main] is unauthorized '
+                          'for API key id [VuaCfGcBCdbkQm-e5aOx] of user '
+                          '[mailaudit], this action is granted by the '
+                          'cluster privileges [monitor,manage,all]')
+                self.reply(403, es_error(403, 'security_exception', reason))
+                return
+            self.reply(200, {
+                'name': 'es-node-1', 'cluster_name': 'mailaudit-test',
+                'cluster_uuid': 'nW8vuM9mRxy5mvLeQw4ubQ',
+                'version': {'number': '8.13.4', 'build_flavor': 'default',
+                            'build_type': 'deb',
+                            'lucene_version': '9.10.0',
+                            'minimum_wire_compatibility_version': '7.17.0',
+                            'minimum_index_compatibility_version':
+                            '7.0.0'},
+                'tagline': 'You Know, for Search'})
 
         def do_POST(self):
             length = int(self.headers.get('Content-Length', '0'))
             body = self.rfile.read(length)
+            # HEC: an empty POST is mailaudit-forward's probe
+            self.probe = rx.kind == 'hec' and length == 0
             with rx.lock:
-                rx.requests += 1
-                fail = rx._fail.pop(0) if rx._fail else None
+                if self.probe:
+                    rx.probes += 1
+                    fail = None
+                else:
+                    rx.requests += 1
+                    fail = rx._fail.pop(0) if rx._fail else None
             if rx.kind == 'hec':
                 self.hec(body, fail)
             else:
@@ -226,14 +280,19 @@ def _handler(rx):
             headers = []
             if retry_after is not None:
                 headers.append(('Retry-After', str(retry_after)))
-            with rx.lock:
-                rx.log.append((self.path, status, n))
+            if not self.probe:
+                with rx.lock:
+                    rx.log.append((self.path, status, n))
             self.reply(status, body, headers)
 
         def hec(self, body, fail):
             if self.path != rx.hec_path:
-                self.violation('path %s, expected %s' %
-                               (self.path, rx.hec_path))
+                # Splunk's answer for a path it does not serve
+                with rx.lock:
+                    rx.violations.append('path %s, expected %s' %
+                                         (self.path, rx.hec_path))
+                self.reply(404, {'text': 'The requested URL was not found '
+                                 'on this server.', 'code': 404})
                 return
             auth = self.headers.get('Authorization')
             if auth is None:
@@ -244,6 +303,9 @@ def _handler(rx):
                 return
             if rx.token is not None and auth[7:] != rx.token:
                 self.hec_reply(4)
+                return
+            if self.probe and rx.hec_ack_required:
+                self.hec_reply(10)
                 return
             try:
                 events = parse_concatenated(body.decode('utf-8'))
@@ -292,13 +354,7 @@ def _handler(rx):
                 self.violation('Content-Type %r' % ctype)
                 return
             if not self.auth_ok():
-                reason = 'unable to authenticate user for REST request ' \
-                         '[/_bulk]'
-                err = es_error(401, 'security_exception', reason)
-                self.reply(401, err, [('WWW-Authenticate',
-                                       'Basic realm="security" '
-                                       'charset="UTF-8"'),
-                                      ('WWW-Authenticate', 'ApiKey')])
+                self.unauthenticated()
                 return
             try:
                 pairs = parse_bulk(body.decode('utf-8'))
@@ -352,6 +408,15 @@ def _handler(rx):
                 rx.log.append((self.path, 200, len(pairs)))
             self.reply(200, {'took': took, 'errors': errors,
                              'items': items})
+
+        def unauthenticated(self):
+            reason = 'unable to authenticate user for REST request [%s]' \
+                % self.path
+            err = es_error(401, 'security_exception', reason)
+            self.reply(401, err, [('WWW-Authenticate',
+                                   'Basic realm="security" '
+                                   'charset="UTF-8"'),
+                                  ('WWW-Authenticate', 'ApiKey')])
 
         def auth_ok(self):
             auth = self.headers.get('Authorization')
@@ -443,9 +508,11 @@ def main():
             time.sleep(5)
             with rx.lock:
                 n = len(rx.events) + sum(len(d) for d in rx.docs.values())
-                print('requests %d connections %d stored %d violations %d'
-                      % (rx.requests, rx.connections, n,
-                         len(rx.violations)), file=sys.stderr, flush=True)
+                print('requests %d probes %d connections %d stored %d '
+                      'violations %d' % (rx.requests, rx.probes,
+                                         rx.connections, n,
+                                         len(rx.violations)),
+                      file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     finally:

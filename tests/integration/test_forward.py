@@ -633,6 +633,62 @@ class TestForwardMisconfigured(ForwardTestCase):
             % (self.rs.target("relp_tls"), self.other_ca, p.client_cert,
                p.client_key), ["certificate", "verify"])
 
+    # HTTP destinations are probed by open() (docs/FORWARDING.md,
+    # "--check"): the same errors before any record is sent.
+
+    def receiver(self, kind, **kw):
+        rx = HttpReceiver(kind, tls=(self.pki.server_cert,
+                                     self.pki.server_key), **kw).start()
+        self.addCleanup(rx.stop)
+        return rx
+
+    def secret(self, name, value):
+        path = os.path.join(self.d.dir, name)
+        with open(path, "w") as f:
+            f.write(value + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def test_hec_unknown_host(self):
+        tok = self.secret("hec.token", "t")
+        self.misconfigured(
+            "bad hec https://no-such-host.invalid:8088/services/collector/"
+            "event token_file=%s ca=%s" % (tok, self.pki.ca),
+            ["cannot resolve host no-such-host.invalid:8088"])
+
+    def test_hec_wrong_ca(self):
+        rx = self.receiver("hec", token="t")
+        tok = self.secret("hec.token", "t")
+        err = self.misconfigured("bad hec %s token_file=%s ca=%s" % (
+            rx.url(), tok, self.other_ca), ["not trusted"])
+        self.assertIn(self.other_ca, err)
+        self.assertIn("127.0.0.1:%d" % rx.port, err)
+        self.assertEqual((rx.events, rx.requests), ([], 0))
+
+    def test_elastic_unknown_host(self):
+        self.misconfigured(
+            "bad elastic https://no-such-host.invalid:9200 ca=%s"
+            % self.pki.ca, ["cannot resolve host no-such-host.invalid:9200"])
+
+    def test_elastic_wrong_ca(self):
+        rx = self.receiver("elastic")
+        err = self.misconfigured("bad elastic %s ca=%s" % (
+            rx.url(), self.other_ca), ["not trusted"])
+        self.assertIn(self.other_ca, err)
+        self.assertEqual((rx.ids(), rx.requests), ([], 0))
+
+    def test_elastic_wrong_api_key(self):
+        rx = self.receiver("elastic", api_key="a2V5aWQ6c2VjcmV0")
+        key = self.secret("es.key", "bm9wZTpub3Bl")
+        err = self.misconfigured("bad elastic %s ca=%s api_key_file=%s" % (
+            rx.url(), self.pki.ca, key), ["credentials refused"])
+        self.assertIn("api_key_file", err)
+        self.assertIn("unable to authenticate", err)
+        self.assertNotIn("bm9wZTpub3Bl", err)
+        # the probe found it: no bulk request was made
+        self.assertGreater(rx.probes, 0)
+        self.assertEqual((rx.ids(), rx.requests), ([], 0))
+
 
 HOSTILE = [
     # (user, folder, client info, subject): str, or bytes for invalid UTF-8
@@ -732,6 +788,12 @@ class TestForwardRetention(ForwardTestCase):
         out = self.d.ctl("purge").stdout
         self.assertIn("purged: 0", out)
         self.assertEqual(len(self.d.records()), 10 + 2)  # + admin records
+        # ... and says why: in the answer and in mailauditd's log
+        held = ("records above seq 0 are kept until forward destination "
+                "d1 has acknowledged them (%s/d1.state)" % state_dir)
+        self.assertIn("held_back: " + held, out)
+        self.assertIn("retention (mailauditctl purge): held back: " + held,
+                      self.d.log_text())
         # delivered: now they may go
         fw = self.forwarder(None)  # the daemon's own forward line
         down.start()
@@ -739,6 +801,7 @@ class TestForwardRetention(ForwardTestCase):
         fw.stop()
         out = self.d.ctl("purge").stdout
         self.assertIn("purged: 10", out)
+        self.assertNotIn("held_back", out)
 
 
 @unittest.skipIf(NO_FORWARD, NO_FORWARD or "")
@@ -784,6 +847,11 @@ class TestForwardHttp(ForwardTestCase):
         self.assertEqual(dests["bad"]["records_behind"], 30)
         self.assertNotIn("wrong-token", fw.log_text())
         self.assertEqual(rx.events, [])
+        # found by open()'s probe, before any record was sent
+        self.assertTrue(dests["bad"]["last_error"].startswith("connect: "),
+                        dests["bad"]["last_error"])
+        self.assertGreater(rx.probes, 0)
+        self.assertEqual(rx.requests, 0)
 
     def test_bulk_partial_failure_429_resent_400_dead_lettered(self):
         rx = self.receiver("elastic")

@@ -429,8 +429,68 @@ class TestHec(HttpBase):
         self.assert_store_equals(rx)
 
 
+    def test_hec_check_probes_without_sending(self):
+        rx = self.receiver(token="t", tls=True)
+        tok = self.secret("hec.token", "t")
+        fw = self.forwarder([self.hec_line(rx, tok)], start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("h1 hec %s: ok" % rx.url(), res.stdout)
+        # one empty POST, answered 400 "No data" like Splunk; no events
+        self.assertEqual((rx.probes, rx.requests, rx.events), (1, 0, []))
+        self.assertEqual(rx.violations, [])
+
+    def test_hec_wrong_path_is_reported_at_check(self):
+        rx = self.receiver(token="t")
+        tok = self.secret("hec.token", "t")
+        url = rx.url().replace("/services/collector/event",
+                               "/services/collector/evnt")
+        fw = self.forwarder(["h1 hec %s token_file=%s" % (url, tok)],
+                            start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 1, res.stdout)
+        self.assertIn("HTTP 404 not found (check the target URL)",
+                      res.stdout)
+
+    def test_hec_token_with_indexer_ack_is_reported_at_check(self):
+        rx = self.receiver(token="t", hec_ack_required=True)
+        tok = self.secret("hec.token", "t")
+        fw = self.forwarder([self.hec_line(rx, tok)], start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 1, res.stdout)
+        self.assertIn("indexer acknowledgment", res.stdout)
+        self.assertIn("code 10", res.stdout)
+        self.assertIn(tok, res.stdout)
+
+
 class TestElastic(HttpBase):
     kind = "elastic"
+
+    def test_check_probes_the_cluster(self):
+        rx = self.receiver(tls=True, api_key="a2V5aWQ6c2VjcmV0")
+        key = self.secret("es.key", "a2V5aWQ6c2VjcmV0")
+        fw = self.forwarder([self.es_line(rx, "api_key_file=" + key)],
+                            start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("e1 elastic %s: ok" % rx.url(), res.stdout)
+        self.assertEqual((rx.probes, rx.requests), (1, 0))
+        self.assertEqual(rx.violations, [])
+
+    def test_api_key_without_monitor_privilege_is_not_an_error(self):
+        # GET / needs the cluster privilege "monitor"; a key that may only
+        # write the data stream gets 403 there, yet its _bulk works
+        rx = self.receiver(api_key="a2V5aWQ6c2VjcmV0", monitor=False)
+        key = self.secret("es.key", "a2V5aWQ6c2VjcmV0")
+        fw = self.forwarder([self.es_line(rx, "api_key_file=" + key)],
+                            start=False)
+        res = fw.check()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        submit(self.d, frames(7))
+        fw.start()
+        self.assertEqual(fw.wait_cursor("e1", 7), 7)
+        self.assert_store_equals(rx)
+        self.assertGreaterEqual(rx.probes, 2)  # --check, then the daemon
 
     def es_line(self, rx, extra=""):
         line = "e1 elastic %s" % rx.url()
