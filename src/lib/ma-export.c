@@ -76,6 +76,29 @@ buf_truncate(struct ma_buf *buf, size_t len)
 		buf->data[len] = '\0';
 }
 
+/* utf8_next - length and code point of the valid UTF-8 sequence at s. */
+static size_t
+utf8_next(const unsigned char *s, uint32_t *cp_r)
+{
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	}
+	if (s[0] < 0xe0) {
+		*cp_r = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
+		return 2;
+	}
+	if (s[0] < 0xf0) {
+		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
+			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+		return 3;
+	}
+	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
+		((uint32_t)(s[1] & 0x3f) << 12) |
+		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+	return 4;
+}
+
 /*-------------------------------------------------------------------------
  * JSON
  */
@@ -102,7 +125,7 @@ jcheck(json_t *j)
 static void
 jset(json_t *obj, const char *key, json_t *val)
 {
-	MA_ASSERT(json_object_set_new(obj, key, jcheck(val)) == 0);
+	MA_ASSERT(json_object_set_new_nocheck(obj, key, jcheck(val)) == 0);
 }
 
 static void
@@ -118,10 +141,10 @@ jstr(struct json_build *b, const char *s)
 	size_t len = strlen(s);
 
 	if (ma_utf8_valid(s, len))
-		return jcheck(json_stringn(s, len));
+		return jcheck(json_stringn_nocheck(s, len));
 	ma_buf_reset(&b->str);
 	MA_ASSERT(ma_utf8_repair(s, len, &b->str) >= 0);
-	return jcheck(json_stringn(b->str.data, b->str.len));
+	return jcheck(json_stringn_nocheck(b->str.data, b->str.len));
 }
 
 /* jset_str - set key to s; an absent (NULL) s leaves the key out. */
@@ -677,29 +700,170 @@ build_json(struct json_build *b, const struct ma_export_ctx *ctx)
 }
 
 /*
- * append_json_text - append jansson's output, writing DEL (which JSON may
- * carry raw, but a terminal should not get) as \u007F.  Outside strings
- * jansson never emits a DEL, so the escape is always inside a string.
+ * buf_put - ma_buf_append, with the usual case (room already allocated)
+ * copied inline: a JSON object is a few hundred appends of a few bytes.
+ * ma_buf keeps cap <= max + 1, so fitting below cap is within max.
+ */
+static inline int
+buf_put(struct ma_buf *out, const void *data, size_t len)
+{
+	if (out->data != NULL && len < out->cap - out->len) {
+		memcpy(out->data + out->len, data, len);
+		out->len += len;
+		out->data[out->len] = '\0';
+		return 0;
+	}
+	return ma_buf_append(out, data, len);
+}
+
+static inline int
+buf_putc(struct ma_buf *out, char c)
+{
+	return buf_put(out, &c, 1);
+}
+
+/*
+ * put_json_string - s[0..len) (valid UTF-8) as a JSON string literal, in
+ * jansson's 7-bit form (JSON_ENSURE_ASCII): \" \\ \b \f \n \r \t, other
+ * controls and every non-ASCII character as \uXXXX (a surrogate pair
+ * above U+FFFF), upper-case hex.  DEL, which JSON may carry raw but a
+ * terminal should not get, is written \u007F too.
  */
 static int
-append_json_text(struct ma_buf *out, const char *text)
+put_json_string(struct ma_buf *out, const char *s, size_t len)
 {
-	size_t start = out->len;
-	const char *p = text, *del;
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-	while ((del = strchr(p, 0x7f)) != NULL) {
-		if (ma_buf_append(out, p, (size_t)(del - p)) < 0 ||
-		    ma_buf_puts(out, "\\u007F") < 0) {
-			buf_truncate(out, start);
-			return -1;
-		}
-		p = del + 1;
-	}
-	if (ma_buf_puts(out, p) < 0) {
-		buf_truncate(out, start);
+	if (buf_putc(out, '"') < 0)
 		return -1;
+	while (p < end) {
+		const unsigned char *run = p;
+		char esc[16];
+		size_t n = 0;
+		uint32_t cp;
+
+		/* Plain ASCII runs go in one piece. */
+		while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' &&
+		       *p != '\\')
+			p++;
+		if (buf_put(out, run, (size_t)(p - run)) < 0)
+			return -1;
+		if (p >= end)
+			break;
+		p += utf8_next(p, &cp);
+		esc[n++] = '\\';
+		switch (cp) {
+		case '"':
+		case '\\':
+			esc[n++] = (char)cp;
+			break;
+		case '\b':
+			esc[n++] = 'b';
+			break;
+		case '\f':
+			esc[n++] = 'f';
+			break;
+		case '\n':
+			esc[n++] = 'n';
+			break;
+		case '\r':
+			esc[n++] = 'r';
+			break;
+		case '\t':
+			esc[n++] = 't';
+			break;
+		default:
+			if (cp >= 0x10000) {
+				uint32_t v = cp - 0x10000;
+				uint32_t hi = 0xd800 | (v >> 10);
+
+				esc[n++] = 'u';
+				for (int shift = 12; shift >= 0; shift -= 4)
+					esc[n++] = hex[(hi >> shift) & 0xf];
+				esc[n++] = '\\';
+				cp = 0xdc00 | (v & 0x3ff);
+			}
+			esc[n++] = 'u';
+			for (int shift = 12; shift >= 0; shift -= 4)
+				esc[n++] = hex[(cp >> shift) & 0xf];
+			break;
+		}
+		if (buf_put(out, esc, n) < 0)
+			return -1;
 	}
-	return 0;
+	return buf_putc(out, '"');
+}
+
+/*
+ * put_json - j as json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) writes it,
+ * keys in insertion order (jansson keeps it), DEL escaped.  Written here
+ * because jansson's dumper, a callback per fragment, took twice as long
+ * as building the tree (docs/SIEM-FORMATS.md, "Throughput").
+ */
+static int
+put_json(struct ma_buf *out, json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+	int first = 1;
+
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		if (buf_putc(out, '{') < 0)
+			return -1;
+		json_object_foreach(j, key, v)
+		{
+			if ((!first && buf_putc(out, ',') < 0) ||
+			    put_json_string(out, key, strlen(key)) < 0 ||
+			    buf_putc(out, ':') < 0 || put_json(out, v) < 0)
+				return -1;
+			first = 0;
+		}
+		return buf_putc(out, '}');
+	case JSON_ARRAY:
+		if (buf_putc(out, '[') < 0)
+			return -1;
+		json_array_foreach(j, i, v)
+		{
+			if ((i > 0 && buf_putc(out, ',') < 0) ||
+			    put_json(out, v) < 0)
+				return -1;
+		}
+		return buf_putc(out, ']');
+	case JSON_STRING:
+		return put_json_string(
+		    out, json_string_value(j), json_string_length(j));
+	case JSON_INTEGER: {
+		json_int_t n = json_integer_value(j);
+
+		if (n < 0 && buf_putc(out, '-') < 0)
+			return -1;
+		/* -(n + 1) + 1: the most negative value has no positive twin.
+		 */
+		return ma_buf_put_u64(
+		    out, n < 0 ? (uint64_t)(-(n + 1)) + 1 : (uint64_t)n);
+	}
+	case JSON_TRUE:
+		return buf_put(out, "true", 4);
+	case JSON_FALSE:
+		return buf_put(out, "false", 5);
+	case JSON_NULL:
+		return buf_put(out, "null", 4);
+	case JSON_REAL:
+		break;
+	}
+	/* No renderer here builds reals; jansson formats them if one does. */
+	{
+		char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+		int ret;
+
+		MA_ASSERT(text != NULL);
+		ret = ma_buf_puts(out, text);
+		free(text);
+		return ret;
+	}
 }
 
 struct json_t *
@@ -717,30 +881,36 @@ ma_export_json_tree(
 	return obj;
 }
 
-struct json_t *
-ma_export_json_string(const char *s)
+int
+ma_export_json_dump(struct json_t *j, struct ma_buf *out)
 {
-	struct json_build b = {.rec = NULL};
-	json_t *j;
+	size_t start = out->len;
 
-	ma_buf_init(&b.str, MA_EXPORT_BUF_MAX);
-	j = jstr(&b, s);
-	ma_buf_deinit(&b.str);
-	return j;
+	if (put_json(out, j) < 0) {
+		buf_truncate(out, start);
+		return -1;
+	}
+	return 0;
 }
 
 int
-ma_export_json_dump(const struct json_t *j, struct ma_buf *out)
+ma_export_json_put_string(struct ma_buf *out, const char *s)
 {
-	char *text;
+	size_t start = out->len, len = strlen(s);
 	int ret;
 
-	/* 7-bit output: no C1 controls or bidi overrides reach a pager. */
-	text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER |
-				 JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-	MA_ASSERT(text != NULL);
-	ret = append_json_text(out, text);
-	free(text);
+	if (ma_utf8_valid(s, len)) {
+		ret = put_json_string(out, s, len);
+	} else {
+		struct ma_buf tmp;
+
+		ma_buf_init(&tmp, MA_EXPORT_BUF_MAX);
+		MA_ASSERT(ma_utf8_repair(s, len, &tmp) == 0);
+		ret = put_json_string(out, tmp.data, tmp.len);
+		ma_buf_deinit(&tmp);
+	}
+	if (ret < 0)
+		buf_truncate(out, start);
 	return ret;
 }
 
@@ -867,29 +1037,6 @@ static const struct table_col table_cols[COL_COUNT] = {
 
 /* The last column is cut here: a bracketed IPv6 address with a port. */
 #define TABLE_LAST_MAX 47
-
-/* utf8_next - length and code point of the valid UTF-8 sequence at s. */
-static size_t
-utf8_next(const unsigned char *s, uint32_t *cp_r)
-{
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if (s[0] < 0xe0) {
-		*cp_r = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
-		return 2;
-	}
-	if (s[0] < 0xf0) {
-		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
-			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
-		return 3;
-	}
-	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
-		((uint32_t)(s[1] & 0x3f) << 12) |
-		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
-	return 4;
-}
 
 /*
  * unsafe_for_terminal - C0, DEL and C1 controls drive terminals; line and

@@ -43,10 +43,10 @@ int ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
     struct ma_buf *out);
 
 /*
- * The same in pieces, for renderers that put the Management Activity
- * object inside a document of their own (ma-siem's ECS, HEC and _bulk
- * output).  jansson's json_t is declared here only as an incomplete
- * struct so that this header needs no jansson include.
+ * The same in pieces: the tree, and the writer that turns any jansson
+ * value into this form (tests compare it with jansson's own dumper).
+ * jansson's json_t is declared here only as an incomplete struct so that
+ * this header needs no jansson include.
  *
  * ma_export_json_tree - rec's object as a jansson tree: a new reference
  * the caller json_decref()s.  Never NULL (out of memory is fatal).
@@ -56,17 +56,18 @@ struct json_t *ma_export_json_tree(
     const struct ma_export_ctx *ctx, const struct ma_record *rec);
 
 /*
- * ma_export_json_string - a new JSON string holding s, invalid UTF-8
- * replaced by U+FFFD.  Never NULL.
+ * ma_export_json_dump - append any JSON value j as ma_export_json writes
+ * it: compact, keys in insertion order, 7-bit (\uXXXX escapes, DEL
+ * too).  -1, out unchanged, if out's max is exceeded.  (j is not changed;
+ * jansson's iterators take it non-const.)
  */
-struct json_t *ma_export_json_string(const char *s);
+int ma_export_json_dump(struct json_t *j, struct ma_buf *out);
 
 /*
- * ma_export_json_dump - append any JSON value j as ma_export_json writes
- * it: compact, in insertion order, 7-bit (\uXXXX escapes, DEL too).
- * -1, out unchanged, if out's max is exceeded.
+ * ma_export_json_put_string - append s as a JSON string literal in the
+ * same form, invalid UTF-8 as U+FFFD.  -1, out unchanged, if out is full.
  */
-int ma_export_json_dump(const struct json_t *j, struct ma_buf *out);
+int ma_export_json_put_string(struct ma_buf *out, const char *s);
 
 /*
  * ma_export_record - write rec to fp in ctx->format, with a header line

@@ -34,8 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <jansson.h>
-
 #include "ma-config.h"
 
 /* Bound of the scratch buffers; see MA_EXPORT_BUF_MAX. */
@@ -293,11 +291,26 @@ out_finish(struct siem_out *o)
 	return -1;
 }
 
-static void
+/*
+ * out_append - the one place output goes through.  The usual case, room
+ * already allocated, is copied here without a call: rendering is a few
+ * hundred appends of a few bytes each.  ma_buf keeps cap <= max + 1, so
+ * fitting below cap is within max.
+ */
+static inline void
 out_append(struct siem_out *o, const char *s, size_t len)
 {
-	if (!o->failed && ma_buf_append(o->buf, s, len) < 0)
+	struct ma_buf *b = o->buf;
+
+	if (o->failed)
+		return;
+	if (b->data != NULL && len < b->cap - b->len) {
+		memcpy(b->data + b->len, s, len);
+		b->len += len;
+		b->data[b->len] = '\0';
+	} else if (ma_buf_append(b, s, len) < 0) {
 		o->failed = true;
+	}
 }
 
 static void
@@ -326,21 +339,21 @@ out_i64(struct siem_out *o, int64_t v)
 	}
 }
 
-static void
-out_json(struct siem_out *o, const json_t *j)
-{
-	if (!o->failed && ma_export_json_dump(j, o->buf) < 0)
-		o->failed = true;
-}
-
 /* out_json_str - s as a JSON string literal (invalid UTF-8 repaired). */
 static void
 out_json_str(struct siem_out *o, const char *s)
 {
-	json_t *j = ma_export_json_string(s);
+	if (!o->failed && ma_export_json_put_string(o->buf, s) < 0)
+		o->failed = true;
+}
 
-	out_json(o, j);
-	json_decref(j);
+/* out_export_json - the Management Activity object (ma_export_json). */
+static void
+out_export_json(struct siem_out *o, const struct ma_siem_ctx *ctx,
+    const struct ma_record *rec)
+{
+	if (!o->failed && ma_export_json(&ctx->export, rec, o->buf) < 0)
+		o->failed = true;
 }
 
 /* The escaping contexts of put_text. */
@@ -603,158 +616,200 @@ cef_body(const struct ma_siem_ctx *ctx, const struct ma_record *rec,
 }
 
 /*-------------------------------------------------------------------------
- * ECS
+ * ECS, written as text: a jansson tree of its own cost more than the
+ * rest of the document (docs/SIEM-FORMATS.md, "Throughput")
  */
 
+#define JW_DEPTH 6
+
+/*
+ * A JSON writer whose objects and arrays appear only once a member is
+ * written into them, so that optional groups (user, email, related ...)
+ * never show up empty.  Keys are constants of this file: plain ASCII.
+ */
+struct jw {
+	struct siem_out *o;
+	int depth; /* the level being filled; 0 is the document */
+	struct {
+		const char *key;
+		char open, close;
+		bool emitted;
+		unsigned int members;
+	} lv[JW_DEPTH];
+};
+
+/* jw_member - the separator and key of a new member at level d. */
 static void
-jset(json_t *obj, const char *key, json_t *val)
+jw_member(struct jw *w, int d, const char *key)
 {
-	MA_ASSERT(val != NULL && json_object_set_new(obj, key, val) == 0);
-}
-
-/* jset_str - key = s; an absent or empty s leaves the key out. */
-static void
-jset_str(json_t *obj, const char *key, const char *s)
-{
-	if (nonempty(s) != NULL)
-		jset(obj, key, ma_export_json_string(s));
-}
-
-/* jobj - obj[key], created as an empty object if not there yet. */
-static json_t *
-jobj(json_t *obj, const char *key)
-{
-	json_t *sub = json_object_get(obj, key);
-
-	if (sub == NULL) {
-		sub = json_object();
-		jset(obj, key, sub);
+	if (w->lv[d].members++ > 0)
+		out_putc(w->o, ',');
+	if (key != NULL) {
+		out_putc(w->o, '"');
+		out_puts(w->o, key);
+		out_puts(w->o, "\":");
 	}
-	return sub;
 }
 
-/* jset_nonempty - key = arr, or drop arr if empty. */
+/* jw_emit - write the opening of level d and of every pending parent. */
 static void
-jset_nonempty(json_t *obj, const char *key, json_t *arr)
+jw_emit(struct jw *w, int d)
 {
-	if (json_array_size(arr) > 0)
-		jset(obj, key, arr);
-	else
-		json_decref(arr);
+	if (w->lv[d].emitted)
+		return;
+	if (d > 0) {
+		jw_emit(w, d - 1);
+		jw_member(w, d - 1, w->lv[d].key);
+	}
+	out_putc(w->o, w->lv[d].open);
+	w->lv[d].emitted = true;
 }
 
-/* jappend_unique - append s to the array of strings arr unless present. */
+/* jw_begin - an object ('{') or array ('[') at key, written on demand. */
 static void
-jappend_unique(json_t *arr, const char *s)
+jw_begin(struct jw *w, const char *key, char open)
 {
-	json_t *j;
-	size_t i;
-	json_t *v;
+	MA_ASSERT(w->depth + 1 < JW_DEPTH);
+	w->depth++;
+	w->lv[w->depth].key = key;
+	w->lv[w->depth].open = open;
+	w->lv[w->depth].close = open == '{' ? '}' : ']';
+	w->lv[w->depth].emitted = false;
+	w->lv[w->depth].members = 0;
+}
 
+static void
+jw_end(struct jw *w)
+{
+	MA_ASSERT(w->depth >= 0);
+	if (w->lv[w->depth].emitted)
+		out_putc(w->o, w->lv[w->depth].close);
+	w->depth--;
+}
+
+/* jw_key - start a member of the current level (key NULL in arrays). */
+static void
+jw_key(struct jw *w, const char *key)
+{
+	jw_emit(w, w->depth);
+	jw_member(w, w->depth, key);
+}
+
+/* jw_str - key: s; an absent or empty s writes nothing. */
+static void
+jw_str(struct jw *w, const char *key, const char *s)
+{
 	if (nonempty(s) == NULL)
 		return;
-	j = ma_export_json_string(s);
-	json_array_foreach(arr, i, v)
-	{
-		if (json_equal(v, j)) {
-			json_decref(j);
-			return;
-		}
-	}
-	MA_ASSERT(json_array_append_new(arr, j) == 0);
+	jw_key(w, key);
+	out_json_str(w->o, s);
 }
 
-/* ecs_user - {name, email, domain} of an address-like user name. */
-static json_t *
-ecs_user(json_t *obj, const char *user)
+/* jw_strn - key: s[0..len). */
+static void
+jw_strn(struct jw *w, const char *key, const char *s, size_t len)
+{
+	char *copy = ma_xstrndup(s, len);
+
+	jw_str(w, key, copy);
+	free(copy);
+}
+
+static void
+jw_i64(struct jw *w, const char *key, int64_t v)
+{
+	jw_key(w, key);
+	out_i64(w->o, v);
+}
+
+/* jw_user - {name, email, domain} of an address-like user name. */
+static void
+jw_user(struct jw *w, const char *user)
 {
 	const char *at = strrchr(user, '@');
 
-	jset_str(obj, "name", user);
+	jw_str(w, "name", user);
 	if (at != NULL && at != user && at[1] != '\0') {
-		jset_str(obj, "email", user);
-		jset_str(obj, "domain", at + 1);
+		jw_str(w, "email", user);
+		jw_str(w, "domain", at + 1);
 	}
-	return obj;
 }
 
 /* ecs_message_id - a Message-ID without its angle brackets, as ECS has it. */
 static void
-ecs_message_id(json_t *email, const char *msgid)
+ecs_message_id(struct jw *w, const char *msgid)
 {
 	size_t len;
-	char *bare;
 
 	if (nonempty(msgid) == NULL)
 		return;
 	len = strlen(msgid);
-	if (len < 3 || msgid[0] != '<' || msgid[len - 1] != '>') {
-		jset_str(email, "message_id", msgid);
-		return;
-	}
-	bare = ma_xstrndup(msgid + 1, len - 2);
-	jset_str(email, "message_id", bare);
-	free(bare);
+	if (len >= 3 && msgid[0] == '<' && msgid[len - 1] == '>')
+		jw_strn(w, "message_id", msgid + 1, len - 2);
+	else
+		jw_str(w, "message_id", msgid);
 }
 
-/* ecs_recipients - the Recipients property ("a, b, c") as an array. */
-static json_t *
-ecs_recipients(const char *list)
+/*
+ * ecs_recipients - the Recipients property ("a, b, c") as array members,
+ * each address once.
+ */
+static void
+ecs_recipients(struct jw *w, const char *list)
 {
-	json_t *arr = json_array();
+	for (const char *s = list; s != NULL && *s != '\0';) {
+		const char *end = strstr(s, ", ");
+		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+		bool seen = false;
 
-	MA_ASSERT(arr != NULL);
-	while (list != NULL && *list != '\0') {
-		const char *end = strstr(list, ", ");
-		size_t len = end != NULL ? (size_t)(end - list) : strlen(list);
-		char *addr = ma_xstrndup(list, len);
+		/* Lists are short (the milter caps them at 1000): no index. */
+		for (const char *t = list; t < s && !seen;) {
+			const char *tend = strstr(t, ", ");
+			size_t tlen =
+			    (size_t)(tend - t); /* t < s: tend is set */
 
-		jappend_unique(arr, addr);
-		free(addr);
-		list = end != NULL ? end + 2 : NULL;
+			seen = tlen == len && memcmp(t, s, len) == 0;
+			t = tend + 2;
+		}
+		if (!seen && len > 0)
+			jw_strn(w, NULL, s, len);
+		s = end != NULL ? end + 2 : NULL;
 	}
-	return arr;
 }
 
 /* ecs_email - email.*: the first item, and for a send its addresses. */
 static void
-ecs_email(json_t *doc, const struct ma_record *rec)
+ecs_email(struct jw *w, const struct ma_record *rec)
 {
-	json_t *email = json_object();
-
-	MA_ASSERT(email != NULL);
+	jw_begin(w, "email", '{');
 	if (rec->item_count > 0) {
-		ecs_message_id(email, rec->items[0].message_id);
-		jset_str(email, "subject", rec->items[0].subject);
+		ecs_message_id(w, rec->items[0].message_id);
+		jw_str(w, "subject", rec->items[0].subject);
 	}
 	if (is_send(rec)) {
 		const char *from = rec_prop(rec, "SendAsUserSmtp");
-		json_t *to = ecs_recipients(rec_prop(rec, "Recipients"));
 
 		/* Sent as someone else: from is them, sender the actor. */
 		if (from == NULL)
 			from = rec_prop(rec, "SendOnBehalfOfUserSmtp");
 		if (from == NULL)
 			from = rec->mailbox;
-		jset(email, "direction", json_string("outbound"));
-		if (nonempty(from) != NULL) {
-			json_t *addr = json_array();
-
-			MA_ASSERT(addr != NULL);
-			jappend_unique(addr, from);
-			jset(jobj(email, "from"), "address", addr);
-		}
-		if (nonempty(rec->user) != NULL)
-			jset_str(jobj(email, "sender"), "address", rec->user);
-		if (json_array_size(to) > 0)
-			jset(jobj(email, "to"), "address", to);
-		else
-			json_decref(to);
+		jw_str(w, "direction", "outbound");
+		jw_begin(w, "from", '{');
+		jw_begin(w, "address", '[');
+		jw_str(w, NULL, from);
+		jw_end(w);
+		jw_end(w);
+		jw_begin(w, "sender", '{');
+		jw_str(w, "address", rec->user);
+		jw_end(w);
+		jw_begin(w, "to", '{');
+		jw_begin(w, "address", '[');
+		ecs_recipients(w, rec_prop(rec, "Recipients"));
+		jw_end(w);
+		jw_end(w);
 	}
-	if (json_object_size(email) > 0)
-		jset(doc, "email", email);
-	else
-		json_decref(email);
+	jw_end(w);
 }
 
 static const char *
@@ -772,95 +827,116 @@ ecs_outcome(enum ma_result result)
 
 /* ecs_event - event.*: what happened, categorised. */
 static void
-ecs_event(json_t *doc, const struct ma_record *rec)
+ecs_event(struct jw *w, const struct ma_record *rec)
 {
 	const struct siem_action *info = action_info(rec);
-	json_t *event = jobj(doc, "event");
-	json_t *category = json_array(), *type = json_array();
 	char id[37];
 
-	MA_ASSERT(category != NULL && type != NULL);
 	ma_uuid_fmt(rec->id, id);
-	jset(event, "kind", json_string("event"));
+	jw_begin(w, "event", '{');
+	jw_str(w, "kind", "event");
+	jw_begin(w, "category", '[');
 	for (size_t i = 0; i < 2 && info->category[i] != NULL; i++)
-		MA_ASSERT(json_array_append_new(
-			      category, json_string(info->category[i])) == 0);
-	jset(event, "category", category);
-	MA_ASSERT(json_array_append_new(type, json_string(info->type)) == 0);
-	jset(event, "type", type);
-	jset_str(event, "action", rec->operation);
-	jset(event, "outcome", json_string(ecs_outcome(rec->result)));
-	jset(event, "id", json_string(id));
+		jw_str(w, NULL, info->category[i]);
+	jw_end(w);
+	jw_begin(w, "type", '[');
+	jw_str(w, NULL, info->type);
+	jw_end(w);
+	jw_str(w, "action", rec->operation);
+	jw_str(w, "outcome", ecs_outcome(rec->result));
+	jw_str(w, "id", id);
 	if (rec->seq > 0)
-		jset(event, "sequence", json_integer((json_int_t)rec->seq));
-	jset(event, "provider", json_string(SIEM_PROVIDER));
-	jset(event, "code", json_string(record_type_name(rec)));
-	jset(event, "module", json_string("mailaudit"));
+		jw_i64(w, "sequence", rec->seq);
+	jw_str(w, "provider", SIEM_PROVIDER);
+	jw_str(w, "code", record_type_name(rec));
+	jw_str(w, "module", "mailaudit");
+	jw_end(w);
 }
 
-static json_t *
-ecs_tree(const struct ma_siem_ctx *ctx, const struct ma_record *rec)
+/* ecs_related - related.user and related.ip, each value once. */
+static void
+ecs_related(struct jw *w, const struct ma_record *rec)
+{
+	const char *users[3] = {rec->user, rec->mailbox, rec->dest_mailbox};
+
+	jw_begin(w, "related", '{');
+	jw_begin(w, "user", '[');
+	for (int i = 0; i < 3; i++) {
+		bool seen = nonempty(users[i]) == NULL;
+
+		for (int k = 0; k < i && !seen; k++)
+			seen =
+			    users[k] != NULL && strcmp(users[k], users[i]) == 0;
+		if (!seen)
+			jw_str(w, NULL, users[i]);
+	}
+	jw_end(w);
+	jw_begin(w, "ip", '[');
+	if (valid_ip(rec->client_ip))
+		jw_str(w, NULL, rec->client_ip);
+	jw_end(w);
+	jw_end(w);
+}
+
+static void
+ecs_body(const struct ma_siem_ctx *ctx, const struct ma_record *rec,
+    struct siem_out *o)
 {
 	const char *host = origin_host(ctx, rec);
-	json_t *doc = json_object(), *related, *users, *ips;
+	struct jw w = {.o = o};
 	char time[32];
 
-	MA_ASSERT(doc != NULL);
+	w.lv[0].open = '{';
+	w.lv[0].close = '}';
 	time_text(rec->time_ms, time);
-	jset(doc, "@timestamp", json_string(time));
-	jset(jobj(doc, "ecs"), "version", json_string(ECS_VERSION));
-	ecs_event(doc, rec);
+	jw_str(&w, "@timestamp", time);
+	jw_begin(&w, "ecs", '{');
+	jw_str(&w, "version", ECS_VERSION);
+	jw_end(&w);
+	ecs_event(&w, rec);
+	jw_begin(&w, "user", '{');
 	if (nonempty(rec->user) != NULL)
-		ecs_user(jobj(doc, "user"), rec->user);
+		jw_user(&w, rec->user);
+	jw_begin(&w, "target", '{');
 	if (nonempty(rec->mailbox) != NULL)
-		ecs_user(jobj(jobj(doc, "user"), "target"), rec->mailbox);
-	if (nonempty(rec->client_ip) != NULL) {
-		json_t *source = jobj(doc, "source");
-
-		/* An ip-typed field refuses anything else: keep it out. */
-		jset_str(source, "address", rec->client_ip);
-		if (valid_ip(rec->client_ip))
-			jset_str(source, "ip", rec->client_ip);
-	}
-	if (nonempty(rec->client_info) != NULL)
-		jset_str(jobj(doc, "user_agent"), "original", rec->client_info);
-	ecs_email(doc, rec);
-	if (nonempty(rec->protocol) != NULL)
-		jset_str(jobj(doc, "network"), "protocol", rec->protocol);
-	if (host != NULL) {
-		jset_str(jobj(doc, "host"), "name", host);
-		jset_str(jobj(doc, "observer"), "hostname", host);
-	}
-	jset(jobj(doc, "observer"), "product", json_string(CEF_PRODUCT));
-	jset(jobj(doc, "observer"), "vendor", json_string(CEF_VENDOR));
-	jset_str(jobj(doc, "observer"), "version",
+		jw_user(&w, rec->mailbox);
+	jw_end(&w);
+	jw_end(&w);
+	jw_begin(&w, "source", '{');
+	jw_str(&w, "address", rec->client_ip);
+	/* An ip-typed field refuses anything else: keep it out. */
+	if (valid_ip(rec->client_ip))
+		jw_str(&w, "ip", rec->client_ip);
+	jw_end(&w);
+	jw_begin(&w, "user_agent", '{');
+	jw_str(&w, "original", rec->client_info);
+	jw_end(&w);
+	ecs_email(&w, rec);
+	jw_begin(&w, "network", '{');
+	jw_str(&w, "protocol", rec->protocol);
+	jw_end(&w);
+	jw_begin(&w, "host", '{');
+	jw_str(&w, "name", host);
+	jw_end(&w);
+	jw_begin(&w, "observer", '{');
+	jw_str(&w, "hostname", host);
+	jw_str(&w, "product", CEF_PRODUCT);
+	jw_str(&w, "vendor", CEF_VENDOR);
+	jw_str(&w, "version",
 	    nonempty(ctx->product_version) != NULL ? ctx->product_version
 						   : MA_VERSION);
-	if (nonempty(ctx->export.organization_id) != NULL ||
-	    nonempty(ctx->export.organization_name) != NULL) {
-		jset_str(jobj(doc, "organization"), "id",
-		    ctx->export.organization_id);
-		jset_str(jobj(doc, "organization"), "name",
-		    ctx->export.organization_name);
-	}
-	related = json_object();
-	users = json_array();
-	ips = json_array();
-	MA_ASSERT(related != NULL && users != NULL && ips != NULL);
-	jappend_unique(users, rec->user);
-	jappend_unique(users, rec->mailbox);
-	jappend_unique(users, rec->dest_mailbox);
-	if (valid_ip(rec->client_ip))
-		jappend_unique(ips, rec->client_ip);
-	jset_nonempty(related, "user", users);
-	jset_nonempty(related, "ip", ips);
-	if (json_object_size(related) > 0)
-		jset(doc, "related", related);
-	else
-		json_decref(related);
-	jset(jobj(doc, "mailaudit"), "record",
-	    ma_export_json_tree(&ctx->export, rec));
-	return doc;
+	jw_end(&w);
+	jw_begin(&w, "organization", '{');
+	jw_str(&w, "id", ctx->export.organization_id);
+	jw_str(&w, "name", ctx->export.organization_name);
+	jw_end(&w);
+	ecs_related(&w, rec);
+	jw_begin(&w, "mailaudit", '{');
+	jw_key(&w, "record");
+	out_export_json(o, ctx, rec);
+	jw_end(&w);
+	jw_end(&w);
+	MA_ASSERT(w.depth == -1);
 }
 
 /*-------------------------------------------------------------------------
@@ -871,21 +947,15 @@ static void
 body(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
     const struct ma_record *rec, struct siem_out *o)
 {
-	json_t *doc;
-
 	switch (fmt) {
 	case MA_SIEM_JSON:
-		doc = ma_export_json_tree(&ctx->export, rec);
-		out_json(o, doc);
-		json_decref(doc);
+		out_export_json(o, ctx, rec);
 		return;
 	case MA_SIEM_CEF:
 		cef_body(ctx, rec, o);
 		return;
 	case MA_SIEM_ECS:
-		doc = ecs_tree(ctx, rec);
-		out_json(o, doc);
-		json_decref(doc);
+		ecs_body(ctx, rec, o);
 		return;
 	}
 	MA_ASSERT(!"unknown SIEM format");

@@ -11,9 +11,11 @@
  * docs/SIEM-FORMATS.md:
  *  - nothing holds a NUL; no body, message, frame or HEC event holds CR
  *    or LF; a _bulk pair is exactly two LF-terminated lines;
- *  - the JSON body is ma_export_json's output; JSON, ECS, HEC and _bulk
- *    lines parse with jansson; the HEC event and the _bulk document are
- *    the body; _bulk refuses CEF and leaves the buffer alone;
+ *  - the JSON body is ma_export_json's output, which is jansson's
+ *    json_dumps of ma_export_json_tree byte for byte (DEL as \u007F);
+ *    JSON, ECS, HEC and _bulk lines parse with jansson; the HEC event
+ *    and the _bulk document are the body; _bulk refuses CEF and leaves
+ *    the buffer alone;
  *  - CEF: seven header fields split at unescaped '|', the extension
  *    splits into known, unique keys, no value holds an unescaped '=',
  *    and the values of suser, duser, act, requestClientApplication,
@@ -517,6 +519,30 @@ parse(const char *text)
 	return j;
 }
 
+/*
+ * check_writer - ma-export writes its JSON itself, for speed: the bytes
+ * must be jansson's json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) of the
+ * same tree, with DEL written \u007F.
+ */
+static void
+check_writer(const struct ma_siem_ctx *ctx, const struct ma_record *rec,
+    const char *body)
+{
+	json_t *tree = ma_export_json_tree(&ctx->export, rec);
+	char *text = json_dumps(tree, JSON_COMPACT | JSON_ENSURE_ASCII);
+	struct ma_buf exp;
+
+	FZ_CHECK(text != NULL);
+	ma_buf_init(&exp, FZ_MAX);
+	for (const char *p = text; *p != '\0'; p++)
+		FZ_CHECK(*p == 0x7f ? ma_buf_puts(&exp, "\\u007F") == 0
+				    : ma_buf_putc(&exp, *p) == 0);
+	FZ_CHECK(strcmp(exp.data, body) == 0);
+	ma_buf_deinit(&exp);
+	free(text);
+	json_decref(tree);
+}
+
 /* check_small - with max chosen by the input: all of it, or unchanged. */
 static void
 check_small(const struct ma_siem_ctx *ctx, enum fz_kind kind,
@@ -556,6 +582,7 @@ check_format(const struct ma_siem_ctx *ctx, enum ma_siem_format fmt,
 		FZ_CHECK(ma_export_json(&ctx->export, rec, &exp) == 0);
 		FZ_CHECK(exp.len == body_len && strcmp(exp.data, body) == 0);
 		ma_buf_deinit(&exp);
+		check_writer(ctx, rec, body);
 	}
 	if (fmt == MA_SIEM_CEF)
 		check_cef(body, rec);

@@ -431,6 +431,52 @@ test_json_is_export(void)
 	ut_end();
 }
 
+/*
+ * test_json_writer - ma-export writes JSON itself (for speed); its bytes
+ * must be jansson's json_dumps of the same tree, DEL aside.
+ */
+static void
+test_json_writer(void)
+{
+	struct ma_record rec;
+	struct ma_buf got;
+	json_t *tree;
+	char *exp;
+
+	ut_begin("json writer = jansson's dumper");
+	rec_hostile(&rec);
+	/* U+1F600 (a surrogate pair), U+00E9, U+FFFF, U+10FFFF, NUL-free
+	   controls, and a DEL, which only ours escapes. */
+	ma_record_add_item(&rec, 8, "<\xf0\x9f\x98\x80@x>",
+	    "\xc3\xa9\xef\xbf\xbf\xf4\x8f\xbf\xbf\x01\x1f\b\f/", 1);
+	ma_record_add_prop(
+	    &rec, "Big", "-9223372036854775807", "\xf0\x90\x80\x80");
+	ma_buf_init(&got, BUF_MAX);
+	ut_assert(ma_export_json(&base_ctx.export, &rec, &got) == 0);
+	tree = ma_export_json_tree(&base_ctx.export, &rec);
+	exp = json_dumps(tree, JSON_COMPACT | JSON_ENSURE_ASCII);
+	ut_assert(exp != NULL && strchr(exp, 0x7f) == NULL);
+	ut_assert_str(got.data, exp);
+	ut_assert(strstr(got.data, "\\uD83D\\uDE00@x") != NULL);
+	json_decref(tree);
+	free(exp);
+
+	/* Integers at both ends, and DEL as \u007F. */
+	tree = json_pack("[I,I,s,b,n]", (json_int_t)INT64_MIN,
+	    (json_int_t)INT64_MAX,
+	    "a\x7f"
+	    "b",
+	    1);
+	ma_buf_reset(&got);
+	ut_assert(ma_export_json_dump(tree, &got) == 0);
+	ut_assert_str(got.data, "[-9223372036854775808,9223372036854775807,"
+				"\"a\\u007Fb\",true,null]");
+	json_decref(tree);
+	ma_buf_deinit(&got);
+	ma_record_deinit(&rec);
+	ut_end();
+}
+
 static void
 test_cef_fields(void)
 {
@@ -1146,8 +1192,8 @@ test_no_line_breaks(void)
 	ut_end();
 }
 
-UT_MAIN(test_format_lookup, test_json_is_export, test_cef_fields,
-    test_cef_escaping, test_cef_msg_cut, test_ecs_fields, test_ecs_hostile,
-    test_syslog_exact, test_syslog_pri, test_syslog_header_fields,
-    test_syslog_sd_escaping, test_syslog_bom, test_frame, test_hec, test_bulk,
-    test_out_full, test_no_line_breaks)
+UT_MAIN(test_format_lookup, test_json_is_export, test_json_writer,
+    test_cef_fields, test_cef_escaping, test_cef_msg_cut, test_ecs_fields,
+    test_ecs_hostile, test_syslog_exact, test_syslog_pri,
+    test_syslog_header_fields, test_syslog_sd_escaping, test_syslog_bom,
+    test_frame, test_hec, test_bulk, test_out_full, test_no_line_breaks)
