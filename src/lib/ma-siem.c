@@ -10,18 +10,19 @@
  * Model: one record in, text appended to the caller's bounded buffer; on
  * any failure (the buffer's max reached) the buffer is left as it was, so
  * a transport can batch records in one buffer and stop at the first that
- * does not fit.  The JSON shapes are jansson trees dumped 7-bit clean by
- * ma-export, so they never carry a raw control byte.  CEF and the syslog
- * header are written by hand: there every untrusted string goes through
- * one escaper (put_text) that repairs invalid UTF-8, applies the format's
- * escapes and turns the characters the format cannot escape (C0 and C1
- * controls, DEL, line separators, bidi overrides) into '?'.  The RFC
- * 5424 header fields take only printable US-ASCII; any other byte
- * becomes '_'.
+ * does not fit.  All text is written straight into that buffer: the
+ * Management Activity object by ma_export_json, the ECS document around
+ * it and every JSON string by ma-export's 7-bit writer (no raw control
+ * byte, ever), CEF and the syslog header here, where every untrusted
+ * string goes through one escaper (put_text) that repairs invalid UTF-8,
+ * applies the format's escapes and turns the characters the format
+ * cannot escape (C0 and C1 controls, DEL, line separators, bidi
+ * overrides) into '?'.  The RFC 5424 header fields take only printable
+ * US-ASCII; any other byte becomes '_'.
  *
  * Workload: mailaudit-forward renders each record once per destination,
- * tens of thousands a second at most; a call allocates only jansson's
- * tree and, for invalid UTF-8, one scratch buffer.  Pure functions: no
+ * tens of thousands a second at most; a call allocates only ma-export's
+ * jansson tree and, for invalid UTF-8, one scratch buffer.  Pure: no
  * I/O, no global state, thread-safe.  Left out on purpose: the legacy
  * BSD syslog header (RFC 3164), CEF 1, splitting records that are larger
  * than a receiver's message limit (a transport's concern), HEC "fields".
