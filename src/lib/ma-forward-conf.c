@@ -388,7 +388,7 @@ ma_fwd_dest_parse(
 	int ret = -1;
 
 	memset(d, 0, sizeof(*d));
-	d->batch = 500;
+	d->batch = FWD_BATCH_DEFAULT;
 	d->window = 128;
 	d->timeout_ms = 10000;
 	w = next_word(&p);
@@ -425,6 +425,10 @@ ma_fwd_dest_parse(
 	}
 	d->type = ma_xstrdup(t->name);
 	d->format = t->format;
+	/* RELP sends a batch through one session (a connection, and a TLS
+	   handshake with tls=yes): fewer, larger ones (docs/FORWARDING.md) */
+	if (strcmp(t->name, "relp") == 0)
+		d->batch = FWD_RELP_BATCH_DEFAULT;
 	if (strcmp(t->name, "elastic") == 0)
 		d->index = ma_xstrdup("logs-mailaudit-default");
 	w = next_word(&p);

@@ -22,6 +22,9 @@
 #include "ma-util.h"
 
 #define FWD_NAME_MAX 32
+/* records per batch: per RELP session; every other type */
+#define FWD_RELP_BATCH_DEFAULT 2000
+#define FWD_BATCH_DEFAULT      500
 /* mailaudit-forward's pid file in forward_state_dir, flock'ed while it runs */
 #define FWD_PID_NAME "mailaudit-forward.pid"
 
@@ -37,7 +40,8 @@ struct fwd_dest_conf {
 	/* HTTP */
 	char *token_file, *api_key_file, *user, *password_file;
 	char *index, *sourcetype;
-	uint32_t batch;      /* records per request / write, default 500 */
+	uint32_t batch;      /* records per request / write, default 500;
+				relp: FWD_RELP_BATCH_DEFAULT */
 	uint32_t window;     /* RELP window, default 128 */
 	uint32_t timeout_ms; /* connect + I/O, default 10000 */
 	/* host and port of a host:port target (NULL/0 for a URL) */
