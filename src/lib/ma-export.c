@@ -4,24 +4,28 @@
  * Purview-style CSV and as a fixed-width terminal table.
  *
  * Model: one record in, one self-contained chunk of text out.  The JSON
- * object is built as a jansson tree in the order of the field tables in
- * docs/SCHEMA.md ("Export formats") and dumped compact, 7-bit clean
- * (JSON_ENSURE_ASCII), with DEL escaped too, so a JSON line holds no
- * control byte, no C1 control and no bidirectional override a pager could
- * act on.  The CSV row wraps that JSON as its AuditData cell; the table
- * row squeezes a summary of the record into fixed columns.
+ * object is written straight into the output in the order of the field
+ * tables in docs/SCHEMA.md ("Export formats"), compact and 7-bit clean:
+ * the bytes jansson's json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) gives
+ * for the same object (tests parse it back with jansson and compare),
+ * with DEL escaped too, so a JSON line holds no control byte, no C1
+ * control and no bidirectional override a pager could act on.  (It used
+ * to be a jansson tree; building and dumping one took three quarters of
+ * the time of forwarding a record: docs/SIEM-FORMATS.md, "Throughput".)
+ * The CSV row wraps that JSON as its AuditData cell; the table row
+ * squeezes a summary of the record into fixed columns.
  *
  * Everything in a record may be hostile: subjects, folder names, Message-
  * IDs and client strings are chosen by whoever sends or stores the mail.
- * Invalid UTF-8 is repaired (U+FFFD) before jansson sees it; CSV cells are
+ * Invalid UTF-8 is repaired (U+FFFD) before it is written; CSV cells are
  * quoted per RFC 4180, flattened to one physical line and defended
  * against spreadsheet formula injection; table cells show every control
  * character as '?'.  The exact value always survives in the JSON.
  *
- * Workload: the CLI exporting search results and the daemon forwarding
- * records, a few thousand records a second at most, so each call builds
- * and frees its own small tree and buffers rather than caching anything;
- * the functions are therefore thread-safe.  Left out on purpose: pretty-
+ * Workload: the CLI exporting search results and mailaudit-forward
+ * rendering every record for every destination (tens of thousands a
+ * second); each call uses its own scratch buffers and caches nothing, so
+ * the functions are thread-safe.  Left out on purpose: pretty-
  * printed JSON, JSON arrays (one object per line is what SIEM collectors
  * take), terminal width detection and East Asian wide characters (table
  * widths count code points).
@@ -31,10 +35,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <jansson.h>
 
 #include "ma-action.h"
 
@@ -102,602 +105,6 @@ utf8_next(const unsigned char *s, uint32_t *cp_r)
 /*-------------------------------------------------------------------------
  * JSON
  */
-
-/* Scratch space shared by the helpers while one record is built. */
-struct json_build {
-	const struct ma_record *rec;
-	struct ma_buf str;  /* UTF-8 repair */
-	struct ma_buf path; /* folder paths and item ids */
-};
-
-/*
- * jcheck - jansson returns NULL only when malloc fails (every string we
- * hand it is valid UTF-8, every key non-NULL), and running out of memory
- * is fatal throughout mailaudit.
- */
-static json_t *
-jcheck(json_t *j)
-{
-	MA_ASSERT(j != NULL);
-	return j;
-}
-
-static void
-jset(json_t *obj, const char *key, json_t *val)
-{
-	MA_ASSERT(json_object_set_new_nocheck(obj, key, jcheck(val)) == 0);
-}
-
-static void
-jappend(json_t *arr, json_t *val)
-{
-	MA_ASSERT(json_array_append_new(arr, jcheck(val)) == 0);
-}
-
-/* jstr - a JSON string of s, invalid UTF-8 replaced by U+FFFD. */
-static json_t *
-jstr(struct json_build *b, const char *s)
-{
-	size_t len = strlen(s);
-
-	if (ma_utf8_valid(s, len))
-		return jcheck(json_stringn_nocheck(s, len));
-	ma_buf_reset(&b->str);
-	MA_ASSERT(ma_utf8_repair(s, len, &b->str) >= 0);
-	return jcheck(json_stringn_nocheck(b->str.data, b->str.len));
-}
-
-/* jset_str - set key to s; an absent (NULL) s leaves the key out. */
-static void
-jset_str(struct json_build *b, json_t *obj, const char *key, const char *s)
-{
-	if (s != NULL)
-		jset(obj, key, jstr(b, s));
-}
-
-static void
-jset_int(json_t *obj, const char *key, int64_t val)
-{
-	jset(obj, key, json_integer((json_int_t)val));
-}
-
-static void
-jset_u64(json_t *obj, const char *key, uint64_t val)
-{
-	/* JSON readers stop at int64 (most at 2^53); clamp, never wrap. */
-	jset_int(obj, key, val > INT64_MAX ? INT64_MAX : (int64_t)val);
-}
-
-/* jname_value - {"Name": name, "Value": value}. */
-static json_t *
-jname_value(struct json_build *b, const char *name, const char *value)
-{
-	json_t *nv = jcheck(json_object());
-
-	jset_str(b, nv, "Name", name != NULL ? name : "");
-	jset_str(b, nv, "Value", value != NULL ? value : "");
-	return nv;
-}
-
-/* jmodified - {Name, NewValue, OldValue}; an absent value is "". */
-static json_t *
-jmodified(struct json_build *b, const struct ma_prop *p)
-{
-	json_t *m = jcheck(json_object());
-
-	jset_str(b, m, "Name", p->name != NULL ? p->name : "");
-	jset_str(b, m, "NewValue", p->new_value != NULL ? p->new_value : "");
-	jset_str(b, m, "OldValue", p->old_value != NULL ? p->old_value : "");
-	return m;
-}
-
-/* jset_nonempty - set key to the array arr, or drop arr if it is empty. */
-static void
-jset_nonempty(json_t *obj, const char *key, json_t *arr)
-{
-	if (json_array_size(arr) > 0)
-		jset(obj, key, arr);
-	else
-		json_decref(arr);
-}
-
-/* folder_path - "\" + folder with the '/' separators turned into '\'. */
-static const char *
-folder_path(struct json_build *b, const char *folder)
-{
-	ma_buf_reset(&b->path);
-	MA_ASSERT(ma_buf_putc(&b->path, '\\') == 0);
-	for (const char *p = folder; *p != '\0'; p++)
-		MA_ASSERT(ma_buf_putc(&b->path, *p == '/' ? '\\' : *p) == 0);
-	return b->path.data;
-}
-
-/* folder_name - the last component of an IMAP folder name. */
-static const char *
-folder_name(const char *folder)
-{
-	const char *slash = strrchr(folder, '/');
-
-	return slash != NULL ? slash + 1 : folder;
-}
-
-/* jfolder - ExchangeFolder {Path, Name}; with_name false gives {Path}. */
-static json_t *
-jfolder(struct json_build *b, const char *folder, bool with_name)
-{
-	json_t *f = jcheck(json_object());
-
-	jset_str(b, f, "Path", folder_path(b, folder));
-	if (with_name)
-		jset_str(b, f, "Name", folder_name(folder));
-	return f;
-}
-
-/* item_id - stable store id of an item: "<folder>/<uid>", NULL if no uid. */
-static const char *
-item_id(struct json_build *b, const struct ma_item *item)
-{
-	const char *folder = b->rec->folder != NULL ? b->rec->folder : "";
-
-	if (item->uid == 0)
-		return NULL;
-	ma_buf_reset(&b->path);
-	MA_ASSERT(
-	    ma_buf_printf(&b->path, "%s/%" PRIu32, folder, item->uid) == 0);
-	return b->path.data;
-}
-
-/* item_fields - the Id, InternetMessageId, Subject and SizeInBytes known. */
-static void
-item_fields(struct json_build *b, json_t *obj, const struct ma_item *item)
-{
-	jset_str(b, obj, "Id", item_id(b, item));
-	jset_str(b, obj, "InternetMessageId", item->message_id);
-	jset_str(b, obj, "Subject", item->subject);
-	if (item->size != 0)
-		jset_u64(obj, "SizeInBytes", item->size);
-}
-
-/*
- * op_props - append OperationProperties [{Name, Value}] (the new value,
- * else the old one) to arr, leaving out the names in skip (NULL-ended).
- */
-static json_t *
-op_props(struct json_build *b, json_t *arr, const char *const *skip)
-{
-	const struct ma_record *rec = b->rec;
-
-	for (uint32_t i = 0; i < rec->prop_count; i++) {
-		const struct ma_prop *p = &rec->props[i];
-		bool skipped = false;
-
-		for (size_t k = 0; skip != NULL && skip[k] != NULL; k++)
-			skipped |=
-			    p->name != NULL && strcmp(p->name, skip[k]) == 0;
-		if (!skipped)
-			jappend(arr, jname_value(b, p->name,
-					 p->new_value != NULL ? p->new_value
-							      : p->old_value));
-	}
-	return arr;
-}
-
-static const char *
-domain_of(const char *addr)
-{
-	const char *at = addr != NULL ? strrchr(addr, '@') : NULL;
-
-	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
-}
-
-/* external_access - the actor's domain differs from the mailbox owner's. */
-static bool
-external_access(const struct ma_record *rec)
-{
-	const char *ud = domain_of(rec->user), *md = domain_of(rec->mailbox);
-
-	return ud != NULL && md != NULL && strcasecmp(ud, md) != 0;
-}
-
-static int
-user_type(enum ma_logon logon)
-{
-	switch (logon) {
-	case MA_LOGON_ADMIN:
-		return 2; /* Admin */
-	case MA_LOGON_TRANSPORT:
-	case MA_LOGON_SYSTEM:
-		return 4; /* System */
-	default:
-		return 0; /* Regular */
-	}
-}
-
-/* prop_value - what a property is now: its new value, else its old one. */
-static const char *
-prop_value(const struct ma_prop *p)
-{
-	return p->new_value != NULL ? p->new_value : p->old_value;
-}
-
-/* add_common - the AuditRecord fields every record starts with. */
-static void
-add_common(struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj,
-    int record_type)
-{
-	const struct ma_record *rec = b->rec;
-	char time[32], id[37];
-
-	ma_fmt_time(rec->time_ms, false, time);
-	ma_uuid_fmt(rec->id, id);
-	jset_str(b, obj, "CreationTime", time);
-	jset_str(b, obj, "Id", id);
-	jset_str(b, obj, "Operation", rec->operation);
-	jset_str(b, obj, "OrganizationId", ctx->organization_id);
-	jset_int(obj, "RecordType", record_type);
-	if (record_type == 1) {
-		/* Exchange admin records say whether the cmdlet succeeded. */
-		jset_str(b, obj, "ResultStatus",
-		    rec->result == MA_RESULT_SUCCEEDED ? "True" : "False");
-	} else {
-		jset_str(b, obj, "ResultStatus", ma_result_name(rec->result));
-	}
-	jset_str(b, obj, "UserKey", rec->user);
-	jset_int(obj, "UserType", user_type(rec->logon_type));
-	jset_int(obj, "Version", 1);
-	jset_str(b, obj, "Workload", "Exchange");
-	jset_str(b, obj, "ClientIP", rec->client_ip);
-}
-
-/* add_server_session - OriginatingServer (with Exchange's CRLF), SessionId. */
-static void
-add_server_session(struct json_build *b, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-
-	if (rec->server != NULL) {
-		ma_buf_reset(&b->path);
-		MA_ASSERT(ma_buf_puts(&b->path, rec->server) == 0);
-		MA_ASSERT(ma_buf_puts(&b->path, "\r\n") == 0);
-		jset_str(b, obj, "OriginatingServer", b->path.data);
-	}
-	jset_str(b, obj, "SessionId", rec->session);
-}
-
-/* add_mailbox_common - the Exchange mailbox schema fields (types 2/3/50). */
-static void
-add_mailbox_common(
-    struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-
-	jset_str(b, obj, "UserId", rec->user);
-	jset_str(b, obj, "ClientIPAddress", rec->client_ip);
-	jset_str(b, obj, "ClientInfoString", rec->client_info);
-	jset(obj, "ExternalAccess", json_boolean(external_access(rec)));
-	jset_int(obj, "InternalLogonType", rec->logon_type);
-	jset_int(obj, "LogonType", rec->logon_type);
-	jset_str(b, obj, "MailboxOwnerUPN", rec->mailbox);
-	jset_str(b, obj, "OrganizationName", ctx->organization_name);
-	add_server_session(b, obj);
-}
-
-/* The properties an Update changes; anything else (who impersonated whom,
-   who ran doveadm) is context and goes to OperationProperties. */
-static const char *const update_props[] = {"Flags", "Keywords", NULL};
-
-static bool
-is_update_prop(const char *name)
-{
-	for (size_t k = 0; name != NULL && update_props[k] != NULL; k++) {
-		if (strcmp(name, update_props[k]) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* add_update_props - Update: ModifiedProperties names, values as extension. */
-static void
-add_update_props(struct json_build *b, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-	json_t *names = jcheck(json_array());
-	json_t *values = jcheck(json_array());
-	json_t *context;
-
-	for (uint32_t i = 0; i < rec->prop_count; i++) {
-		const struct ma_prop *p = &rec->props[i];
-
-		if (!is_update_prop(p->name))
-			continue;
-		jappend(names, jstr(b, p->name));
-		/* Exchange lists only names; keep what the flags were. */
-		if (p->old_value != NULL || p->new_value != NULL)
-			jappend(values, jmodified(b, p));
-	}
-	jset_nonempty(obj, "ModifiedProperties", names);
-	jset_nonempty(obj, "MailAuditModifiedValues", values);
-	context = op_props(b, jcheck(json_array()), update_props);
-	jset_nonempty(obj, "OperationProperties", context);
-}
-
-/* jitems - every item of the record, as AffectedItems entries */
-static json_t *
-jitems(struct json_build *b)
-{
-	const struct ma_record *rec = b->rec;
-	json_t *items = jcheck(json_array());
-
-	for (uint32_t i = 0; i < rec->item_count; i++) {
-		json_t *item = jcheck(json_object());
-
-		item_fields(b, item, &rec->items[i]);
-		if (rec->folder != NULL)
-			jset(item, "ParentFolder",
-			    jfolder(b, rec->folder, false));
-		jappend(items, item);
-	}
-	return items;
-}
-
-/*
- * add_send_fields - the send properties the milter records, under the
- * schema's names: SendAsUserSmtp, SendOnBehalfOfUserSmtp, recipientCount,
- * recipientList [{Address}], Item.Attachments; the rest (EnvelopeSender,
- * HasAttachments, Permitted, FailureReason) as OperationProperties.
- */
-static void
-add_send_fields(struct json_build *b, json_t *obj)
-{
-	static const char *const mapped[] = {"SendAsUserSmtp",
-	    "SendOnBehalfOfUserSmtp", "RecipientCount", "Recipients",
-	    "Attachments", NULL};
-	const struct ma_record *rec = b->rec;
-	const struct ma_prop *p;
-	json_t *rest;
-	uint64_t count;
-
-	if ((p = ma_record_get_prop(rec, "SendAsUserSmtp")) != NULL)
-		jset_str(b, obj, "SendAsUserSmtp", prop_value(p));
-	if ((p = ma_record_get_prop(rec, "SendOnBehalfOfUserSmtp")) != NULL)
-		jset_str(b, obj, "SendOnBehalfOfUserSmtp", prop_value(p));
-	if ((p = ma_record_get_prop(rec, "RecipientCount")) != NULL &&
-	    ma_parse_u64(prop_value(p), INT64_MAX, &count) == 0)
-		jset_int(obj, "recipientCount", (int64_t)count);
-	if ((p = ma_record_get_prop(rec, "Recipients")) != NULL) {
-		json_t *list = jcheck(json_array());
-		const char *s = prop_value(p);
-
-		while (s != NULL && *s != '\0') {
-			const char *end = strstr(s, ", ");
-			size_t len =
-			    end != NULL ? (size_t)(end - s) : strlen(s);
-			char *addr = ma_xstrndup(s, len);
-			json_t *e = jcheck(json_object());
-
-			jset_str(b, e, "Address", addr);
-			jappend(list, e);
-			free(addr);
-			s = end != NULL ? end + 2 : NULL;
-		}
-		jset(obj, "recipientList", list);
-	}
-	if ((p = ma_record_get_prop(rec, "Attachments")) != NULL) {
-		json_t *item = json_object_get(obj, "Item");
-
-		if (item != NULL)
-			jset_str(b, item, "Attachments", prop_value(p));
-	}
-	rest = op_props(b, jcheck(json_array()), mapped);
-	jset_nonempty(obj, "OperationProperties", rest);
-}
-
-/* add_item_record - ExchangeMailboxAuditRecord (RecordType 2). */
-static void
-add_item_record(struct json_build *b, json_t *obj, enum ma_action action)
-{
-	const struct ma_record *rec = b->rec;
-
-	if (rec->folder != NULL) {
-		json_t *f = jfolder(b, rec->folder, true);
-
-		if (action == MA_ACTION_UPDATE_FOLDER_PERMISSIONS) {
-			const struct ma_prop *m, *r;
-
-			m = ma_record_get_prop(rec, "Member");
-			r = ma_record_get_prop(rec, "Rights");
-			if (m != NULL)
-				jset_str(b, f, "MemberUpn", prop_value(m));
-			if (r != NULL)
-				jset_str(b, f, "MemberRights", prop_value(r));
-		}
-		jset(obj, "Folder", f);
-	}
-	if (rec->dest_folder != NULL)
-		jset(obj, "DestFolder", jfolder(b, rec->dest_folder, true));
-	if (rec->item_count > 0) {
-		json_t *item = jcheck(json_object());
-
-		item_fields(b, item, &rec->items[0]);
-		if (rec->folder != NULL)
-			jset(item, "ParentFolder",
-			    jfolder(b, rec->folder, true));
-		jset(obj, "Item", item);
-	}
-	/* Exchange's single-item record has room for one Item; one of ours
-	   may cover many messages (STORE 1:100): keep them all. */
-	if (rec->item_count > 1)
-		jset(obj, "AffectedItems", jitems(b));
-	if (rec->prop_count == 0)
-		return;
-	if (action == MA_ACTION_UPDATE)
-		add_update_props(b, obj);
-	else if (action == MA_ACTION_SEND || action == MA_ACTION_SEND_AS ||
-		 action == MA_ACTION_SEND_ON_BEHALF)
-		add_send_fields(b, obj);
-	else
-		jset(obj, "OperationProperties",
-		    op_props(b, jcheck(json_array()), NULL));
-}
-
-/* add_group_record - ExchangeMailboxAuditGroupRecord (RecordType 3). */
-static void
-add_group_record(struct json_build *b, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-	bool cross = rec->dest_mailbox != NULL &&
-		     (rec->mailbox == NULL ||
-			 strcmp(rec->dest_mailbox, rec->mailbox) != 0);
-
-	jset(obj, "CrossMailboxOperation", json_boolean(cross));
-	if (rec->folder != NULL)
-		jset(obj, "Folder", jfolder(b, rec->folder, true));
-	if (rec->dest_folder != NULL)
-		jset(obj, "DestFolder", jfolder(b, rec->dest_folder, true));
-	if (cross)
-		jset_str(b, obj, "DestMailboxOwnerUPN", rec->dest_mailbox);
-	if (rec->prop_count > 0)
-		jset(obj, "OperationProperties",
-		    op_props(b, jcheck(json_array()), NULL));
-	if (rec->item_count > 0)
-		jset(obj, "AffectedItems", jitems(b));
-}
-
-/* add_aggregated_record - MailItemsAccessed (RecordType 50). */
-static void
-add_aggregated_record(struct json_build *b, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-	static const char *const fixed[][2] = {
-	    {"MailAccessType", "Bind"}, /* all a sensor can see */
-	    {"IsThrottled", "False"},   /* we never throttle */
-	};
-	static const char *const fixed_names[] = {
-	    "MailAccessType", "IsThrottled", NULL};
-	json_t *props = jcheck(json_array());
-
-	jset_int(obj, "OperationCount",
-	    rec->count != 0 ? rec->count : rec->item_count);
-	/* Exchange's two properties first, whether the sensor set them or not.
-	 */
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		const struct ma_prop *p = ma_record_get_prop(rec, fixed[i][0]);
-
-		jappend(props,
-		    jname_value(b, fixed[i][0],
-			p != NULL && prop_value(p) != NULL ? prop_value(p)
-							   : fixed[i][1]));
-	}
-	jset(obj, "OperationProperties", op_props(b, props, fixed_names));
-
-	if (rec->folder != NULL || rec->item_count > 0) {
-		json_t *folders = jcheck(json_array());
-		json_t *folder = jcheck(json_object());
-		json_t *items = jcheck(json_array());
-
-		if (rec->folder != NULL)
-			jset_str(
-			    b, folder, "Path", folder_path(b, rec->folder));
-		for (uint32_t i = 0; i < rec->item_count; i++) {
-			json_t *item = jcheck(json_object());
-
-			item_fields(b, item, &rec->items[i]);
-			jappend(items, item);
-		}
-		jset(folder, "FolderItems", items);
-		jappend(folders, folder);
-		jset(obj, "Folders", folders);
-	}
-}
-
-/* add_admin_record - ExchangeAdmin (RecordType 1): a configuration change. */
-static void
-add_admin_record(
-    struct json_build *b, const struct ma_export_ctx *ctx, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-	const struct ma_prop *identity = ma_record_get_prop(rec, "Identity");
-	json_t *params = jcheck(json_array());
-	json_t *modified = jcheck(json_array());
-
-	jset_str(b, obj, "ObjectId",
-	    identity != NULL && prop_value(identity) != NULL
-		? prop_value(identity)
-		: rec->mailbox);
-	jset_str(b, obj, "UserId", rec->user);
-	jset_str(b, obj, "ClientInfoString", rec->client_info);
-	/* For admin records this means Microsoft staff; never the case here. */
-	jset(obj, "ExternalAccess", json_false());
-	jset_int(obj, "InternalLogonType", rec->logon_type);
-	jset_int(obj, "LogonType", rec->logon_type);
-	jset_str(b, obj, "OrganizationName", ctx->organization_name);
-	add_server_session(b, obj);
-
-	for (uint32_t i = 0; i < rec->prop_count; i++) {
-		const struct ma_prop *p = &rec->props[i];
-
-		if (p->new_value != NULL)
-			jappend(params, jname_value(b, p->name, p->new_value));
-		/* The target of the cmdlet is not one of its changes. */
-		if ((p->old_value != NULL || p->new_value != NULL) &&
-		    p != identity)
-			jappend(modified, jmodified(b, p));
-	}
-	jset(obj, "Parameters", params);
-	jset_nonempty(obj, "ModifiedProperties", modified);
-}
-
-/* add_extensions - our own fields, outside Microsoft's schema. */
-static void
-add_extensions(struct json_build *b, json_t *obj)
-{
-	const struct ma_record *rec = b->rec;
-	char time[32];
-
-	if (rec->seq > 0)
-		jset_int(obj, "MailAuditSequence", rec->seq);
-	ma_fmt_time(rec->time_ms, true, time);
-	ma_buf_reset(&b->path);
-	MA_ASSERT(ma_buf_puts(&b->path, time) == 0);
-	MA_ASSERT(ma_buf_putc(&b->path, 'Z') == 0);
-	jset_str(b, obj, "MailAuditTime", b->path.data);
-	jset_str(b, obj, "MailAuditProtocol", rec->protocol);
-}
-
-/* build_json - the whole Management Activity object for b->rec. */
-static json_t *
-build_json(struct json_build *b, const struct ma_export_ctx *ctx)
-{
-	const struct ma_record *rec = b->rec;
-	json_t *obj = jcheck(json_object());
-	enum ma_action action = MA_ACTION_COUNT;
-	int record_type = 1;
-
-	if (rec->operation != NULL &&
-	    ma_action_lookup(rec->operation, &action) == 1)
-		record_type = ma_action_record_type(action);
-
-	add_common(b, ctx, obj, record_type);
-	switch (record_type) {
-	case 1:
-		add_admin_record(b, ctx, obj);
-		break;
-	case 3:
-		add_mailbox_common(b, ctx, obj);
-		add_group_record(b, obj);
-		break;
-	case 50:
-		add_mailbox_common(b, ctx, obj);
-		add_aggregated_record(b, obj);
-		break;
-	default:
-		add_mailbox_common(b, ctx, obj);
-		add_item_record(b, obj, action);
-		break;
-	}
-	add_extensions(b, obj);
-	return obj;
-}
 
 /*
  * buf_put - ma_buf_append, with the usual case (room already allocated)
@@ -795,104 +202,6 @@ put_json_string(struct ma_buf *out, const char *s, size_t len)
 	return buf_putc(out, '"');
 }
 
-/*
- * put_json - j as json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) writes it,
- * keys in insertion order (jansson keeps it), DEL escaped.  Written here
- * because jansson's dumper, a callback per fragment, took twice as long
- * as building the tree (docs/SIEM-FORMATS.md, "Throughput").
- */
-static int
-put_json(struct ma_buf *out, json_t *j)
-{
-	const char *key;
-	json_t *v;
-	size_t i;
-	int first = 1;
-
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		if (buf_putc(out, '{') < 0)
-			return -1;
-		json_object_foreach(j, key, v)
-		{
-			if ((!first && buf_putc(out, ',') < 0) ||
-			    put_json_string(out, key, strlen(key)) < 0 ||
-			    buf_putc(out, ':') < 0 || put_json(out, v) < 0)
-				return -1;
-			first = 0;
-		}
-		return buf_putc(out, '}');
-	case JSON_ARRAY:
-		if (buf_putc(out, '[') < 0)
-			return -1;
-		json_array_foreach(j, i, v)
-		{
-			if ((i > 0 && buf_putc(out, ',') < 0) ||
-			    put_json(out, v) < 0)
-				return -1;
-		}
-		return buf_putc(out, ']');
-	case JSON_STRING:
-		return put_json_string(
-		    out, json_string_value(j), json_string_length(j));
-	case JSON_INTEGER: {
-		json_int_t n = json_integer_value(j);
-
-		if (n < 0 && buf_putc(out, '-') < 0)
-			return -1;
-		/* -(n + 1) + 1: the most negative value has no positive twin.
-		 */
-		return ma_buf_put_u64(
-		    out, n < 0 ? (uint64_t)(-(n + 1)) + 1 : (uint64_t)n);
-	}
-	case JSON_TRUE:
-		return buf_put(out, "true", 4);
-	case JSON_FALSE:
-		return buf_put(out, "false", 5);
-	case JSON_NULL:
-		return buf_put(out, "null", 4);
-	case JSON_REAL:
-		break;
-	}
-	/* No renderer here builds reals; jansson formats them if one does. */
-	{
-		char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-		int ret;
-
-		MA_ASSERT(text != NULL);
-		ret = ma_buf_puts(out, text);
-		free(text);
-		return ret;
-	}
-}
-
-struct json_t *
-ma_export_json_tree(
-    const struct ma_export_ctx *ctx, const struct ma_record *rec)
-{
-	struct json_build b = {.rec = rec};
-	json_t *obj;
-
-	ma_buf_init(&b.str, MA_EXPORT_BUF_MAX);
-	ma_buf_init(&b.path, MA_EXPORT_BUF_MAX);
-	obj = build_json(&b, ctx);
-	ma_buf_deinit(&b.str);
-	ma_buf_deinit(&b.path);
-	return obj;
-}
-
-int
-ma_export_json_dump(struct json_t *j, struct ma_buf *out)
-{
-	size_t start = out->len;
-
-	if (put_json(out, j) < 0) {
-		buf_truncate(out, start);
-		return -1;
-	}
-	return 0;
-}
-
 int
 ma_export_json_put_string(struct ma_buf *out, const char *s)
 {
@@ -914,15 +223,702 @@ ma_export_json_put_string(struct ma_buf *out, const char *s)
 	return ret;
 }
 
+#define JW_DEPTH 8
+
+/*
+ * The writer one record is built with: text goes straight into the
+ * output, members in the order of docs/SCHEMA.md.  An object or array
+ * opened "lazy" appears only once a member is written into it (the
+ * schema leaves out empty lists); any other is written at once.  The
+ * first failure (out full) sticks, and the caller truncates.
+ */
+struct json_build {
+	const struct ma_record *rec;
+	struct ma_buf *out;
+	bool failed;
+	int depth; /* the level being filled; 0 is the record object */
+	struct {
+		const char *key;
+		char open, close;
+		bool emitted;
+		unsigned int members;
+	} lv[JW_DEPTH];
+	struct ma_buf str;  /* UTF-8 repair */
+	struct ma_buf path; /* folder paths and item ids */
+};
+
+static void
+jput(struct json_build *b, const char *s, size_t len)
+{
+	if (!b->failed && buf_put(b->out, s, len) < 0)
+		b->failed = true;
+}
+
+static void
+jputc(struct json_build *b, char c)
+{
+	jput(b, &c, 1);
+}
+
+/* jmember - the separator and key of a new member at level d. */
+static void
+jmember(struct json_build *b, int d, const char *key)
+{
+	if (b->lv[d].members++ > 0)
+		jputc(b, ',');
+	if (key != NULL) {
+		jputc(b, '"');
+		jput(b, key, strlen(key));
+		jput(b, "\":", 2);
+	}
+}
+
+/* jemit - write the opening of level d and of every pending parent. */
+static void
+jemit(struct json_build *b, int d)
+{
+	if (b->lv[d].emitted)
+		return;
+	if (d > 0) {
+		jemit(b, d - 1);
+		jmember(b, d - 1, b->lv[d].key);
+	}
+	jputc(b, b->lv[d].open);
+	b->lv[d].emitted = true;
+}
+
+/* jbegin - an object ('{') or array ('[') at key (NULL in an array). */
+static void
+jbegin(struct json_build *b, const char *key, char open, bool lazy)
+{
+	MA_ASSERT(b->depth + 1 < JW_DEPTH);
+	b->depth++;
+	b->lv[b->depth].key = key;
+	b->lv[b->depth].open = open;
+	b->lv[b->depth].close = open == '{' ? '}' : ']';
+	b->lv[b->depth].emitted = false;
+	b->lv[b->depth].members = 0;
+	if (!lazy)
+		jemit(b, b->depth);
+}
+
+static void
+jend(struct json_build *b)
+{
+	MA_ASSERT(b->depth >= 0);
+	if (b->lv[b->depth].emitted)
+		jputc(b, b->lv[b->depth].close);
+	b->depth--;
+}
+
+/* jkey - start a member of the current level. */
+static void
+jkey(struct json_build *b, const char *key)
+{
+	jemit(b, b->depth);
+	jmember(b, b->depth, key);
+}
+
+/* jset_str - key: s, invalid UTF-8 as U+FFFD; a NULL s leaves it out. */
+static void
+jset_str(struct json_build *b, const char *key, const char *s)
+{
+	size_t len;
+
+	if (s == NULL)
+		return;
+	jkey(b, key);
+	len = strlen(s);
+	if (!ma_utf8_valid(s, len)) {
+		ma_buf_reset(&b->str);
+		MA_ASSERT(ma_utf8_repair(s, len, &b->str) >= 0);
+		s = b->str.data;
+		len = b->str.len;
+	}
+	if (!b->failed && put_json_string(b->out, s, len) < 0)
+		b->failed = true;
+}
+
+static void
+jset_int(struct json_build *b, const char *key, int64_t val)
+{
+	jkey(b, key);
+	if (val < 0)
+		jputc(b, '-');
+	/* -(val + 1) + 1: INT64_MIN has no positive twin in int64_t. */
+	if (!b->failed &&
+	    ma_buf_put_u64(b->out,
+		val < 0 ? (uint64_t)(-(val + 1)) + 1 : (uint64_t)val) < 0)
+		b->failed = true;
+}
+
+static void
+jset_u64(struct json_build *b, const char *key, uint64_t val)
+{
+	/* JSON readers stop at int64 (most at 2^53); clamp, never wrap. */
+	jset_int(b, key, val > INT64_MAX ? INT64_MAX : (int64_t)val);
+}
+
+static void
+jset_bool(struct json_build *b, const char *key, bool val)
+{
+	jkey(b, key);
+	jput(b, val ? "true" : "false", val ? 4 : 5);
+}
+
+/* jname_value - {"Name": name, "Value": value}, absent values as "". */
+static void
+jname_value(struct json_build *b, const char *name, const char *value)
+{
+	jbegin(b, NULL, '{', false);
+	jset_str(b, "Name", name != NULL ? name : "");
+	jset_str(b, "Value", value != NULL ? value : "");
+	jend(b);
+}
+
+/* jmodified - {Name, NewValue, OldValue}; an absent value is "". */
+static void
+jmodified(struct json_build *b, const struct ma_prop *p)
+{
+	jbegin(b, NULL, '{', false);
+	jset_str(b, "Name", p->name != NULL ? p->name : "");
+	jset_str(b, "NewValue", p->new_value != NULL ? p->new_value : "");
+	jset_str(b, "OldValue", p->old_value != NULL ? p->old_value : "");
+	jend(b);
+}
+
+/* folder_path - "\" + folder with the '/' separators turned into '\'. */
+static const char *
+folder_path(struct json_build *b, const char *folder)
+{
+	ma_buf_reset(&b->path);
+	MA_ASSERT(ma_buf_putc(&b->path, '\\') == 0);
+	for (const char *p = folder; *p != '\0'; p++)
+		MA_ASSERT(ma_buf_putc(&b->path, *p == '/' ? '\\' : *p) == 0);
+	return b->path.data;
+}
+
+/* folder_name - the last component of an IMAP folder name. */
+static const char *
+folder_name(const char *folder)
+{
+	const char *slash = strrchr(folder, '/');
+
+	return slash != NULL ? slash + 1 : folder;
+}
+
+/*
+ * jfolder_begin - open the ExchangeFolder object key {Path[, Name]}; the
+ * caller may add members and then calls jend.
+ */
+static void
+jfolder_begin(
+    struct json_build *b, const char *key, const char *folder, bool with_name)
+{
+	jbegin(b, key, '{', false);
+	jset_str(b, "Path", folder_path(b, folder));
+	if (with_name)
+		jset_str(b, "Name", folder_name(folder));
+}
+
+static void
+jfolder(
+    struct json_build *b, const char *key, const char *folder, bool with_name)
+{
+	jfolder_begin(b, key, folder, with_name);
+	jend(b);
+}
+
+/* item_id - stable store id of an item: "<folder>/<uid>", NULL if no uid. */
+static const char *
+item_id(struct json_build *b, const struct ma_item *item)
+{
+	const char *folder = b->rec->folder != NULL ? b->rec->folder : "";
+
+	if (item->uid == 0)
+		return NULL;
+	ma_buf_reset(&b->path);
+	MA_ASSERT(
+	    ma_buf_printf(&b->path, "%s/%" PRIu32, folder, item->uid) == 0);
+	return b->path.data;
+}
+
+/* item_fields - the Id, InternetMessageId, Subject and SizeInBytes known. */
+static void
+item_fields(struct json_build *b, const struct ma_item *item)
+{
+	jset_str(b, "Id", item_id(b, item));
+	jset_str(b, "InternetMessageId", item->message_id);
+	jset_str(b, "Subject", item->subject);
+	if (item->size != 0)
+		jset_u64(b, "SizeInBytes", item->size);
+}
+
+/* prop_value - what a property is now: its new value, else its old one. */
+static const char *
+prop_value(const struct ma_prop *p)
+{
+	return p->new_value != NULL ? p->new_value : p->old_value;
+}
+
+/*
+ * op_props - OperationProperties members [{Name, Value}] (the new value,
+ * else the old one) into the open array, leaving out the names in skip
+ * (NULL-ended).
+ */
+static void
+op_props(struct json_build *b, const char *const *skip)
+{
+	const struct ma_record *rec = b->rec;
+
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+		bool skipped = false;
+
+		for (size_t k = 0; skip != NULL && skip[k] != NULL; k++)
+			skipped |=
+			    p->name != NULL && strcmp(p->name, skip[k]) == 0;
+		if (!skipped)
+			jname_value(b, p->name, prop_value(p));
+	}
+}
+
+/* jop_props - key: [op_props], left out if empty (lazy). */
+static void
+jop_props(struct json_build *b, const char *const *skip, bool lazy)
+{
+	jbegin(b, "OperationProperties", '[', lazy);
+	op_props(b, skip);
+	jend(b);
+}
+
+static const char *
+domain_of(const char *addr)
+{
+	const char *at = addr != NULL ? strrchr(addr, '@') : NULL;
+
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
+/* external_access - the actor's domain differs from the mailbox owner's. */
+static bool
+external_access(const struct ma_record *rec)
+{
+	const char *ud = domain_of(rec->user), *md = domain_of(rec->mailbox);
+
+	return ud != NULL && md != NULL && strcasecmp(ud, md) != 0;
+}
+
+static int
+user_type(enum ma_logon logon)
+{
+	switch (logon) {
+	case MA_LOGON_ADMIN:
+		return 2; /* Admin */
+	case MA_LOGON_TRANSPORT:
+	case MA_LOGON_SYSTEM:
+		return 4; /* System */
+	default:
+		return 0; /* Regular */
+	}
+}
+
+/* add_common - the AuditRecord fields every record starts with. */
+static void
+add_common(
+    struct json_build *b, const struct ma_export_ctx *ctx, int record_type)
+{
+	const struct ma_record *rec = b->rec;
+	char time[32], id[37];
+
+	ma_fmt_time(rec->time_ms, false, time);
+	ma_uuid_fmt(rec->id, id);
+	jset_str(b, "CreationTime", time);
+	jset_str(b, "Id", id);
+	jset_str(b, "Operation", rec->operation);
+	jset_str(b, "OrganizationId", ctx->organization_id);
+	jset_int(b, "RecordType", record_type);
+	if (record_type == 1) {
+		/* Exchange admin records say whether the cmdlet succeeded. */
+		jset_str(b, "ResultStatus",
+		    rec->result == MA_RESULT_SUCCEEDED ? "True" : "False");
+	} else {
+		jset_str(b, "ResultStatus", ma_result_name(rec->result));
+	}
+	jset_str(b, "UserKey", rec->user);
+	jset_int(b, "UserType", user_type(rec->logon_type));
+	jset_int(b, "Version", 1);
+	jset_str(b, "Workload", "Exchange");
+	jset_str(b, "ClientIP", rec->client_ip);
+}
+
+/* add_server_session - OriginatingServer (with Exchange's CRLF), SessionId. */
+static void
+add_server_session(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+
+	if (rec->server != NULL) {
+		ma_buf_reset(&b->path);
+		MA_ASSERT(ma_buf_puts(&b->path, rec->server) == 0);
+		MA_ASSERT(ma_buf_puts(&b->path, "\r\n") == 0);
+		jset_str(b, "OriginatingServer", b->path.data);
+	}
+	jset_str(b, "SessionId", rec->session);
+}
+
+/* add_mailbox_common - the Exchange mailbox schema fields (types 2/3/50). */
+static void
+add_mailbox_common(struct json_build *b, const struct ma_export_ctx *ctx)
+{
+	const struct ma_record *rec = b->rec;
+
+	jset_str(b, "UserId", rec->user);
+	jset_str(b, "ClientIPAddress", rec->client_ip);
+	jset_str(b, "ClientInfoString", rec->client_info);
+	jset_bool(b, "ExternalAccess", external_access(rec));
+	jset_int(b, "InternalLogonType", rec->logon_type);
+	jset_int(b, "LogonType", rec->logon_type);
+	jset_str(b, "MailboxOwnerUPN", rec->mailbox);
+	jset_str(b, "OrganizationName", ctx->organization_name);
+	add_server_session(b);
+}
+
+/* The properties an Update changes; anything else (who impersonated whom,
+   who ran doveadm) is context and goes to OperationProperties. */
+static const char *const update_props[] = {"Flags", "Keywords", NULL};
+
+static bool
+is_update_prop(const char *name)
+{
+	for (size_t k = 0; name != NULL && update_props[k] != NULL; k++) {
+		if (strcmp(name, update_props[k]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* add_update_props - Update: ModifiedProperties names, values as extension. */
+static void
+add_update_props(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+
+	jbegin(b, "ModifiedProperties", '[', true);
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		if (is_update_prop(rec->props[i].name))
+			jset_str(b, NULL, rec->props[i].name);
+	}
+	jend(b);
+	/* Exchange lists only names; keep what the flags were. */
+	jbegin(b, "MailAuditModifiedValues", '[', true);
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+
+		if (is_update_prop(p->name) &&
+		    (p->old_value != NULL || p->new_value != NULL))
+			jmodified(b, p);
+	}
+	jend(b);
+	jop_props(b, update_props, true);
+}
+
+/* jitems - every item of the record, as AffectedItems entries */
+static void
+jitems(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+
+	jbegin(b, "AffectedItems", '[', false);
+	for (uint32_t i = 0; i < rec->item_count; i++) {
+		jbegin(b, NULL, '{', false);
+		item_fields(b, &rec->items[i]);
+		if (rec->folder != NULL)
+			jfolder(b, "ParentFolder", rec->folder, false);
+		jend(b);
+	}
+	jend(b);
+}
+
+static bool
+is_send_action(enum ma_action action)
+{
+	return action == MA_ACTION_SEND || action == MA_ACTION_SEND_AS ||
+	       action == MA_ACTION_SEND_ON_BEHALF;
+}
+
+/*
+ * add_send_fields - the send properties the milter records, under the
+ * schema's names: SendAsUserSmtp, SendOnBehalfOfUserSmtp, recipientCount,
+ * recipientList [{Address}] (Item.Attachments is written with the Item);
+ * the rest (EnvelopeSender, HasAttachments, Permitted, FailureReason) as
+ * OperationProperties.
+ */
+static void
+add_send_fields(struct json_build *b)
+{
+	static const char *const mapped[] = {"SendAsUserSmtp",
+	    "SendOnBehalfOfUserSmtp", "RecipientCount", "Recipients",
+	    "Attachments", NULL};
+	const struct ma_record *rec = b->rec;
+	const struct ma_prop *p;
+	uint64_t count;
+
+	if ((p = ma_record_get_prop(rec, "SendAsUserSmtp")) != NULL)
+		jset_str(b, "SendAsUserSmtp", prop_value(p));
+	if ((p = ma_record_get_prop(rec, "SendOnBehalfOfUserSmtp")) != NULL)
+		jset_str(b, "SendOnBehalfOfUserSmtp", prop_value(p));
+	if ((p = ma_record_get_prop(rec, "RecipientCount")) != NULL &&
+	    ma_parse_u64(prop_value(p), INT64_MAX, &count) == 0)
+		jset_int(b, "recipientCount", (int64_t)count);
+	if ((p = ma_record_get_prop(rec, "Recipients")) != NULL) {
+		const char *s = prop_value(p);
+
+		jbegin(b, "recipientList", '[', false);
+		while (s != NULL && *s != '\0') {
+			const char *end = strstr(s, ", ");
+			size_t len =
+			    end != NULL ? (size_t)(end - s) : strlen(s);
+			char *addr = ma_xstrndup(s, len);
+
+			jbegin(b, NULL, '{', false);
+			jset_str(b, "Address", addr);
+			jend(b);
+			free(addr);
+			s = end != NULL ? end + 2 : NULL;
+		}
+		jend(b);
+	}
+	jop_props(b, mapped, true);
+}
+
+/* add_item_record - ExchangeMailboxAuditRecord (RecordType 2). */
+static void
+add_item_record(struct json_build *b, enum ma_action action)
+{
+	const struct ma_record *rec = b->rec;
+	bool send = rec->prop_count > 0 && is_send_action(action);
+
+	if (rec->folder != NULL) {
+		jfolder_begin(b, "Folder", rec->folder, true);
+		if (action == MA_ACTION_UPDATE_FOLDER_PERMISSIONS) {
+			const struct ma_prop *m, *r;
+
+			m = ma_record_get_prop(rec, "Member");
+			r = ma_record_get_prop(rec, "Rights");
+			if (m != NULL)
+				jset_str(b, "MemberUpn", prop_value(m));
+			if (r != NULL)
+				jset_str(b, "MemberRights", prop_value(r));
+		}
+		jend(b);
+	}
+	if (rec->dest_folder != NULL)
+		jfolder(b, "DestFolder", rec->dest_folder, true);
+	if (rec->item_count > 0) {
+		const struct ma_prop *att;
+
+		jbegin(b, "Item", '{', false);
+		item_fields(b, &rec->items[0]);
+		if (rec->folder != NULL)
+			jfolder(b, "ParentFolder", rec->folder, true);
+		if (send &&
+		    (att = ma_record_get_prop(rec, "Attachments")) != NULL)
+			jset_str(b, "Attachments", prop_value(att));
+		jend(b);
+	}
+	/* Exchange's single-item record has room for one Item; one of ours
+	   may cover many messages (STORE 1:100): keep them all. */
+	if (rec->item_count > 1)
+		jitems(b);
+	if (rec->prop_count == 0)
+		return;
+	if (action == MA_ACTION_UPDATE)
+		add_update_props(b);
+	else if (send)
+		add_send_fields(b);
+	else
+		jop_props(b, NULL, false);
+}
+
+/* add_group_record - ExchangeMailboxAuditGroupRecord (RecordType 3). */
+static void
+add_group_record(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+	bool cross = rec->dest_mailbox != NULL &&
+		     (rec->mailbox == NULL ||
+			 strcmp(rec->dest_mailbox, rec->mailbox) != 0);
+
+	jset_bool(b, "CrossMailboxOperation", cross);
+	if (rec->folder != NULL)
+		jfolder(b, "Folder", rec->folder, true);
+	if (rec->dest_folder != NULL)
+		jfolder(b, "DestFolder", rec->dest_folder, true);
+	if (cross)
+		jset_str(b, "DestMailboxOwnerUPN", rec->dest_mailbox);
+	if (rec->prop_count > 0)
+		jop_props(b, NULL, false);
+	if (rec->item_count > 0)
+		jitems(b);
+}
+
+/* add_aggregated_record - MailItemsAccessed (RecordType 50). */
+static void
+add_aggregated_record(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+	static const char *const fixed[][2] = {
+	    {"MailAccessType", "Bind"}, /* all a sensor can see */
+	    {"IsThrottled", "False"},   /* we never throttle */
+	};
+	static const char *const fixed_names[] = {
+	    "MailAccessType", "IsThrottled", NULL};
+
+	jset_int(b, "OperationCount",
+	    rec->count != 0 ? rec->count : rec->item_count);
+	/* Exchange's two properties first, whether the sensor set them or not.
+	 */
+	jbegin(b, "OperationProperties", '[', false);
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		const struct ma_prop *p = ma_record_get_prop(rec, fixed[i][0]);
+
+		jname_value(b, fixed[i][0],
+		    p != NULL && prop_value(p) != NULL ? prop_value(p)
+						       : fixed[i][1]);
+	}
+	op_props(b, fixed_names);
+	jend(b);
+
+	if (rec->folder != NULL || rec->item_count > 0) {
+		jbegin(b, "Folders", '[', false);
+		jbegin(b, NULL, '{', false);
+		if (rec->folder != NULL)
+			jset_str(b, "Path", folder_path(b, rec->folder));
+		jbegin(b, "FolderItems", '[', false);
+		for (uint32_t i = 0; i < rec->item_count; i++) {
+			jbegin(b, NULL, '{', false);
+			item_fields(b, &rec->items[i]);
+			jend(b);
+		}
+		jend(b);
+		jend(b);
+		jend(b);
+	}
+}
+
+/* add_admin_record - ExchangeAdmin (RecordType 1): a configuration change. */
+static void
+add_admin_record(struct json_build *b, const struct ma_export_ctx *ctx)
+{
+	const struct ma_record *rec = b->rec;
+	const struct ma_prop *identity = ma_record_get_prop(rec, "Identity");
+
+	jset_str(b, "ObjectId",
+	    identity != NULL && prop_value(identity) != NULL
+		? prop_value(identity)
+		: rec->mailbox);
+	jset_str(b, "UserId", rec->user);
+	jset_str(b, "ClientInfoString", rec->client_info);
+	/* For admin records this means Microsoft staff; never the case here. */
+	jset_bool(b, "ExternalAccess", false);
+	jset_int(b, "InternalLogonType", rec->logon_type);
+	jset_int(b, "LogonType", rec->logon_type);
+	jset_str(b, "OrganizationName", ctx->organization_name);
+	add_server_session(b);
+
+	jbegin(b, "Parameters", '[', false);
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+
+		if (p->new_value != NULL)
+			jname_value(b, p->name, p->new_value);
+	}
+	jend(b);
+	jbegin(b, "ModifiedProperties", '[', true);
+	for (uint32_t i = 0; i < rec->prop_count; i++) {
+		const struct ma_prop *p = &rec->props[i];
+
+		/* The target of the cmdlet is not one of its changes. */
+		if ((p->old_value != NULL || p->new_value != NULL) &&
+		    p != identity)
+			jmodified(b, p);
+	}
+	jend(b);
+}
+
+/* add_extensions - our own fields, outside Microsoft's schema. */
+static void
+add_extensions(struct json_build *b)
+{
+	const struct ma_record *rec = b->rec;
+	char time[32];
+
+	if (rec->seq > 0)
+		jset_int(b, "MailAuditSequence", rec->seq);
+	ma_fmt_time(rec->time_ms, true, time);
+	ma_buf_reset(&b->path);
+	MA_ASSERT(ma_buf_puts(&b->path, time) == 0);
+	MA_ASSERT(ma_buf_putc(&b->path, 'Z') == 0);
+	jset_str(b, "MailAuditTime", b->path.data);
+	jset_str(b, "MailAuditProtocol", rec->protocol);
+}
+
+/* build_json - the whole Management Activity object for b->rec. */
+static void
+build_json(struct json_build *b, const struct ma_export_ctx *ctx)
+{
+	const struct ma_record *rec = b->rec;
+	enum ma_action action = MA_ACTION_COUNT;
+	int record_type = 1;
+
+	if (rec->operation != NULL &&
+	    ma_action_lookup(rec->operation, &action) == 1)
+		record_type = ma_action_record_type(action);
+
+	b->lv[0].open = '{';
+	b->lv[0].close = '}';
+	jemit(b, 0);
+	add_common(b, ctx, record_type);
+	switch (record_type) {
+	case 1:
+		add_admin_record(b, ctx);
+		break;
+	case 3:
+		add_mailbox_common(b, ctx);
+		add_group_record(b);
+		break;
+	case 50:
+		add_mailbox_common(b, ctx);
+		add_aggregated_record(b);
+		break;
+	default:
+		add_mailbox_common(b, ctx);
+		add_item_record(b, action);
+		break;
+	}
+	add_extensions(b);
+	jend(b);
+	MA_ASSERT(b->depth == -1);
+}
+
 int
 ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
     struct ma_buf *out)
 {
-	json_t *obj = ma_export_json_tree(ctx, rec);
-	int ret = ma_export_json_dump(obj, out);
+	struct json_build b = {.rec = rec, .out = out};
+	size_t start = out->len;
 
-	json_decref(obj);
-	return ret;
+	ma_buf_init(&b.str, MA_EXPORT_BUF_MAX);
+	ma_buf_init(&b.path, MA_EXPORT_BUF_MAX);
+	build_json(&b, ctx);
+	ma_buf_deinit(&b.str);
+	ma_buf_deinit(&b.path);
+	if (b.failed) {
+		buf_truncate(out, start);
+		return -1;
+	}
+	return 0;
 }
 
 /*-------------------------------------------------------------------------

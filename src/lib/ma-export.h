@@ -43,29 +43,10 @@ int ma_export_json(const struct ma_export_ctx *ctx, const struct ma_record *rec,
     struct ma_buf *out);
 
 /*
- * The same in pieces: the tree, and the writer that turns any jansson
- * value into this form (tests compare it with jansson's own dumper).
- * jansson's json_t is declared here only as an incomplete struct so that
- * this header needs no jansson include.
- *
- * ma_export_json_tree - rec's object as a jansson tree: a new reference
- * the caller json_decref()s.  Never NULL (out of memory is fatal).
- */
-struct json_t;
-struct json_t *ma_export_json_tree(
-    const struct ma_export_ctx *ctx, const struct ma_record *rec);
-
-/*
- * ma_export_json_dump - append any JSON value j as ma_export_json writes
- * it: compact, keys in insertion order, 7-bit (\uXXXX escapes, DEL
- * too).  -1, out unchanged, if out's max is exceeded.  (j is not changed;
- * jansson's iterators take it non-const.)
- */
-int ma_export_json_dump(struct json_t *j, struct ma_buf *out);
-
-/*
  * ma_export_json_put_string - append s as a JSON string literal in the
- * same form, invalid UTF-8 as U+FFFD.  -1, out unchanged, if out is full.
+ * form ma_export_json writes strings: 7-bit, \uXXXX for controls, DEL
+ * and non-ASCII (the bytes of jansson's JSON_ENSURE_ASCII, DEL aside),
+ * invalid UTF-8 as U+FFFD.  -1, out unchanged, if out is full.
  */
 int ma_export_json_put_string(struct ma_buf *out, const char *s);
 
