@@ -21,11 +21,12 @@
  * US-ASCII; any other byte becomes '_'.
  *
  * Workload: mailaudit-forward renders each record once per destination,
- * tens of thousands a second at most; a call allocates only ma-export's
- * jansson tree and, for invalid UTF-8, one scratch buffer.  Pure: no
- * I/O, no global state, thread-safe.  Left out on purpose: the legacy
- * BSD syslog header (RFC 3164), CEF 1, splitting records that are larger
- * than a receiver's message limit (a transport's concern), HEC "fields".
+ * tens of thousands a second at most; a call allocates only scratch
+ * copies (repaired UTF-8, the CEF msg, the CEF line of a HEC event, a
+ * bare Message-ID or recipient).  Pure: no I/O, no global state,
+ * thread-safe.  Left out on purpose: the legacy BSD syslog header (RFC
+ * 3164), CEF 1, splitting records that are larger than a receiver's
+ * message limit (a transport's concern), HEC "fields".
  */
 
 #include "ma-siem.h"
@@ -617,8 +618,8 @@ cef_body(const struct ma_siem_ctx *ctx, const struct ma_record *rec,
 }
 
 /*-------------------------------------------------------------------------
- * ECS, written as text: a jansson tree of its own cost more than the
- * rest of the document (docs/SIEM-FORMATS.md, "Throughput")
+ * ECS, written as text like ma-export's JSON: a jansson tree cost more
+ * than writing the document (docs/SIEM-FORMATS.md, "Throughput")
  */
 
 #define JW_DEPTH 6
