@@ -34,13 +34,14 @@
  *           first and then answers 400 {"text":"No data","code":5}; a
  *           token it does not take is 401 (code 2 "Token is required", 3
  *           "Invalid authorization") or 403 (code 1 "Token disabled", 4
- *           "Invalid token").  Source: the table of status codes in
- *           Splunk's "Troubleshoot HTTP Event Collector"
- *           (help.splunk.com/en/splunk-enterprise/get-data-in/
- *           collect-http-event-data/troubleshoot-http-event-collector);
- *           the same codes are what Splunk-compatible receivers copy
- *           (fluent-bit in_splunk, PR #12043), and AWS Firehose probes
- *           HEC this way.  400 code 10 "Data channel is missing" means the
+ *           "Invalid token").  Sources: the status code table of
+ *           Splunk's "Troubleshoot HTTP Event Collector" (help.splunk.com,
+ *           Get Data In), as reproduced in the SplunkAdmins app's
+ *           splunkadmins_hec_reply_code_lookup.csv (which also notes that
+ *           AWS Firehose probes HEC with an empty POST expecting 400), and
+ *           fluent-bit PR #12043 (in_splunk made to answer 401 code 2/3
+ *           and 403 code 4 "as Splunk documents").  400 code 10 "Data
+ *           channel is missing" means the
  *           token wants indexer acknowledgment, which we do not use: an
  *           error too.
  *  elastic  GET TARGET/ (the root API, cluster info): 200 takes us in,
