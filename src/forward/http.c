@@ -41,9 +41,8 @@
  *           AWS Firehose probes HEC with an empty POST expecting 400), and
  *           fluent-bit PR #12043 (in_splunk made to answer 401 code 2/3
  *           and 403 code 4 "as Splunk documents").  400 code 10 "Data
- *           channel is missing" means the
- *           token wants indexer acknowledgment, which we do not use: an
- *           error too.
+ *           channel is missing" means the token wants indexer
+ *           acknowledgment, which we do not use: an error too.
  *  elastic  GET TARGET/ (the root API, cluster info): 200 takes us in,
  *           401 refuses the credentials.  403 is not an error: the
  *           credentials were accepted but lack the cluster privilege
