@@ -10,9 +10,11 @@ would: alice works in her own mailbox (Owner), shares her INBOX with bob
 who reads and deletes there (Delegate), an administrator logs in as alice
 through a master user and runs doveadm (Admin); mail arrives from outside,
 alice sends as carol (SendAs), every message is journaled as an envelope
-report into a journal mailbox that only carol's security group may read,
-and carol reads it (audited too).  It then prints the audit log and stops
-everything it started, by pid.
+report into a journal mailbox that only carol's security group may read
+(stored by the milter in IMAP batches), and carol reads it (audited too).
+A sandboxed rsyslog receives every record over syslog TLS from
+mailaudit-forward, as a SIEM would.  It then prints the audit log and what
+rsyslog got, and stops everything it started, by pid.
 
 Needs root (Dovecot's mail processes switch to a mail uid).  Keep the
 sandbox with --keep.
@@ -161,6 +163,44 @@ def show(daemon):
         sys.exit("demo: no SendAs record")
 
 
+def siem_start(daemon):
+    """rsyslog on loopback (TLS, client certificates) and mailaudit-forward
+    sending every stored record to it as RFC 5424 over TLS, CEF body."""
+    from forward_fixture import Forwarder
+    from rsyslog_fixture import Rsyslog
+    rs = Rsyslog()
+    step("starting rsyslog (TLS on %s, sandbox %s) and mailaudit-forward"
+         % (rs.target("tls"), rs.dir))
+    rs.start()
+    p = rs.pki
+    fw = Forwarder(daemon, [
+        "siem syslog-tls %s format=cef ca=%s cert=%s key=%s"
+        % (rs.target("tls"), p.ca, p.client_cert, p.client_key)])
+    fw.start()
+    return rs, fw
+
+
+def siem_show(daemon, rs, fw):
+    daemon.ctl("flush")
+    deadline = time.monotonic() + 30
+    while True:
+        _, dests = fw.status()
+        if (dests["siem"].get("records_behind") == 0 and
+                dests["siem"].get("cursor", 0) > 0) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    last = dests["siem"].get("cursor", 0)
+    rs.wait_count("tls", last, timeout=10)
+    got = rs.received("tls")
+    step("what the SIEM got: %d records over syslog TLS "
+         "(mailauditctl forward status, then one message)" % len(got))
+    sys.stdout.write(fw.ctl("forward", "status").stdout)
+    print("  " + [m for m in got if "SendAs" in m][0])
+    if len(got) < last:
+        sys.exit("demo: rsyslog has %d of %d records" % (len(got), last))
+
+
 def main():
     keep = "--keep" in sys.argv[1:]
     build()
@@ -170,7 +210,7 @@ def main():
     from postfix_fixture import PostfixFixture
 
     daemon = MailauditDaemon()
-    dov = milter = postfix = None
+    dov = milter = postfix = rsyslog = forwarder = None
     try:
         step("starting mailauditd in %s" % daemon.dir)
         daemon.start()
@@ -184,9 +224,20 @@ def main():
              "127.0.0.1, sandbox %s)" % dov.dir)
         dov.start()
         exercise(dov, daemon)
+        # The journal store: the milter appends reports in IMAP batches
+        # as the master user admin (bypassed: its appends are not audit
+        # events), see docs/JOURNALING.md.
+        secret = os.path.join(dov.dir, "journal-imap.pass")
+        with open(secret, "w") as f:
+            f.write("adminpw\n")
+        os.chmod(secret, 0o600)
+        daemon.ctl("set-bypass", "admin", "--enabled", "yes")
         milter = MilterFixture(daemon, rules=[
             "all report all journal@example.test"], options={
-            "journal_lmtp": "unix:" + dov.lmtp_socket})
+            "journal_store": "imap",
+            "journal_imap": "inet:127.0.0.1:%d" % dov.imap_port,
+            "journal_imap_master_user": "admin",
+            "journal_imap_password_file": secret})
         postfix = PostfixFixture(
             dov, milter=milter.postfix_spec,
             sender_login={"carol@example.test": ["carol", "alice"]})
@@ -202,8 +253,14 @@ def main():
         milter.start()
         mail(dov, daemon, milter, postfix)
         time.sleep(0.2)
+        rsyslog, forwarder = siem_start(daemon)
         show(daemon)
+        siem_show(daemon, rsyslog, forwarder)
     finally:
+        if forwarder is not None:
+            forwarder.stop()
+        if rsyslog is not None:
+            rsyslog.stop() if keep else rsyslog.cleanup()
         for fx in (postfix, milter):
             if fx is not None:
                 fx.stop() if keep else fx.cleanup()
@@ -215,7 +272,8 @@ def main():
                                          dov.dir if dov else "-"))
         else:
             daemon.cleanup()
-    step("done: Postfix, the milter, Dovecot and mailauditd stopped")
+    step("done: mailaudit-forward, rsyslog, Postfix, the milter, Dovecot "
+         "and mailauditd stopped")
 
 
 if __name__ == "__main__":
