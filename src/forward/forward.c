@@ -3,13 +3,18 @@
  * mailaudit-forward - deliver audit records to SIEMs (docs/FORWARDING.md).
  *
  * The store is the queue: each destination has a cursor, the highest
- * sequence number its receiver has acknowledged, and a thread that reads
- * the records after the cursor (a range scan of the rowid, read-only
- * connection of its own, beside mailauditd's writes in WAL mode), hands a
- * batch to its transport, and moves the cursor over the prefix the
- * transport reports as taken.  The cursor is persisted in
- * forward_state_dir/NAME.state (tmp + fdatasync + rename) at most every
- * forward_state_interval_ms and at exit, so a restart of either side
+ * sequence number its receiver has acknowledged, and two threads.  The
+ * reader reads the records after the last batch it read (a range scan of
+ * the rowid, read-only connection of its own, beside mailauditd's writes
+ * in WAL mode) and, for a transport that can, renders them; up to
+ * QUEUE_SLOTS - 1 such batches wait for the sender, which hands each to
+ * its transport and moves the cursor over the prefix the transport
+ * reports as taken.  So reading and rendering the next batch overlap
+ * sending and acknowledging this one.  When a batch is not taken whole,
+ * the sender drops what was read ahead and the reader starts again after
+ * the cursor: batches reach the receiver in order, none is skipped.  The cursor
+ * is persisted in forward_state_dir/NAME.state (tmp + fdatasync + rename) at
+ * most every forward_state_interval_ms and at exit, so a restart of either side
  * resends at most one interval of records: at least once, in order.
  *
  * A destination that fails (cannot connect, bad certificate, refused
@@ -49,17 +54,15 @@
 /* How long a stop waits for a destination in the middle of a batch. */
 #define STOP_WAIT_MS   5000
 #define BACKOFF_MIN_MS 1000
+/* Batches per destination: one being sent, the rest read ahead. */
+#define QUEUE_SLOTS 3
 
 static const struct fwd_transport *const transports[] = {
     &fwd_transport_syslog,
     &fwd_transport_syslog_tls,
-#ifdef FWD_HAVE_RELP
     &fwd_transport_relp,
-#endif
-#ifdef FWD_HAVE_HTTP
     &fwd_transport_hec,
     &fwd_transport_elastic,
-#endif
 };
 
 struct fwd {
@@ -74,6 +77,16 @@ struct fwd {
 	pthread_cond_t cond;  /* broadcast on quit */
 	int pid_fd;
 	char *pid_path;
+};
+
+/* A batch of records after a cursor, read (and rendered) ahead. */
+struct batch {
+	struct ma_record *recs;
+	const struct ma_record **ptrs;
+	size_t n;
+	bool failed; /* the store could not be read: err */
+	struct ma_error err;
+	struct fwd_rendered out;
 };
 
 struct dest {
@@ -91,11 +104,25 @@ struct dest {
 	bool dirty;
 	int64_t next_write_ms;
 
-	struct ma_store *store;
-	void *conn;
-	struct ma_record *recs;
-	const struct ma_record **ptrs;
-	size_t n;
+	/*
+	 * The queue between the reader and the sender, under qlock:
+	 * slots[q_head] .. q_len of them are ready (the first is the one
+	 * being sent); the reader fills the slot after them.  A reset (the
+	 * sender after a batch not taken whole) empties the queue, moves
+	 * read_cursor back to the cursor and bumps gen, so a batch the
+	 * reader was filling meanwhile is dropped.
+	 */
+	pthread_t reader;
+	bool reader_started;
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct batch slots[QUEUE_SLOTS];
+	size_t q_head, q_len;
+	uint64_t gen;
+	int64_t read_cursor;
+
+	struct ma_store *store; /* the reader's */
+	void *conn;             /* the sender's, from here on */
 	int64_t backoff_ms;
 	unsigned int seed;
 	char logged[256]; /* the last error logged, so an outage logs once */
@@ -340,35 +367,170 @@ record_copy(struct ma_record *dst, const struct ma_record *src)
 static int
 collect_fn(void *ctx, const struct ma_record *rec)
 {
-	struct dest *d = ctx;
+	struct batch *b = ctx;
 
-	record_copy(&d->recs[d->n], rec);
-	d->ptrs[d->n] = &d->recs[d->n];
-	d->n++;
+	record_copy(&b->recs[b->n], rec);
+	b->ptrs[b->n] = &b->recs[b->n];
+	b->n++;
 	return 0;
 }
 
-/* read_batch - up to batch records after the cursor; -1 with err */
+/* read_batch - up to batch records after cursor into b; -1 with err */
 static int
-read_batch(struct dest *d, struct ma_error *err)
+read_batch(struct dest *d, int64_t cursor, struct batch *b)
 {
 	struct ma_store_options so = {.readonly = true, .cache_kib = 4096};
 	struct ma_query q = {.result = -1};
 
-	d->n = 0;
+	b->n = 0;
+	b->failed = false;
 	if (d->store == NULL) {
-		d->store = ma_store_open(d->fwd->conf.store_path, &so, err);
+		d->store = ma_store_open(d->fwd->conf.store_path, &so, &b->err);
 		if (d->store == NULL)
 			return -1;
 	}
-	q.cursor = d->st.cursor;
+	q.cursor = cursor;
 	q.limit = d->conf->batch;
-	if (ma_store_search(d->store, &q, collect_fn, d, NULL, err) < 0) {
+	if (ma_store_search(d->store, &q, collect_fn, b, NULL, &b->err) < 0) {
 		/* Reopen next time: the file may have been replaced. */
 		ma_store_destroy(&d->store);
+		b->n = 0;
 		return -1;
 	}
 	return 0;
+}
+
+/* The queue. */
+
+static void
+q_wait(struct dest *d, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	(void)pthread_cond_timedwait(&d->qcond, &d->qlock, &ts);
+}
+
+static void
+q_wake(struct dest *d)
+{
+	pthread_mutex_lock(&d->qlock);
+	pthread_cond_broadcast(&d->qcond);
+	pthread_mutex_unlock(&d->qlock);
+}
+
+/*
+ * reader_thread - fill the queue with the batches after read_cursor.
+ * A short batch means the store has no more for now: poll after
+ * forward_poll_ms.  A store error is queued for the sender (it logs and
+ * backs off) and the reader waits for its reset before trying again.
+ */
+static void *
+reader_thread(void *arg)
+{
+	struct dest *d = arg;
+	struct fwd *f = d->fwd;
+	int64_t poll_ms = (int64_t)f->conf.forward_poll_ms;
+
+	pthread_mutex_lock(&d->qlock);
+	while (!atomic_load(&f->quit)) {
+		struct batch *b;
+		uint64_t gen;
+		int64_t cursor;
+		bool failed;
+
+		if (d->q_len == QUEUE_SLOTS) {
+			q_wait(d, 1000);
+			continue;
+		}
+		b = &d->slots[(d->q_head + d->q_len) % QUEUE_SLOTS];
+		gen = d->gen;
+		cursor = d->read_cursor;
+		pthread_mutex_unlock(&d->qlock);
+
+		failed = read_batch(d, cursor, b) < 0;
+		if (!failed && b->n > 0 && d->tr->render != NULL)
+			d->tr->render(
+			    d->conf, &f->siem, b->ptrs, b->n, &b->out);
+		b->failed = failed;
+
+		pthread_mutex_lock(&d->qlock);
+		if (gen != d->gen)
+			continue; /* reset meanwhile: read again after it */
+		if (failed || b->n > 0) {
+			d->q_len++;
+			pthread_cond_broadcast(&d->qcond);
+		}
+		if (failed) {
+			while (gen == d->gen && !atomic_load(&f->quit))
+				q_wait(d, 1000);
+			continue;
+		}
+		if (b->n > 0)
+			d->read_cursor = b->recs[b->n - 1].seq;
+		if (b->n < d->conf->batch) {
+			int64_t until = ma_now_ms() + poll_ms;
+
+			while (gen == d->gen && !atomic_load(&f->quit) &&
+			       ma_now_ms() < until)
+				q_wait(d, until - ma_now_ms());
+		}
+	}
+	pthread_mutex_unlock(&d->qlock);
+	ma_store_destroy(&d->store);
+	return NULL;
+}
+
+/*
+ * q_next - the batch to send next, waiting up to ms for one; NULL if
+ * there is none yet or when quitting.
+ */
+static struct batch *
+q_next(struct dest *d, int64_t ms)
+{
+	struct batch *b = NULL;
+
+	pthread_mutex_lock(&d->qlock);
+	if (d->q_len == 0 && !atomic_load(&d->fwd->quit))
+		q_wait(d, ms);
+	if (d->q_len > 0 && !atomic_load(&d->fwd->quit))
+		b = &d->slots[d->q_head];
+	pthread_mutex_unlock(&d->qlock);
+	return b;
+}
+
+/* q_done - the batch at the head is through: its slot is free again */
+static void
+q_done(struct dest *d)
+{
+	pthread_mutex_lock(&d->qlock);
+	d->q_head = (d->q_head + 1) % QUEUE_SLOTS;
+	d->q_len--;
+	pthread_cond_broadcast(&d->qcond);
+	pthread_mutex_unlock(&d->qlock);
+}
+
+/* q_reset - drop what was read ahead; read again after the cursor */
+static void
+q_reset(struct dest *d)
+{
+	int64_t cursor;
+
+	pthread_mutex_lock(&d->lock);
+	cursor = d->st.cursor;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->qlock);
+	d->q_len = 0;
+	d->gen++;
+	d->read_cursor = cursor;
+	pthread_cond_broadcast(&d->qcond);
+	pthread_mutex_unlock(&d->qlock);
 }
 
 /* Sending. */
@@ -378,13 +540,13 @@ read_batch(struct dest *d, struct ma_error *err)
  * except past a record whose dead letter could not be written.
  */
 static size_t
-account(struct dest *d, size_t accepted)
+account(struct dest *d, const struct batch *b, size_t accepted)
 {
 	size_t rejected = 0;
 
 	if (d->reject_failed_seq != 0) {
 		for (size_t i = 0; i < accepted; i++) {
-			if (d->ptrs[i]->seq >= d->reject_failed_seq) {
+			if (b->ptrs[i]->seq >= d->reject_failed_seq) {
 				accepted = i;
 				break;
 			}
@@ -393,9 +555,9 @@ account(struct dest *d, size_t accepted)
 	if (accepted == 0)
 		return 0;
 	for (size_t i = 0; i < d->rejected_count; i++)
-		rejected += d->rejected_seqs[i] <= d->ptrs[accepted - 1]->seq;
+		rejected += d->rejected_seqs[i] <= b->ptrs[accepted - 1]->seq;
 	pthread_mutex_lock(&d->lock);
-	d->st.cursor = d->ptrs[accepted - 1]->seq;
+	d->st.cursor = b->ptrs[accepted - 1]->seq;
 	d->st.delivered += accepted - rejected;
 	d->st.rejected += rejected;
 	d->st.last_success_ms = ma_now_ms();
@@ -414,17 +576,77 @@ disconnect(struct dest *d)
 }
 
 /*
- * step - one round: connect if needed, read a batch, send it.  Returns
- * how long to wait before the next round (0: go on at once).
+ * send_batch - hand b to the transport and account for it.  Returns how
+ * long to back off (0: the batch was taken whole).
  */
 static int64_t
-step(struct dest *d)
+send_batch(struct dest *d, const struct batch *b)
 {
 	struct fwd_send_result res = {0};
 	struct ma_error err = {0};
 	int64_t wait;
 	size_t taken;
 	int rc;
+
+	if (b->failed) {
+		wait = backoff_next(d, 0);
+		dest_error(d, "store", b->err.msg, wait);
+		return wait;
+	}
+	d->reject_failed_seq = 0;
+	d->rejected_count = 0;
+	if (d->tr->send_rendered != NULL)
+		rc = d->tr->send_rendered(d->conn, b->ptrs, b->n, &b->out,
+		    reject_record, d, &res, &err);
+	else
+		rc = d->tr->send(
+		    d->conn, b->ptrs, b->n, reject_record, d, &res, &err);
+	if (res.accepted > b->n)
+		res.accepted = b->n;
+	taken = account(d, b, res.accepted);
+	ma_log_debug("destination %s: %zu of %zu records taken, cursor %lld",
+	    d->conf->name, taken, b->n, (long long)d->st.cursor);
+	if (rc < 0) {
+		disconnect(d);
+		wait = backoff_next(d, res.retry_after_ms);
+		dest_error(d, "send", err.msg, wait);
+		return wait;
+	}
+	if (taken < b->n) {
+		char why[sizeof(err.msg) + 128];
+
+		wait = backoff_next(d, res.retry_after_ms);
+		if (d->reject_failed_seq != 0)
+			snprintf(why, sizeof(why),
+			    "record seq %lld was refused for good but could "
+			    "not be written to %s.rejected",
+			    (long long)d->reject_failed_seq, d->conf->name);
+		else
+			snprintf(why, sizeof(why),
+			    "receiver took %zu of %zu records%s%s", taken, b->n,
+			    err.msg[0] != '\0' ? ": " : "", err.msg);
+		dest_error(d, "send", why, wait);
+		return wait;
+	}
+	d->backoff_ms = BACKOFF_MIN_MS;
+	if (d->logged[0] != '\0') {
+		ma_log_info("destination %s: delivering again (cursor %lld)",
+		    d->conf->name, (long long)d->st.cursor);
+		d->logged[0] = '\0';
+	}
+	return 0;
+}
+
+/*
+ * step - one round of the sender: connect if needed, send the next batch
+ * if one is ready.  Returns how long to back off (0: go on at once).
+ */
+static int64_t
+step(struct dest *d)
+{
+	struct ma_error err = {0};
+	struct batch *b;
+	int64_t wait;
 
 	if (d->conn == NULL) {
 		d->conn = d->tr->open(d->conf, &d->fwd->siem, &err);
@@ -439,54 +661,18 @@ step(struct dest *d)
 			    d->conf->name, d->conf->target, d->conf->type);
 		d->connected_once = true;
 	}
-	if (read_batch(d, &err) < 0) {
-		wait = backoff_next(d, 0);
-		dest_error(d, "store", err.msg, wait);
-		return wait;
-	}
-	if (d->n == 0) {
+	/* Not longer than the state interval: the state is flushed between
+	   steps. */
+	b = q_next(d, (int64_t)d->fwd->conf.forward_state_interval_ms);
+	if (b == NULL) {
+		/* Connected, nothing to send: a clean slate. */
 		d->backoff_ms = BACKOFF_MIN_MS;
-		return (int64_t)d->fwd->conf.forward_poll_ms;
+		return 0;
 	}
-	d->reject_failed_seq = 0;
-	d->rejected_count = 0;
-	rc = d->tr->send(d->conn, d->ptrs, d->n, reject_record, d, &res, &err);
-	if (res.accepted > d->n)
-		res.accepted = d->n;
-	taken = account(d, res.accepted);
-	ma_log_debug("destination %s: %zu of %zu records taken, cursor %lld",
-	    d->conf->name, taken, d->n, (long long)d->st.cursor);
-	if (rc < 0) {
-		disconnect(d);
-		wait = backoff_next(d, res.retry_after_ms);
-		dest_error(d, "send", err.msg, wait);
-		return wait;
-	}
-	if (taken < d->n) {
-		char why[sizeof(err.msg) + 128];
-
-		wait = backoff_next(d, res.retry_after_ms);
-		if (d->reject_failed_seq != 0)
-			snprintf(why, sizeof(why),
-			    "record seq %lld was refused for good but could "
-			    "not be written to %s.rejected",
-			    (long long)d->reject_failed_seq, d->conf->name);
-		else
-			snprintf(why, sizeof(why),
-			    "receiver took %zu of %zu records%s%s", taken, d->n,
-			    err.msg[0] != '\0' ? ": " : "", err.msg);
-		dest_error(d, "send", why, wait);
-		return wait;
-	}
-	d->backoff_ms = BACKOFF_MIN_MS;
-	if (d->logged[0] != '\0') {
-		ma_log_info("destination %s: delivering again (cursor %lld)",
-		    d->conf->name, (long long)d->st.cursor);
-		d->logged[0] = '\0';
-	}
-	/* A full batch: there is probably more, go on at once. */
-	return d->n == d->conf->batch ? 0
-				      : (int64_t)d->fwd->conf.forward_poll_ms;
+	wait = send_batch(d, b);
+	if (wait == 0)
+		q_done(d);
+	return wait;
 }
 
 static void *
@@ -495,6 +681,10 @@ dest_thread(void *arg)
 	struct dest *d = arg;
 	struct fwd *f = d->fwd;
 
+	if (pthread_create(&d->reader, NULL, reader_thread, d) != 0)
+		ma_fatalx(
+		    "cannot start the reader thread of %s", d->conf->name);
+	d->reader_started = true;
 	while (!atomic_load(&f->quit)) {
 		int64_t wait = step(d);
 
@@ -502,12 +692,19 @@ dest_thread(void *arg)
 		   the error now, not after the back-off. */
 		state_flush(
 		    d, wait > (int64_t)f->conf.forward_state_interval_ms);
-		if (wait > 0 && !fwd_sleep(f, wait))
+		if (wait == 0)
+			continue;
+		if (!fwd_sleep(f, wait))
 			break;
+		/* After the back-off, everything after the cursor anew (a
+		   batch not taken whole, or a store error). */
+		q_reset(d);
 	}
+	q_wake(d);
+	pthread_join(d->reader, NULL);
+	d->reader_started = false;
 	disconnect(d);
 	state_flush(d, true);
-	ma_store_destroy(&d->store);
 	atomic_store(&d->done, true);
 	return NULL;
 }
@@ -686,10 +883,24 @@ dest_init(struct dest *d, size_t index)
 	d->rejected_fd = -1;
 	d->backoff_ms = BACKOFF_MIN_MS;
 	d->seed = (unsigned int)(ma_now_ms() ^ getpid() ^ (long)index * 7919);
-	d->recs = ma_xcalloc(d->conf->batch, sizeof(*d->recs));
-	d->ptrs = ma_xcalloc(d->conf->batch, sizeof(*d->ptrs));
-	for (uint32_t i = 0; i < d->conf->batch; i++)
-		ma_record_init(&d->recs[i]);
+	pthread_mutex_init(&d->qlock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&d->qcond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	for (size_t s = 0; s < QUEUE_SLOTS; s++) {
+		struct batch *b = &d->slots[s];
+
+		b->recs = ma_xcalloc(d->conf->batch, sizeof(*b->recs));
+		b->ptrs = ma_xcalloc(d->conf->batch, sizeof(*b->ptrs));
+		for (uint32_t i = 0; i < d->conf->batch; i++)
+			ma_record_init(&b->recs[i]);
+		ma_buf_init(&b->out.data, FWD_RENDER_MAX);
+	}
 	if (ma_fwd_state_read(
 		f->conf.forward_state_dir, d->conf->name, &d->st, &err) < 0)
 		/* Never guess a cursor: resending everything would flood
@@ -708,16 +919,25 @@ dest_init(struct dest *d, size_t index)
 		    f->conf.forward_state_dir, d->conf->name);
 	snprintf(d->st.type, sizeof(d->st.type), "%s", d->conf->type);
 	snprintf(d->st.target, sizeof(d->st.target), "%s", d->conf->target);
+	d->read_cursor = d->st.cursor;
 	d->dirty = true; /* status shows the destination from the start */
 }
 
 static void
 dest_deinit(struct dest *d)
 {
-	for (uint32_t i = 0; i < d->conf->batch; i++)
-		ma_record_deinit(&d->recs[i]);
-	free(d->recs);
-	free(d->ptrs);
+	for (size_t s = 0; s < QUEUE_SLOTS; s++) {
+		struct batch *b = &d->slots[s];
+
+		for (uint32_t i = 0; i < d->conf->batch; i++)
+			ma_record_deinit(&b->recs[i]);
+		free(b->recs);
+		free(b->ptrs);
+		ma_buf_deinit(&b->out.data);
+		free(b->out.bad);
+	}
+	pthread_cond_destroy(&d->qcond);
+	pthread_mutex_destroy(&d->qlock);
 	free(d->rejected_seqs);
 	if (d->rejected_fd >= 0)
 		close(d->rejected_fd);
@@ -784,6 +1004,9 @@ stop(struct fwd *f)
 	pthread_mutex_lock(&f->lock);
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->lock);
+	for (size_t i = 0; i < f->count; i++)
+		if (f->dests[i].started)
+			q_wake(&f->dests[i]);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += STOP_WAIT_MS / 1000;
 	for (size_t i = 0; i < f->count; i++) {

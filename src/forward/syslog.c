@@ -48,9 +48,6 @@
 
 #include "transport.h"
 
-/* Rendered frames of one batch; records are at most a few hundred KiB. */
-#define SL_BUF_MAX (256u * 1024 * 1024)
-
 struct sl_conn {
 	const struct fwd_dest_conf *conf;
 	const struct ma_siem_ctx *siem;
@@ -60,7 +57,7 @@ struct sl_conn {
 	/* for messages: the target, and the address if the target's host
 	   is a name ("siem.example:6514 (192.0.2.7:6514)") */
 	char addr[600];
-	struct ma_buf out;
+	struct fwd_rendered out; /* for send without render */
 };
 
 static int64_t
@@ -374,7 +371,8 @@ sl_close(void *conn)
 	ERR_clear_error();
 	if (c->fd >= 0)
 		close(c->fd);
-	ma_buf_deinit(&c->out);
+	ma_buf_deinit(&c->out.data);
+	free(c->out.bad);
 	free(c);
 }
 
@@ -388,7 +386,7 @@ sl_open_common(const struct fwd_dest_conf *conf, const struct ma_siem_ctx *siem,
 	c->conf = conf;
 	c->siem = siem;
 	c->fd = -1;
-	ma_buf_init(&c->out, SL_BUF_MAX);
+	ma_buf_init(&c->out.data, FWD_RENDER_MAX);
 	if ((tls && tls_context(c, err) < 0) ||
 	    tcp_connect(c, deadline, err) < 0 ||
 	    (tls && tls_handshake(c, deadline, err) < 0)) {
@@ -533,74 +531,110 @@ write_all(struct sl_conn *c, const char *data, size_t len, int64_t deadline,
 
 /*
  * drain - wait until the receiving host has acknowledged every byte
- * (SIOCOUTQ 0), watching for a close or reset meanwhile.
+ * (SIOCOUTQ 0), watching for a close or reset meanwhile.  Nothing wakes
+ * us when the queue empties, so it is polled: every 100 us at first,
+ * doubling to 1 ms while the wait is short (a receiver reading at its
+ * full rate is left idle for no longer than that before the next batch
+ * comes), then to 50 ms.
  */
 static int
 drain(struct sl_conn *c, int64_t deadline, struct ma_error *err)
 {
-	int pending = 0, nap = 1;
+	int64_t start = mono_ms();
+	long nap_us = 100;
+	int pending = 0;
 
 	for (;;) {
 		struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+		struct timespec ts;
+		long left_us;
 
 		if (ioctl(c->fd, SIOCOUTQ, &pending) < 0)
 			return ma_error_set(
 			    err, "SIOCOUTQ: %s", strerror(errno));
 		if (pending == 0)
 			return 0;
-		if (left_ms(deadline) == 0)
+		left_us = (long)left_ms(deadline) * 1000;
+		if (left_us == 0)
 			return ma_error_set(err,
 			    "the receiver %s has not acknowledged %d bytes "
 			    "after %u ms",
 			    c->addr, pending, c->conf->timeout_ms);
-		if (poll(&pfd, 1,
-			nap < left_ms(deadline) ? nap : left_ms(deadline)) >
-			0 &&
-		    peer_gone(c, err))
+		if (nap_us > left_us)
+			nap_us = left_us;
+		ts.tv_sec = nap_us / 1000000;
+		ts.tv_nsec = (nap_us % 1000000) * 1000;
+		if (ppoll(&pfd, 1, &ts, NULL) > 0 && peer_gone(c, err))
 			return -1;
-		if (nap < 50)
-			nap *= 2;
+		if (nap_us < (mono_ms() - start < 100 ? 1000 : 50000))
+			nap_us *= 2;
 	}
+}
+
+/* sl_render - the batch as octet-counted frames; see transport.h */
+static void
+sl_render(const struct fwd_dest_conf *conf, const struct ma_siem_ctx *siem,
+    const struct ma_record *const *recs, size_t n, struct fwd_rendered *out)
+{
+	ma_buf_reset(&out->data);
+	out->bad_count = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t mark = out->data.len;
+
+		if (ma_siem_syslog_frame(
+			siem, conf->format, recs[i], &out->data) == 0)
+			continue;
+		/* Cannot be rendered within the limit: refused for good,
+		   once the batch around it is through. */
+		out->data.len = mark;
+		if (out->data.data != NULL)
+			out->data.data[mark] = '\0';
+		if (out->bad_count == out->bad_cap) {
+			out->bad_cap =
+			    out->bad_cap == 0 ? 16 : out->bad_cap * 2;
+			out->bad = ma_xrealloc(
+			    out->bad, out->bad_cap, sizeof(*out->bad));
+		}
+		out->bad[out->bad_count++] = i;
+	}
+}
+
+/*
+ * sl_send_rendered - one write of the whole batch (OpenSSL cuts it into
+ * full 16 KiB records) and one drain: the acknowledgement wait is per
+ * batch, so a large batch pays it rarely.
+ */
+static int
+sl_send_rendered(void *conn, const struct ma_record *const *recs, size_t n,
+    const struct fwd_rendered *out, fwd_reject_fn *reject_fn, void *reject_ctx,
+    struct fwd_send_result *res, struct ma_error *err)
+{
+	struct sl_conn *c = conn;
+	int64_t deadline = mono_ms() + c->conf->timeout_ms;
+
+	memset(res, 0, sizeof(*res));
+	if (peer_gone(c, err) ||
+	    write_all(c, out->data.data, out->data.len, deadline, err) < 0 ||
+	    drain(c, deadline, err) < 0 || peer_gone(c, err))
+		return -1;
+	for (size_t i = 0; i < out->bad_count; i++)
+		reject_fn(reject_ctx, recs[out->bad[i]],
+		    "too large for a syslog frame");
+	res->accepted = n;
+	res->rejected = out->bad_count;
+	return 0;
 }
 
 static int
 sl_send(void *conn, const struct ma_record *const *recs, size_t n,
-    void (*reject_fn)(void *ctx, const struct ma_record *rec, const char *why),
-    void *reject_ctx, struct fwd_send_result *res, struct ma_error *err)
+    fwd_reject_fn *reject_fn, void *reject_ctx, struct fwd_send_result *res,
+    struct ma_error *err)
 {
 	struct sl_conn *c = conn;
-	int64_t deadline = mono_ms() + c->conf->timeout_ms;
-	size_t *bad = NULL, bad_count = 0;
 
-	memset(res, 0, sizeof(*res));
-	ma_buf_reset(&c->out);
-	for (size_t i = 0; i < n; i++) {
-		size_t mark = c->out.len;
-
-		if (ma_siem_syslog_frame(
-			c->siem, c->conf->format, recs[i], &c->out) == 0)
-			continue;
-		/* Cannot be rendered within the limit: refused for good,
-		   once the batch around it is through. */
-		c->out.len = mark;
-		c->out.data[mark] = '\0';
-		if (bad == NULL)
-			bad = ma_xcalloc(n, sizeof(*bad));
-		bad[bad_count++] = i;
-	}
-	if (peer_gone(c, err) ||
-	    write_all(c, c->out.data, c->out.len, deadline, err) < 0 ||
-	    drain(c, deadline, err) < 0 || peer_gone(c, err)) {
-		free(bad);
-		return -1;
-	}
-	for (size_t i = 0; i < bad_count; i++)
-		reject_fn(
-		    reject_ctx, recs[bad[i]], "too large for a syslog frame");
-	res->accepted = n;
-	res->rejected = bad_count;
-	free(bad);
-	return 0;
+	sl_render(c->conf, c->siem, recs, n, &c->out);
+	return sl_send_rendered(
+	    c, recs, n, &c->out, reject_fn, reject_ctx, res, err);
 }
 
 const struct fwd_transport fwd_transport_syslog = {
@@ -609,6 +643,8 @@ const struct fwd_transport fwd_transport_syslog = {
     .open = sl_open_tcp,
     .send = sl_send,
     .close = sl_close,
+    .render = sl_render,
+    .send_rendered = sl_send_rendered,
 };
 
 const struct fwd_transport fwd_transport_syslog_tls = {
@@ -617,4 +653,6 @@ const struct fwd_transport fwd_transport_syslog_tls = {
     .open = sl_open_tls,
     .send = sl_send,
     .close = sl_close,
+    .render = sl_render,
+    .send_rendered = sl_send_rendered,
 };

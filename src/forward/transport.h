@@ -25,10 +25,26 @@
  */
 
 struct fwd_send_result {
-	size_t accepted;          /* leading records taken for good */
-	size_t rejected;          /* of those, refused permanently (dead letter) */
-	int64_t retry_after_ms;   /* receiver's Retry-After, 0 = none */
+	size_t accepted; /* leading records taken for good */
+	size_t rejected; /* of those, refused permanently (dead letter) */
+	int64_t retry_after_ms; /* receiver's Retry-After, 0 = none */
 };
+
+/*
+ * A batch rendered ahead of sending (fwd_transport.render): the bytes to
+ * write, and the indices of the records that could not be rendered and
+ * are to be refused for good once the batch around them is taken.
+ */
+#define FWD_RENDER_MAX (256u * 1024 * 1024)
+
+struct fwd_rendered {
+	struct ma_buf data; /* max FWD_RENDER_MAX */
+	size_t *bad;
+	size_t bad_count, bad_cap;
+};
+
+typedef void fwd_reject_fn(
+    void *ctx, const struct ma_record *rec, const char *why);
 
 struct fwd_transport {
 	const char *type;
@@ -45,10 +61,25 @@ struct fwd_transport {
 	 * as accepted.
 	 */
 	int (*send)(void *conn, const struct ma_record *const *recs, size_t n,
-	    void (*reject_fn)(void *ctx, const struct ma_record *rec,
-		const char *why),
-	    void *reject_ctx, struct fwd_send_result *res, struct ma_error *err);
+	    void (*reject_fn)(
+		void *ctx, const struct ma_record *rec, const char *why),
+	    void *reject_ctx, struct fwd_send_result *res,
+	    struct ma_error *err);
 	void (*close)(void *conn);
+	/*
+	 * Optional pair.  render: recs[0..n) into out (reset first), with no
+	 * connection, on the destination's reader thread while the batch
+	 * before is being sent.  send_rendered: send out as send would have
+	 * sent recs (same result rules), refusing out->bad through reject_fn.
+	 * A transport without them renders in send.
+	 */
+	void (*render)(const struct fwd_dest_conf *conf,
+	    const struct ma_siem_ctx *siem, const struct ma_record *const *recs,
+	    size_t n, struct fwd_rendered *out);
+	int (*send_rendered)(void *conn, const struct ma_record *const *recs,
+	    size_t n, const struct fwd_rendered *out, fwd_reject_fn *reject_fn,
+	    void *reject_ctx, struct fwd_send_result *res,
+	    struct ma_error *err);
 };
 
 extern const struct fwd_transport fwd_transport_syslog;     /* syslog.c */
