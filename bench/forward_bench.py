@@ -80,17 +80,26 @@ def run_forwarder(daemon, rs, inp, n, batch, timeout):
                    conf_name="forward-%s.conf" % inp)
     bl.Cleanup.add(fw.stop)
     rs_cpu0 = bl.proc_cpu_seconds(rs.pid)
+    machine = bl.CpuSampler().start()
     t0 = time.monotonic()
     fw.start(timeout=30)
     try:
         t1 = wait_lines(rs, inp, base + n, timeout)
         cpu = bl.proc_cpu_seconds(fw.pid)
         rs_cpu = bl.proc_cpu_seconds(rs.pid) - rs_cpu0
+        busy = machine.stop()
         rss = bl.proc_status(fw.pid).get("VmHWM", 0)
     finally:
         fw.stop()
     return {"seconds": t1 - t0, "rate": n / (t1 - t0), "cpu": cpu,
-            "rsyslog_cpu": rs_cpu, "hwm_kib": rss}
+            "rsyslog_cpu": rs_cpu, "hwm_kib": rss,
+            "other": other_load(busy, cpu + rs_cpu, t1 - t0)}
+
+
+def other_load(busy, ours, seconds):
+    """Share of the machine's cores used by everything but the sender
+    and rsyslogd while a run lasted (other helpers, the bench itself)."""
+    return max(0.0, busy - ours) / (seconds * os.cpu_count())
 
 
 def run_raw(sender, rs, inp, msgs_file, n, timeout):
@@ -100,6 +109,7 @@ def run_raw(sender, rs, inp, msgs_file, n, timeout):
     cmd = [sender, "-m", SENDER_MODE[inp], "-p", str(rs.ports[inp]),
            "-C", p.ca, "-c", p.client_cert, "-k", p.client_key, msgs_file]
     rs_cpu0 = bl.proc_cpu_seconds(rs.pid)
+    machine = bl.CpuSampler().start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     bl.Cleanup.add(lambda: bl.kill_pid(proc))
@@ -108,10 +118,12 @@ def run_raw(sender, rs, inp, msgs_file, n, timeout):
         raise RuntimeError("%s failed (%d)" % (" ".join(cmd),
                                                proc.returncode))
     t1 = wait_lines(rs, inp, base + n, timeout)
+    busy = machine.stop()
     r = bl.parse_kv(out)
+    rs_cpu = bl.proc_cpu_seconds(rs.pid) - rs_cpu0
     return {"seconds": t1 - t0, "rate": n / (t1 - t0), "cpu": r["cpu"],
-            "client_seconds": r["seconds"],
-            "rsyslog_cpu": bl.proc_cpu_seconds(rs.pid) - rs_cpu0}
+            "client_seconds": r["seconds"], "rsyslog_cpu": rs_cpu,
+            "other": other_load(busy, r["cpu"] + rs_cpu, t1 - t0)}
 
 
 def last_lines(rs, inp, n, path):

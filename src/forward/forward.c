@@ -334,69 +334,27 @@ fail_nomem:
 
 /* Reading the store. */
 
-static void
-record_copy(struct ma_record *dst, const struct ma_record *src)
-{
-	ma_record_reset(dst);
-	dst->seq = src->seq;
-	memcpy(dst->id, src->id, sizeof(dst->id));
-	dst->time_ms = src->time_ms;
-	dst->result = src->result;
-	dst->logon_type = src->logon_type;
-	dst->count = src->count;
-	ma_record_set(dst, &dst->operation, src->operation);
-	ma_record_set(dst, &dst->user, src->user);
-	ma_record_set(dst, &dst->mailbox, src->mailbox);
-	ma_record_set(dst, &dst->folder, src->folder);
-	ma_record_set(dst, &dst->dest_folder, src->dest_folder);
-	ma_record_set(dst, &dst->dest_mailbox, src->dest_mailbox);
-	ma_record_set(dst, &dst->session, src->session);
-	ma_record_set(dst, &dst->client_ip, src->client_ip);
-	ma_record_set(dst, &dst->client_info, src->client_info);
-	ma_record_set(dst, &dst->protocol, src->protocol);
-	ma_record_set(dst, &dst->server, src->server);
-	for (uint32_t i = 0; i < src->item_count; i++)
-		(void)ma_record_add_item(dst, src->items[i].uid,
-		    src->items[i].message_id, src->items[i].subject,
-		    src->items[i].size);
-	for (uint32_t i = 0; i < src->prop_count; i++)
-		(void)ma_record_add_prop(dst, src->props[i].name,
-		    src->props[i].old_value, src->props[i].new_value);
-}
-
-static int
-collect_fn(void *ctx, const struct ma_record *rec)
-{
-	struct batch *b = ctx;
-
-	record_copy(&b->recs[b->n], rec);
-	b->ptrs[b->n] = &b->recs[b->n];
-	b->n++;
-	return 0;
-}
-
-/* read_batch - up to batch records after cursor into b; -1 with err */
+/* read_batch - up to batch records after cursor into b; -1 with b->err */
 static int
 read_batch(struct dest *d, int64_t cursor, struct batch *b)
 {
 	struct ma_store_options so = {.readonly = true, .cache_kib = 4096};
-	struct ma_query q = {.result = -1};
 
 	b->n = 0;
-	b->failed = false;
 	if (d->store == NULL) {
 		d->store = ma_store_open(d->fwd->conf.store_path, &so, &b->err);
 		if (d->store == NULL)
 			return -1;
 	}
-	q.cursor = cursor;
-	q.limit = d->conf->batch;
-	if (ma_store_search(d->store, &q, collect_fn, b, NULL, &b->err) < 0) {
+	if (ma_store_read_after(d->store, cursor, b->recs, d->conf->batch,
+		&b->n, &b->err) < 0) {
 		/* Reopen next time: the file may have been replaced. */
 		ma_store_destroy(&d->store);
 		b->n = 0;
 		return -1;
 	}
+	for (size_t i = 0; i < b->n; i++)
+		b->ptrs[i] = &b->recs[i];
 	return 0;
 }
 

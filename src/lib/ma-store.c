@@ -88,6 +88,9 @@ struct name_slot {
 	int64_t id;
 };
 
+/* Names by id kept by ma_store_read_after (a power of two). */
+#define NAME_CACHE 4096
+
 struct ma_store {
 	sqlite3 *db;
 	bool readonly;
@@ -107,6 +110,11 @@ struct ma_store {
 	struct ma_buf postings; /* JSON arrays of the rows being written */
 	struct name_slot *names;
 	size_t name_count, name_cap;
+	/* ma_store_read_after's: its statement, and names by id (a name's
+	   id never changes and names are never deleted, so a cached entry
+	   stays right for as long as the store is open) */
+	sqlite3_stmt *read_after, *name_by_id;
+	struct name_slot *id_cache; /* NAME_CACHE slots, by id modulo */
 	struct ma_buf detail;
 	/*
 	 * Sequence numbers are assigned here, not by AUTOINCREMENT (which
@@ -770,6 +778,13 @@ ma_store_destroy(struct ma_store **storep)
 	sqlite3_finalize(store->delete_seqs);
 	sqlite3_finalize(store->name_get);
 	sqlite3_finalize(store->name_put);
+	sqlite3_finalize(store->read_after);
+	sqlite3_finalize(store->name_by_id);
+	if (store->id_cache != NULL) {
+		for (size_t i = 0; i < NAME_CACHE; i++)
+			free(store->id_cache[i].name);
+		free(store->id_cache);
+	}
 	for (int k = 0; k < INDEX_COUNT; k++) {
 		sqlite3_finalize(store->index_put[k]);
 		sqlite3_finalize(store->index_put_many[k]);
@@ -1233,22 +1248,39 @@ col_text(sqlite3_stmt *st, int i)
 	return (const char *)sqlite3_column_text(st, i);
 }
 
-/* row_to_record - fill rec (reset) from a search row */
+/*
+ * row_to_record - fill rec (reset) from a search row; the operation, user
+ * and mailbox columns (3, 6, 7) hold the names, or with store not NULL
+ * their ids, looked up with name_of.
+ */
+static int name_of(struct ma_store *store, sqlite3_stmt *st, int col,
+    const char **name_r, struct ma_error *err);
+
 static int
-row_to_record(sqlite3_stmt *st, struct ma_record *rec, struct ma_error *err)
+row_to_record(struct ma_store *store, sqlite3_stmt *st, struct ma_record *rec,
+    struct ma_error *err)
 {
 	const void *id = sqlite3_column_blob(st, 1);
-	const char *detail;
+	const char *detail, *op, *user, *mailbox;
 
+	if (store == NULL) {
+		op = col_text(st, 3);
+		user = col_text(st, 6);
+		mailbox = col_text(st, 7);
+	} else if (name_of(store, st, 3, &op, err) < 0 ||
+		   name_of(store, st, 6, &user, err) < 0 ||
+		   name_of(store, st, 7, &mailbox, err) < 0) {
+		return -1;
+	}
 	rec->seq = sqlite3_column_int64(st, 0);
 	if (id != NULL && sqlite3_column_bytes(st, 1) == 16)
 		memcpy(rec->id, id, 16);
 	rec->time_ms = sqlite3_column_int64(st, 2);
-	ma_record_set(rec, &rec->operation, col_text(st, 3));
+	ma_record_set(rec, &rec->operation, op);
 	rec->result = (enum ma_result)sqlite3_column_int(st, 4);
 	rec->logon_type = (enum ma_logon)sqlite3_column_int(st, 5);
-	ma_record_set(rec, &rec->user, col_text(st, 6));
-	ma_record_set(rec, &rec->mailbox, col_text(st, 7));
+	ma_record_set(rec, &rec->user, user);
+	ma_record_set(rec, &rec->mailbox, mailbox);
 	ma_record_set(rec, &rec->folder, col_text(st, 8));
 	ma_record_set(rec, &rec->dest_folder, col_text(st, 9));
 	ma_record_set(rec, &rec->dest_mailbox, col_text(st, 10));
@@ -1320,7 +1352,7 @@ ma_store_search(struct ma_store *store, const struct ma_query *q,
 	ma_record_init(&rec);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ma_record_reset(&rec);
-		if (row_to_record(st, &rec, err) < 0) {
+		if (row_to_record(NULL, st, &rec, err) < 0) {
 			ret = -1;
 			break;
 		}
@@ -1334,6 +1366,86 @@ ma_store_search(struct ma_store *store, const struct ma_query *q,
 	sqlite3_finalize(st);
 	ma_buf_deinit(&b.sql);
 	return ret;
+}
+
+/* name_of - the name whose id is in column col, through the cache */
+static int
+name_of(struct ma_store *store, sqlite3_stmt *st, int col, const char **name_r,
+    struct ma_error *err)
+{
+	int64_t id = sqlite3_column_int64(st, col);
+	struct name_slot *slot =
+	    &store->id_cache[(uint64_t)id & (NAME_CACHE - 1)];
+	int rc;
+
+	if (slot->name != NULL && slot->id == id) {
+		*name_r = slot->name;
+		return 0;
+	}
+	sqlite3_bind_int64(store->name_by_id, 1, id);
+	rc = sqlite3_step(store->name_by_id);
+	if (rc == SQLITE_ROW) {
+		free(slot->name);
+		slot->name = ma_xstrdup(col_text(store->name_by_id, 0) != NULL
+					    ? col_text(store->name_by_id, 0)
+					    : "");
+		slot->id = id;
+	}
+	sqlite3_reset(store->name_by_id);
+	if (rc == SQLITE_DONE)
+		return ma_error_set(err,
+		    "store: record refers to name id %lld, which is not in "
+		    "the names table",
+		    (long long)id);
+	if (rc != SQLITE_ROW)
+		return db_error(store, err, "name by id");
+	*name_r = slot->name;
+	return 0;
+}
+
+int
+ma_store_read_after(struct ma_store *store, int64_t cursor,
+    struct ma_record *recs, size_t max, size_t *n_r, struct ma_error *err)
+{
+	int rc = SQLITE_DONE;
+	size_t n = 0;
+
+	*n_r = 0;
+	if (store->read_after == NULL) {
+		if (prepare(store,
+			"SELECT seq, id, time_ms, operation, result,"
+			" logon_type, user, mailbox, folder, dest_folder,"
+			" dest_mailbox, session, client_ip, client_info,"
+			" protocol, server, count, detail FROM records"
+			" WHERE seq > ? ORDER BY seq LIMIT ?",
+			&store->read_after, err) < 0 ||
+		    prepare(store, "SELECT name FROM names WHERE id = ?",
+			&store->name_by_id, err) < 0)
+			return -1;
+		store->id_cache =
+		    ma_xcalloc(NAME_CACHE, sizeof(struct name_slot));
+	}
+	sqlite3_bind_int64(store->read_after, 1, cursor);
+	sqlite3_bind_int64(store->read_after, 2, (sqlite3_int64)max);
+	while (
+	    n < max && (rc = sqlite3_step(store->read_after)) == SQLITE_ROW) {
+		ma_record_reset(&recs[n]);
+		if (row_to_record(store, store->read_after, &recs[n], err) <
+		    0) {
+			/* The statement's read transaction ends with it. */
+			sqlite3_reset(store->read_after);
+			return -1;
+		}
+		n++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_error(store, err, "read");
+		sqlite3_reset(store->read_after);
+		return -1;
+	}
+	sqlite3_reset(store->read_after);
+	*n_r = n;
+	return 0;
 }
 
 /* Policy. */

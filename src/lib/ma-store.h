@@ -143,6 +143,18 @@ typedef int ma_store_row_fn(void *ctx, const struct ma_record *rec);
 int ma_store_search(struct ma_store *store, const struct ma_query *q,
     ma_store_row_fn *fn, void *ctx, uint64_t *matched_r, struct ma_error *err);
 
+/*
+ * ma_store_read_after - the records after seq cursor, oldest first, into
+ * recs[0..max) (initialised by the caller, each reset before it is
+ * filled; they own their strings); *n_r is how many.  What
+ * mailaudit-forward pages through the store with: no filters and no
+ * count, one statement prepared once per store, the names of operation,
+ * user and mailbox taken from a cache by id.  -1 with err (then *n_r is
+ * 0 and the records are to be treated as unset).
+ */
+int ma_store_read_after(struct ma_store *store, int64_t cursor,
+    struct ma_record *recs, size_t max, size_t *n_r, struct ma_error *err);
+
 /* Policy. */
 struct ma_org_policy {
 	bool audit_disabled;
