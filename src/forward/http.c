@@ -82,13 +82,16 @@
 
 #include "transport.h"
 
-#define HTTP_RECORD_MAX (1024 * 1024)     /* one rendered record */
-#define HTTP_BODY_MAX (16 * 1024 * 1024)  /* one request body, soft */
-#define HTTP_RESP_MAX (64 * 1024 * 1024)  /* one response body */
-#define HTTP_SECRET_MAX 4096
+#define HTTP_RECORD_MAX         (1024 * 1024)      /* one rendered record */
+#define HTTP_BODY_MAX           (16 * 1024 * 1024) /* one request body, soft */
+#define HTTP_RESP_MAX           (64 * 1024 * 1024) /* one response body */
+#define HTTP_SECRET_MAX         4096
 #define HTTP_RETRY_AFTER_MAX_MS (24 * 3600 * 1000LL)
 
-enum http_kind { HTTP_HEC, HTTP_ELASTIC };
+enum http_kind {
+	HTTP_HEC,
+	HTTP_ELASTIC
+};
 
 struct http_conn {
 	const struct fwd_dest_conf *conf;
@@ -97,9 +100,9 @@ struct http_conn {
 	CURL *curl;
 	struct curl_slist *headers;
 	char *url;
-	char *probe_url; /* elastic: TARGET/ */
+	char *probe_url;    /* elastic: TARGET/ */
 	char hostport[300]; /* host:port of the URL, for messages */
-	char *password; /* basic auth, elastic only */
+	char *password;     /* basic auth, elastic only */
 	struct ma_buf one;  /* one rendered record */
 	struct ma_buf body; /* the request */
 	struct ma_buf resp; /* the response body */
@@ -144,8 +147,8 @@ http_read_secret(const char *path, struct ma_error *err)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			ma_error_set(err, "cannot read %s: %s", path,
-			    strerror(errno));
+			ma_error_set(
+			    err, "cannot read %s: %s", path, strerror(errno));
 			close(fd);
 			return NULL;
 		}
@@ -167,7 +170,8 @@ http_read_secret(const char *path, struct ma_error *err)
 	for (size_t i = 0; i < len; i++) {
 		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
 			explicit_bzero(buf, sizeof(buf));
-			ma_error_set(err, "%s: holds a control character", path);
+			ma_error_set(
+			    err, "%s: holds a control character", path);
 			return NULL;
 		}
 	}
@@ -254,12 +258,13 @@ http_check(const struct fwd_dest_conf *conf, struct ma_error *err)
 	bool https = strncmp(conf->target, "https://", 8) == 0;
 
 	if (!https && strncmp(conf->target, "http://", 7) != 0)
-		return ma_error_set(err, "%s: target must be an http:// or "
-					 "https:// URL",
+		return ma_error_set(err,
+		    "%s: target must be an http:// or "
+		    "https:// URL",
 		    conf->name);
 	if (strcmp(conf->type, "hec") == 0 && conf->token_file == NULL)
-		return ma_error_set(err, "%s: hec needs token_file=",
-		    conf->name);
+		return ma_error_set(
+		    err, "%s: hec needs token_file=", conf->name);
 	if ((conf->user == NULL) != (conf->password_file == NULL))
 		return ma_error_set(err,
 		    "%s: user= and password_file= go together", conf->name);
@@ -312,8 +317,8 @@ http_auth_header(struct http_conn *c, const char *scheme, const char *path,
 }
 
 static void *
-http_open_kind(const struct fwd_dest_conf *conf,
-    const struct ma_siem_ctx *siem, enum http_kind kind, struct ma_error *err)
+http_open_kind(const struct fwd_dest_conf *conf, const struct ma_siem_ctx *siem,
+    enum http_kind kind, struct ma_error *err)
 {
 	struct http_conn *c;
 	CURLcode rc = CURLE_OK;
@@ -479,21 +484,21 @@ http_hostport(struct http_conn *c)
  * naming the host, port and file concerned.
  */
 static int
-http_transfer_error(struct http_conn *c, const char *url, CURLcode rc,
-    struct ma_error *err)
+http_transfer_error(
+    struct http_conn *c, const char *url, CURLcode rc, struct ma_error *err)
 {
 	const struct fwd_dest_conf *conf = c->conf;
-	const char *why = c->errbuf[0] != '\0' ? c->errbuf
-					       : curl_easy_strerror(rc);
+	const char *why =
+	    c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc);
 	long oserr = 0;
 
 	if (c->resp_overflow)
-		return ma_error_set(err, "%s: response larger than %d MiB",
-		    url, HTTP_RESP_MAX >> 20);
+		return ma_error_set(err, "%s: response larger than %d MiB", url,
+		    HTTP_RESP_MAX >> 20);
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_HOST:
-		return ma_error_set(err, "cannot resolve host %s: %s",
-		    c->hostport, why);
+		return ma_error_set(
+		    err, "cannot resolve host %s: %s", c->hostport, why);
 	case CURLE_COULDNT_CONNECT:
 		curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
 		return ma_error_set(err, "connect to %s: %s", c->hostport,
@@ -513,17 +518,18 @@ http_transfer_error(struct http_conn *c, const char *url, CURLcode rc,
 		    conf->cert != NULL ? conf->cert : "-",
 		    conf->key != NULL ? conf->key : "-", why);
 	case CURLE_SSL_CONNECT_ERROR:
-		return ma_error_set(err, "TLS handshake with %s: %s",
-		    c->hostport, why);
+		return ma_error_set(
+		    err, "TLS handshake with %s: %s", c->hostport, why);
 	case CURLE_OPERATION_TIMEDOUT:
-		return ma_error_set(err, "%s: no answer within timeout_ms=%u: %s",
-		    c->hostport, conf->timeout_ms, why);
+		return ma_error_set(err,
+		    "%s: no answer within timeout_ms=%u: %s", c->hostport,
+		    conf->timeout_ms, why);
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
 	case CURLE_GOT_NOTHING:
 		/* e.g. http:// to a TLS port, or a receiver that went away */
-		return ma_error_set(err, "connection to %s: %s", c->hostport,
-		    why);
+		return ma_error_set(
+		    err, "connection to %s: %s", c->hostport, why);
 	default:
 		return ma_error_set(err, "%s: %s", url, why);
 	}
@@ -644,8 +650,8 @@ http_status_error(struct http_conn *c, const char *what, long status,
  * then stops before it), or n.
  */
 static size_t
-http_fill(struct http_conn *c, const struct ma_record *const *recs,
-    size_t from, size_t n, size_t *bad_r)
+http_fill(struct http_conn *c, const struct ma_record *const *recs, size_t from,
+    size_t n, size_t *bad_r)
 {
 	const struct fwd_dest_conf *conf = c->conf;
 	size_t i, limit = conf->batch > 0 ? conf->batch : 500;
@@ -669,7 +675,8 @@ http_fill(struct http_conn *c, const struct ma_record *const *recs,
 		if (i > from && c->body.len + c->one.len > HTTP_BODY_MAX)
 			break;
 		/* body's max is HTTP_BODY_MAX + one record: cannot fail */
-		MA_ASSERT(ma_buf_append(&c->body, c->one.data, c->one.len) == 0);
+		MA_ASSERT(
+		    ma_buf_append(&c->body, c->one.data, c->one.len) == 0);
 	}
 	return i - from;
 }
@@ -735,8 +742,8 @@ hec_answer(struct http_conn *c, long status, size_t count, size_t *taken_r,
 		    http_excerpt(c, ex));
 	} else if (status == 400 && hec_event_code(code)) {
 		json_t *jn = json_object_get(root, "invalid-event-number");
-		json_int_t num = json_is_integer(jn) ? json_integer_value(jn)
-						     : -1;
+		json_int_t num =
+		    json_is_integer(jn) ? json_integer_value(jn) : -1;
 
 		if (num < 0 || (size_t)num >= count) {
 			ma_error_set(err,
@@ -762,8 +769,8 @@ hec_answer(struct http_conn *c, long status, size_t count, size_t *taken_r,
 				  : "HEC server busy, retrying",
 		    status, res, err);
 	} else {
-		http_status_error(c, "HEC refused the request", status, res,
-		    err);
+		http_status_error(
+		    c, "HEC refused the request", status, res, err);
 	}
 	json_decref(root);
 	return ret;
@@ -878,24 +885,26 @@ bulk_answer(struct http_conn *c, const struct ma_record *const *recs,
 		json_t *item = json_array_get(items, i);
 		json_t *act = json_object_get(item, "create");
 		json_t *js = json_object_get(act, "status");
-		json_int_t status = json_is_integer(js) ? json_integer_value(js)
-							: -1;
+		json_int_t status =
+		    json_is_integer(js) ? json_integer_value(js) : -1;
 
 		if (status == 200 || status == 201 || status == 409)
 			continue;
 		if (status < 0) {
 			ma_error_set(err,
-			    "%s: bulk item %zu has no create.status", c->url, i);
+			    "%s: bulk item %zu has no create.status", c->url,
+			    i);
 			goto out;
 		}
 		json_t *je = json_object_get(act, "error");
-		const char *type = json_string_value(json_object_get(je, "type"));
+		const char *type =
+		    json_string_value(json_object_get(je, "type"));
 		const char *reason =
 		    json_string_value(json_object_get(je, "reason"));
 		char t[64], r[160];
 
-		ma_sanitize(type != NULL ? type : "", type != NULL ? strlen(type) : 0,
-		    t, sizeof(t));
+		ma_sanitize(type != NULL ? type : "",
+		    type != NULL ? strlen(type) : 0, t, sizeof(t));
 		ma_sanitize(reason != NULL ? reason : "",
 		    reason != NULL ? strlen(reason) : 0, r, sizeof(r));
 		if (status == 429 || status >= 500) {
@@ -937,7 +946,8 @@ elastic_send(void *vconn, const struct ma_record *const *recs, size_t n,
 			if (http_post(c, &status, err) < 0)
 				goto fail;
 			if (status == 401 || status == 403) {
-				http_credentials_refused(c, c->url, status, err);
+				http_credentials_refused(
+				    c, c->url, status, err);
 				goto fail;
 			}
 			if (status != 200) {
@@ -988,8 +998,9 @@ http_probe(struct http_conn *c, struct ma_error *err)
 		    c->kind == HTTP_ELASTIC ? c->probe_url : c->url, status,
 		    c->location);
 	if (status == 404)
-		return ma_error_set(err, "%s: HTTP 404 not found (check the "
-					 "target URL): %s",
+		return ma_error_set(err,
+		    "%s: HTTP 404 not found (check the "
+		    "target URL): %s",
 		    c->kind == HTTP_ELASTIC ? c->probe_url : c->url,
 		    http_excerpt(c, ex));
 	if (c->kind == HTTP_ELASTIC) {
@@ -1022,17 +1033,17 @@ http_probe(struct http_conn *c, struct ma_error *err)
 }
 
 const struct fwd_transport fwd_transport_hec = {
-	.type = "hec",
-	.check = http_check,
-	.open = http_open_hec,
-	.send = hec_send,
-	.close = http_close,
+    .type = "hec",
+    .check = http_check,
+    .open = http_open_hec,
+    .send = hec_send,
+    .close = http_close,
 };
 
 const struct fwd_transport fwd_transport_elastic = {
-	.type = "elastic",
-	.check = http_check,
-	.open = http_open_elastic,
-	.send = elastic_send,
-	.close = http_close,
+    .type = "elastic",
+    .check = http_check,
+    .open = http_open_elastic,
+    .send = elastic_send,
+    .close = http_close,
 };

@@ -70,19 +70,19 @@ struct relp_conn {
 	struct ma_buf msg;
 
 	/* answers of the current session, by txnr (from the debug hook) */
-	bool open_acked;  /* "open" (txnr 1) answered 200 */
-	int seg_base;     /* txnr of the batch's first record */
-	size_t seg_cap;   /* records of the batch in this session */
-	size_t seg_cap_max; /* allocated size of acked[] */
-	uint8_t *acked;   /* acked[txnr - seg_base]: answered 200 */
+	bool open_acked;      /* "open" (txnr 1) answered 200 */
+	int seg_base;         /* txnr of the batch's first record */
+	size_t seg_cap;       /* records of the batch in this session */
+	size_t seg_cap_max;   /* allocated size of acked[] */
+	uint8_t *acked;       /* acked[txnr - seg_base]: answered 200 */
 	unsigned int refused; /* answers other than 200 */
 	char refused_text[84];
 
 	/* set by librelp's callbacks while one of our calls runs */
-	bool failed;       /* an error was reported */
-	bool capture;      /* collect connect diagnostics from dbgprint */
-	char why[256];     /* first error reported */
-	char detail[120];  /* a diagnostic from dbgprint (errno, timeout) */
+	bool failed;      /* an error was reported */
+	bool capture;     /* collect connect diagnostics from dbgprint */
+	char why[256];    /* first error reported */
+	char detail[120]; /* a diagnostic from dbgprint (errno, timeout) */
 };
 
 /* librelp's callbacks carry no pointer of ours (dbgprint, generic errors):
@@ -146,8 +146,7 @@ relp_on_generic_err(char *objinfo, char *errmsg, relpRetVal code)
  * format string: each answer (which txnr, which code) and, while
  * connecting, the lines that say why a connect failed.
  */
-static void __attribute__((format(printf, 1, 2)))
-relp_dbgprint(char *fmt, ...)
+static void __attribute__((format(printf, 1, 2))) relp_dbgprint(char *fmt, ...)
 {
 	struct relp_conn *c = relp_current;
 	va_list ap;
@@ -183,8 +182,8 @@ relp_dbgprint(char *fmt, ...)
 		snprintf(c->detail, sizeof(c->detail),
 		    "connect timed out after %d s", va_arg(ap, int));
 	} else if (strcmp(fmt, "error %d in getaddrinfo\n") == 0) {
-		snprintf(c->detail, sizeof(c->detail),
-		    "host name not resolved");
+		snprintf(
+		    c->detail, sizeof(c->detail), "host name not resolved");
 	}
 	va_end(ap);
 }
@@ -236,8 +235,8 @@ relp_fail(struct relp_conn *c, const char *doing, relpRetVal code,
 	if (conf->tls)
 		snprintf(peer, sizeof(peer), " [TLS peer_name %.64s]",
 		    conf->peer_name != NULL ? conf->peer_name : conf->host);
-	return ma_error_set(err, "relp %s: %s: %s (%d)%s%s%s%s%s",
-	    conf->target, doing, relp_strerror(code), code, peer,
+	return ma_error_set(err, "relp %s: %s: %s (%d)%s%s%s%s%s", conf->target,
+	    doing, relp_strerror(code), code, peer,
 	    c->detail[0] != '\0' ? "; " : "", c->detail,
 	    c->why[0] != '\0' ? "; " : "", c->why);
 }
@@ -291,17 +290,15 @@ relp_connect(struct relp_conn *c, struct ma_error *err)
 	    (r = relpCltSetWindowSize(c->clt, (int)c->window)) != RELP_RET_OK)
 		goto fail;
 	if (relp_tls(c)) {
-		char *peer = conf->peer_name != NULL ? conf->peer_name
-						     : conf->host;
+		char *peer =
+		    conf->peer_name != NULL ? conf->peer_name : conf->host;
 
 		if ((r = relpCltEnableTLS(c->clt)) != RELP_RET_OK ||
 		    (r = relpCltSetCACert(c->clt, conf->ca)) != RELP_RET_OK ||
-		    (conf->cert != NULL &&
-			(r = relpCltSetOwnCert(c->clt, conf->cert)) !=
-			    RELP_RET_OK) ||
-		    (conf->key != NULL &&
-			(r = relpCltSetPrivKey(c->clt, conf->key)) !=
-			    RELP_RET_OK) ||
+		    (conf->cert != NULL && (r = relpCltSetOwnCert(c->clt,
+						conf->cert)) != RELP_RET_OK) ||
+		    (conf->key != NULL && (r = relpCltSetPrivKey(c->clt,
+					       conf->key)) != RELP_RET_OK) ||
 		    (r = relpCltSetAuthMode(c->clt, relp_auth_name)) !=
 			RELP_RET_OK ||
 		    (r = relpCltAddPermittedPeer(c->clt, peer)) != RELP_RET_OK)
@@ -355,12 +352,13 @@ relp_check(const struct fwd_dest_conf *conf, struct ma_error *err)
 	const char *files[3] = {conf->ca, conf->cert, conf->key};
 
 	if (conf->host == NULL || conf->port == 0)
-		return ma_error_set(err, "%s: relp needs host:port", conf->name);
+		return ma_error_set(
+		    err, "%s: relp needs host:port", conf->name);
 	if (!conf->tls)
 		return 0;
 	if (conf->ca == NULL)
-		return ma_error_set(err, "%s: relp with tls=yes needs ca=",
-		    conf->name);
+		return ma_error_set(
+		    err, "%s: relp with tls=yes needs ca=", conf->name);
 	for (unsigned int i = 0; i < 3; i++) {
 		if (files[i] != NULL && access(files[i], R_OK) < 0)
 			return ma_error_set(err, "%s: cannot read %s: %s",
@@ -424,15 +422,13 @@ relp_open(const struct fwd_dest_conf *conf, const struct ma_siem_ctx *siem,
 		RELP_RET_OK ||
 	    (r = relpEngineSetOnGenericErr(c->engine, relp_on_generic_err)) !=
 		RELP_RET_OK ||
-	    (r = relpEngineSetEnableCmd(c->engine,
-		 relp_cmd_syslog, eRelpCmdState_Required)) !=
-		RELP_RET_OK) {
+	    (r = relpEngineSetEnableCmd(c->engine, relp_cmd_syslog,
+		 eRelpCmdState_Required)) != RELP_RET_OK) {
 		relp_fail(c, "setting up the librelp engine", r, err);
 		goto fail;
 	}
-	if (conf->tls &&
-	    (r = relpEngineSetTLSLibByName(c->engine, "openssl")) !=
-		RELP_RET_OK) {
+	if (conf->tls && (r = relpEngineSetTLSLibByName(
+			      c->engine, "openssl")) != RELP_RET_OK) {
 		relp_fail(c, "selecting OpenSSL in librelp", r, err);
 		goto fail;
 	}
@@ -464,8 +460,7 @@ relp_acked_prefix(const struct relp_conn *c, size_t sent)
 
 /* err for a batch of which only acked of sent were answered 200 */
 static int
-relp_short(struct relp_conn *c, size_t acked, size_t sent,
-    struct ma_error *err)
+relp_short(struct relp_conn *c, size_t acked, size_t sent, struct ma_error *err)
 {
 	if (c->refused > 0)
 		return ma_error_set(err,
@@ -512,8 +507,8 @@ relp_send(void *vconn, const struct ma_record *const *recs, size_t n,
 				break;
 			}
 			relp_reset_notes(c);
-			r = relpCltSendSyslog(c->clt,
-			    (unsigned char *)c->msg.data, c->msg.len);
+			r = relpCltSendSyslog(
+			    c->clt, (unsigned char *)c->msg.data, c->msg.len);
 			if (r != RELP_RET_OK) {
 				relp_fail(c, "sending", r, err);
 				break;
@@ -576,9 +571,9 @@ relp_close(void *vconn)
 }
 
 const struct fwd_transport fwd_transport_relp = {
-	.type = "relp",
-	.check = relp_check,
-	.open = relp_open,
-	.send = relp_send,
-	.close = relp_close,
+    .type = "relp",
+    .check = relp_check,
+    .open = relp_open,
+    .send = relp_send,
+    .close = relp_close,
 };

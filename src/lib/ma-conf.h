@@ -50,7 +50,7 @@ struct ma_conf {
 	bool milter_enforce_from;
 	char *journal_rules; /* journal_rule lines, '\n'-separated */
 	char *journal_spool_dir;
-	char *journal_lmtp; /* unix:/path or inet:host:port */
+	char *journal_lmtp;  /* unix:/path or inet:host:port */
 	char *journal_store; /* "lmtp" or "imap" (MULTIAPPEND batches) */
 	char *journal_imap;  /* unix:/path or inet:host:port */
 	char *journal_imap_master_user; /* "" = log in as the mailbox */

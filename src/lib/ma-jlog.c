@@ -34,10 +34,10 @@
 
 #include "ma-log.h"
 
-#define SEG_MAX   ((uint64_t)64 * 1024 * 1024)
-#define HDR_MAX   (MA_JLOG_RCPT_MAX + 96)
-#define MAGIC     "MAJ1 "
-#define NO_SEG    UINT64_MAX
+#define SEG_MAX ((uint64_t)64 * 1024 * 1024)
+#define HDR_MAX (MA_JLOG_RCPT_MAX + 96)
+#define MAGIC   "MAJ1 "
+#define NO_SEG  UINT64_MAX
 
 struct ma_jlog {
 	char *dir;
@@ -87,8 +87,8 @@ parse_seg_name(const char *name, uint64_t *seg_r)
  * (a torn or foreign tail).  limit: bytes of fd that may be read.
  */
 static int
-parse_item(int fd, uint64_t seg, uint64_t off, uint64_t limit,
-    struct ma_jlog_item *it)
+parse_item(
+    int fd, uint64_t seg, uint64_t off, uint64_t limit, struct ma_jlog_item *it)
 {
 	char hdr[HDR_MAX + 1], tail[2], *p, *end, *nl;
 	unsigned char buf[65536];
@@ -339,8 +339,8 @@ new_segment(struct ma_jlog *l, struct ma_error *err)
 	char path[4096];
 
 	seg_path(l->dir, l->wseg, path, sizeof(path));
-	l->wfd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_APPEND | O_CLOEXEC,
-	    0600);
+	l->wfd = open(
+	    path, O_CREAT | O_EXCL | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
 	if (l->wfd < 0)
 		return ma_error_set(
 		    err, "open(%.300s): %s", path, strerror(errno));
@@ -363,8 +363,9 @@ rotate(struct ma_jlog *l, struct ma_error *err)
 	while (l->syncing)
 		pthread_cond_wait(&l->cond, &l->lock);
 	if (fdatasync(l->wfd) < 0)
-		return ma_error_set(err, "fdatasync(segment %016" PRIx64 "): %s",
-		    l->wseg, strerror(errno));
+		return ma_error_set(err,
+		    "fdatasync(segment %016" PRIx64 "): %s", l->wseg,
+		    strerror(errno));
 	close(l->wfd);
 	l->wfd = -1;
 	/* Everything written so far is durable: the old segment is whole. */
@@ -432,7 +433,8 @@ ma_jlog_append(struct ma_jlog *l, const char *rcpt, const void *data,
 	if (strlen(rcpt) > MA_JLOG_RCPT_MAX || strpbrk(rcpt, "\r\n") != NULL)
 		return ma_error_set(err, "journal log: bad recipient");
 	for (size_t off = 0; off < len;) {
-		uInt n = len - off > (1U << 30) ? (1U << 30) : (uInt)(len - off);
+		uInt n =
+		    len - off > (1U << 30) ? (1U << 30) : (uInt)(len - off);
 
 		sum = crc32(sum, (const Bytef *)data + off, n);
 		off += n;
@@ -460,7 +462,8 @@ ma_jlog_append(struct ma_jlog *l, const char *rcpt, const void *data,
 			break;
 		}
 		if (!l->syncing) {
-			uint64_t upto = l->req_gen, seg = l->wseg, off = l->wsize;
+			uint64_t upto = l->req_gen, seg = l->wseg,
+				 off = l->wsize;
 			int fd = l->wfd, r;
 
 			l->syncing = true;
@@ -539,8 +542,8 @@ ma_jlog_peek(struct ma_jlog *l, struct ma_jlog_item *items, size_t max,
 			return 0;
 		limit = l->rseg < dseg ? UINT64_MAX : doff;
 		fd = reader_fd(l);
-		if (fd >= 0 && parse_item(fd, l->rseg, l->roff, limit,
-				   &items[0]) == 1)
+		if (fd >= 0 &&
+		    parse_item(fd, l->rseg, l->roff, limit, &items[0]) == 1)
 			break;
 		if (l->rseg == dseg)
 			return 0; /* cannot happen: durable bytes are items */

@@ -60,12 +60,12 @@ int ma_jlog_append(struct ma_jlog *l, const char *rcpt, const void *data,
  * order, all for the recipient of the first, together at most max_bytes
  * (but at least one).  0 when there is nothing to take.  Reader only.
  */
-size_t ma_jlog_peek(struct ma_jlog *l, struct ma_jlog_item *items,
-    size_t max, uint64_t max_bytes);
+size_t ma_jlog_peek(struct ma_jlog *l, struct ma_jlog_item *items, size_t max,
+    uint64_t max_bytes);
 
 /* ma_jlog_consume - the items up to and including last are done. */
-void ma_jlog_consume(struct ma_jlog *l, const struct ma_jlog_item *last,
-    size_t count);
+void ma_jlog_consume(
+    struct ma_jlog *l, const struct ma_jlog_item *last, size_t count);
 
 /* Items appended (durable or about to be) and not yet consumed. */
 uint64_t ma_jlog_pending(struct ma_jlog *l);

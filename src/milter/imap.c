@@ -193,8 +193,8 @@ literal_size(const struct store_item *item, uint64_t *size_r)
 	bool last_cr = false;
 
 	while (pos < end) {
-		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
-						      : sizeof(buf);
+		size_t want =
+		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
 		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
 
 		if (n < 0 && errno == EINTR)
@@ -221,8 +221,8 @@ send_literal(struct conn *c, const struct store_item *item)
 	bool last_cr = false;
 
 	while (pos < end) {
-		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
-						      : sizeof(buf);
+		size_t want =
+		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
 		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
 		size_t from = 0;
 

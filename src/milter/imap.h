@@ -38,8 +38,7 @@ struct imap_session *imap_connect(const char *target, const char *authz,
  * closed: imap_ok() says whether it is still usable.
  */
 enum lmtp_result imap_append(struct imap_session *s, const char *mailbox,
-    const struct store_item *items, size_t n, char *reply,
-    size_t reply_size);
+    const struct store_item *items, size_t n, char *reply, size_t reply_size);
 /* imap_ok - the session can take another command */
 int imap_ok(const struct imap_session *s);
 /* imap_multiappend - the server takes several messages in one APPEND */

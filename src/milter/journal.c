@@ -45,9 +45,9 @@
 #define MAX_BATCH        1024
 #define JOURNAL_WORKERS  4
 /* Items up to this size go through the log (memory while written). */
-#define SPILL_AT         (1024 * 1024)
+#define SPILL_AT (1024 * 1024)
 /* Bytes of items in one APPEND. */
-#define BATCH_BYTES      ((uint64_t)32 * 1024 * 1024)
+#define BATCH_BYTES ((uint64_t)32 * 1024 * 1024)
 
 struct journal;
 
@@ -57,7 +57,8 @@ struct worker {
 	pthread_t thread;
 	struct lmtp_session *session;
 	struct imap_session *imap;
-	char imap_user[MA_ADDRESS_MAX + 1]; /* the mailbox imap is logged in to */
+	char imap_user[MA_ADDRESS_MAX +
+		       1]; /* the mailbox imap is logged in to */
 	int64_t last_used_ms;
 };
 
@@ -79,9 +80,9 @@ struct journal {
 	const struct ma_domains *local;
 	const char *target; /* the one in use, for messages */
 	struct worker workers[JOURNAL_WORKERS];
-	struct ma_jlog *log;       /* items up to SPILL_AT */
-	struct worker log_worker;  /* delivers the log */
-	int64_t log_oldest_ms;     /* under lock: first item waiting in it */
+	struct ma_jlog *log;      /* items up to SPILL_AT */
+	struct worker log_worker; /* delivers the log */
+	int64_t log_oldest_ms;    /* under lock: first item waiting in it */
 	bool started, stopping;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -357,8 +358,8 @@ journal_file_commit(
 
 	if (!f->spilled) {
 		/* The usual case: one write into the log, a shared sync. */
-		if (ma_jlog_append(j->log, f->rcpt, f->buf.data, f->buf.len,
-			err) < 0) {
+		if (ma_jlog_append(
+			j->log, f->rcpt, f->buf.data, f->buf.len, err) < 0) {
 			journal_file_abort(fp);
 			return -1;
 		}
@@ -387,8 +388,8 @@ journal_file_commit(
 	/* The name in new/ must survive a crash too before Postfix hears
 	   that the message is accepted. */
 	if (sync_new_dir(j) < 0) {
-		ma_error_set(err, "fsync(%.300s/new): %s", j->dir,
-		    strerror(errno));
+		ma_error_set(
+		    err, "fsync(%.300s/new): %s", j->dir, strerror(errno));
 		(void)unlink(path);
 		journal_file_abort(fp);
 		return -1;
@@ -547,8 +548,8 @@ finish(struct journal *j, const char *name, enum lmtp_result res)
  * ended in res (name/rcpt: the report, for a refusal).
  */
 static void
-account(struct journal *j, enum lmtp_result res, size_t count,
-    const char *name, const char *rcpt, const char *reply)
+account(struct journal *j, enum lmtp_result res, size_t count, const char *name,
+    const char *rcpt, const char *reply)
 {
 	pthread_mutex_lock(&j->lock);
 	switch (res) {
@@ -804,8 +805,8 @@ save_failed(struct journal *j, const struct ma_jlog_item *it, char name[64])
 	if (ma_write_all(fd, line, (size_t)len) < 0)
 		goto fail;
 	while (pos < end) {
-		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
-						      : sizeof(buf);
+		size_t want =
+		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
 		ssize_t n = pread(it->fd, buf, want, (off_t)pos);
 
 		if (n <= 0 || ma_write_all(fd, buf, (size_t)n) < 0)
@@ -848,8 +849,7 @@ deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r,
 	size_t n, done = 0;
 
 	*taken_r = 0;
-	n = ma_jlog_peek(
-	    j->log, items, j->imap ? j->batch : 1, BATCH_BYTES);
+	n = ma_jlog_peek(j->log, items, j->imap ? j->batch : 1, BATCH_BYTES);
 	pthread_mutex_lock(&j->lock);
 	j->log_oldest_ms = n > 0 ? items[0].time_ms : 0;
 	pthread_mutex_unlock(&j->lock);
@@ -866,8 +866,9 @@ deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r,
 	for (size_t i = 0; i < n; i++) {
 		sitems[i] = (struct store_item){
 		    items[i].fd, items[i].off, items[i].len};
-		snprintf(names[i], sizeof(names[i]), "log item %" PRIx64
-		    ":%" PRIu64, items[i].seg, items[i].off);
+		snprintf(names[i], sizeof(names[i]),
+		    "log item %" PRIx64 ":%" PRIu64, items[i].seg,
+		    items[i].off);
 		name_ptrs[i] = names[i];
 	}
 	store_items(w, items[0].rcpt, sitems, n, res, reply, sizeof(reply));
@@ -1051,9 +1052,8 @@ journal_start(struct journal *j)
 	}
 	j->log_worker.j = j;
 	j->log_worker.idx = JOURNAL_WORKERS;
-	MA_ASSERT(pthread_create(
-		      &j->log_worker.thread, NULL, log_thread, &j->log_worker) ==
-		  0);
+	MA_ASSERT(pthread_create(&j->log_worker.thread, NULL, log_thread,
+		      &j->log_worker) == 0);
 	j->started = true;
 }
 

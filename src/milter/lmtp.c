@@ -82,8 +82,8 @@ send_body(struct conn *c, const struct store_item *item)
 	uint64_t pos = item->off, end = item->off + item->len;
 
 	while (pos < end) {
-		size_t want = end - pos < sizeof(buf) ? (size_t)(end - pos)
-						      : sizeof(buf);
+		size_t want =
+		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
 		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
 
 		if (n < 0 && errno == EINTR)
@@ -96,7 +96,8 @@ send_body(struct conn *c, const struct store_item *item)
 		pos += (uint64_t)n;
 		for (ssize_t i = 0; i < n; i++) {
 			/* Bare LF becomes CRLF: LMTP requires CRLF. */
-			if (buf[i] == '\n' && !last_cr && conn_put(c, "\r", 1) < 0)
+			if (buf[i] == '\n' && !last_cr &&
+			    conn_put(c, "\r", 1) < 0)
 				return -1;
 			if (at_line_start && buf[i] == '.' &&
 			    conn_put(c, ".", 1) < 0)

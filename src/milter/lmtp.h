@@ -37,9 +37,9 @@ struct lmtp_session *lmtp_connect(const char *target, const char *helo,
 
 /*
  * lmtp_send - one transaction: the message of item (CRLF line ends;
- * dot-stuffing is done here) to rcpt with a null envelope sender.  reply gets the server's last reply or the
- * local error.  After anything but LMTP_DELIVERED the session may be
- * unusable: close it.
+ * dot-stuffing is done here) to rcpt with a null envelope sender.  reply gets
+ * the server's last reply or the local error.  After anything but
+ * LMTP_DELIVERED the session may be unusable: close it.
  */
 enum lmtp_result lmtp_send(struct lmtp_session *s, const char *rcpt,
     const struct store_item *item, char *reply, size_t reply_size);

@@ -94,7 +94,7 @@ static struct {
 	struct alias_resolver *login_table; /* sender_login_maps via postmap */
 	char server[256];
 	bool quit;
-	bool can_skip;         /* the MTA understands SMFIS_SKIP */
+	bool can_skip; /* the MTA understands SMFIS_SKIP */
 	/* journal_store = imap: copy rules spool the message (copy_open)
 	   rather than adding a recipient */
 	bool store_copies;
@@ -118,7 +118,7 @@ struct msg {
 	bool spoofed;
 	struct journal_file *reports[MAX_RULES];
 	bool stored_copy[MAX_RULES]; /* reports[i] is a copy, not a report */
-	char boundary[64]; /* of every report of this message */
+	char boundary[64];           /* of every report of this message */
 	bool report_failed;
 	struct ma_send_class cls; /* valid once classified */
 	char principal[MA_ADDRESS_MAX + 1];
@@ -692,7 +692,8 @@ put_delivered_headers(struct ma_buf *b, const struct ma_buf *hdrs)
 
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		size_t len =
+		    nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
 
 		if (*p != ' ' && *p != '\t')
 			skipping = is_firewall_header(p, len);
@@ -846,9 +847,8 @@ reports_commit(struct msg *m)
 
 		if (m->reports[i] == NULL)
 			continue;
-		if ((!m->stored_copy[i] &&
-			journal_file_write(m->reports[i], trailer, (size_t)len) <
-			    0) ||
+		if ((!m->stored_copy[i] && journal_file_write(m->reports[i],
+					       trailer, (size_t)len) < 0) ||
 		    journal_file_commit(milter.journal, &m->reports[i], &err) <
 			0) {
 			ma_log_warnx("journal report: %s",
@@ -1494,15 +1494,16 @@ main(int argc, char **argv)
 			    .spool_dir = milter.conf.journal_spool_dir,
 			    .lmtp = milter.conf.journal_lmtp,
 			    .helo = milter.server,
-			    .imap = strcmp(milter.conf.journal_store, "imap") == 0,
+			    .imap =
+				strcmp(milter.conf.journal_store, "imap") == 0,
 			    .imap_target = milter.conf.journal_imap,
 			    .master_user = milter.conf.journal_imap_master_user,
 			    .password_file =
 				milter.conf.journal_imap_password_file,
 			    .mailbox = milter.conf.journal_imap_mailbox,
 			    .batch = (unsigned int)milter.conf.journal_batch,
-			    .batch_delay_ms = (unsigned int)
-				milter.conf.journal_batch_delay_ms,
+			    .batch_delay_ms = (unsigned int)milter.conf
+						  .journal_batch_delay_ms,
 			    .names = milter.names,
 			    .local = &milter.local,
 			};

@@ -89,7 +89,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct stat st;
 
 			if (fstat(items[i].fd, &st) < 0 ||
-			    items[i].off + items[i].len > (uint64_t)st.st_size ||
+			    items[i].off + items[i].len >
+				(uint64_t)st.st_size ||
 			    strlen(items[i].rcpt) == 0)
 				abort();
 		}

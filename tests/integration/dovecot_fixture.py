@@ -50,11 +50,21 @@ def plugin_path():
     return os.path.join(build, "src", "dovecot", "lib90_mailaudit_plugin.so")
 
 
+_recent_ports = []
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nobody listens on right now, and not
+    one of the last 256 this process was given (the kernel may hand out
+    the same free port twice in a row, before anyone binds it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _recent_ports:
+            _recent_ports.append(port)
+            del _recent_ports[:-256]
+            return port
 
 
 CONFIG = """\

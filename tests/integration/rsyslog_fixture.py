@@ -40,6 +40,8 @@ import subprocess
 import tempfile
 import time
 
+from dovecot_fixture import free_port  # one port picker for all fixtures
+
 RSYSLOGD = "/usr/sbin/rsyslogd"
 MODULE_DIR = "/usr/lib/x86_64-linux-gnu/rsyslog"
 INPUTS = ("tcp", "tls", "relp", "relp_tls")
@@ -59,11 +61,6 @@ def have_rsyslog():
     return None
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _openssl(*args, cwd):

@@ -94,9 +94,17 @@ class TestRsyslogFixture(unittest.TestCase):
                             self.pki.client_cert, self.pki.client_key)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(self.rs.wait_count("tls", 1), [msg.decode()])
-        send_syslog(self.rs.ports["tls"], [b"<13>1 - h a - - - python"],
-                    tls=client_tls_context(self.pki))
-        self.assertEqual(len(self.rs.wait_count("tls", 2, timeout=20)), 2,
+        # rsyslog 8.2302's imtcp/ossl now and then drops a session that
+        # follows another one closely on a loaded machine (seen in about
+        # one full-suite run in five): what this checks is that a client
+        # with a certificate gets in, so a dropped session is tried again.
+        for attempt in range(3):
+            send_syslog(self.rs.ports["tls"], [b"<13>1 - h a - - - python"],
+                        tls=client_tls_context(self.pki))
+            got = self.rs.wait_count("tls", 2, timeout=10)
+            if len(got) >= 2:
+                break
+        self.assertEqual(got[1:2], ["<13>1 - h a - - - python"],
                          self.rs.log_text())
         # No certificate: refused.  (A CA-signed certificate for a name
         # not permitted is refused only some of the time by imtcp/ossl in

@@ -6,6 +6,7 @@
  * the status scan agreeing with the log.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 #include "ma-jlog.h"
 #include "ut.h"
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 200
 
 static char dir[256];
@@ -31,10 +32,18 @@ make_dir(void)
 static void
 remove_dir(void)
 {
-	char cmd[300];
+	DIR *d = opendir(dir);
+	struct dirent *de;
 
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ut_assert(system(cmd) == 0);
+	ut_assert(d != NULL);
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			ut_assert(unlinkat(dirfd(d), de->d_name, 0) == 0);
+	}
+	if (d != NULL)
+		closedir(d);
+	ut_assert(rmdir(dir) == 0);
 }
 
 struct writer {
@@ -53,9 +62,10 @@ write_items(void *arg)
 		struct ma_error err = {0};
 		int len;
 
-		snprintf(rcpt, sizeof(rcpt), "journal%d@example.test", w->id % 2);
-		len = snprintf(data, sizeof(data), "writer %d item %d\r\n\r\n",
-		    w->id, i);
+		snprintf(
+		    rcpt, sizeof(rcpt), "journal%d@example.test", w->id % 2);
+		len = snprintf(
+		    data, sizeof(data), "writer %d item %d\r\n\r\n", w->id, i);
 		if (ma_jlog_append(w->log, rcpt, data, (size_t)len, &err) < 0)
 			w->failures++;
 	}
@@ -90,7 +100,8 @@ test_threads_in_order(void)
 	ut_assert(log != NULL);
 	for (int i = 0; i < THREADS; i++) {
 		w[i] = (struct writer){log, i, 0};
-		ut_assert(pthread_create(&th[i], NULL, write_items, &w[i]) == 0);
+		ut_assert(
+		    pthread_create(&th[i], NULL, write_items, &w[i]) == 0);
 	}
 	for (int i = 0; i < THREADS; i++) {
 		pthread_join(th[i], NULL);
@@ -112,7 +123,8 @@ test_threads_in_order(void)
 			/* a batch is one recipient's */
 			ut_assert_str(items[i].rcpt, items[0].rcpt);
 			item_text(&items[i], text, sizeof(text));
-			if (sscanf(text, "writer %d item %d", &wid, &idx) != 2 ||
+			if (sscanf(text, "writer %d item %d", &wid, &idx) !=
+				2 ||
 			    wid < 0 || wid >= THREADS || idx != next[wid]) {
 				bad++;
 				continue;
@@ -189,8 +201,8 @@ test_cursor_and_torn_tail(void)
 	snprintf(path, sizeof(path), "%s/%016x.log", dir, 1);
 	fd = open(path, O_WRONLY | O_APPEND);
 	ut_assert(fd >= 0);
-	ut_assert(write(fd, "MAJ1 100 00000000 1 j@example.test\r\nhalf", 40) ==
-		  40);
+	ut_assert(
+	    write(fd, "MAJ1 100 00000000 1 j@example.test\r\nhalf", 40) == 40);
 	close(fd);
 
 	log = ma_jlog_open(dir, &err);
@@ -234,8 +246,8 @@ test_bad_input(void)
 	ut_assert(ma_jlog_append(log, rcpt, "x", 1, &err) < 0);
 	ut_assert_cmp(ma_jlog_pending(log), ==, 0);
 	/* binary content, CRLF and the magic inside an item are data */
-	ut_assert(ma_jlog_append(log, "j@x", "\r\nMAJ1 5 x\0y\r\n", 15, &err) ==
-		  0);
+	ut_assert(
+	    ma_jlog_append(log, "j@x", "\r\nMAJ1 5 x\0y\r\n", 15, &err) == 0);
 	{
 		struct ma_jlog_item it;
 
