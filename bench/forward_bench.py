@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.join(bl.ROOT, "tests", "integration"))
 from forward_fixture import Forwarder, forward_binary  # noqa: E402
 from rsyslog_fixture import Rsyslog  # noqa: E402
 
-SENDER_SRC = os.path.join(bl.ROOT, "bench", "ma-bench-forward-send.c")
 # The product's defaults, not the tests' short intervals.
 FORWARD_OPTIONS = {"forward_poll_ms": "100",
                    "forward_state_interval_ms": "1000",
@@ -32,14 +31,11 @@ SENDER_MODE = {"tcp": "tcp", "tls": "tls", "relp": "relp",
                "relp_tls": "relp-tls"}
 
 
-def build_sender(outdir):
-    """Compile ma-bench-forward-send (not in the meson build) with cc."""
-    out = os.path.join(outdir, "ma-bench-forward-send")
-    cmd = ["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
-           out, SENDER_SRC, "-lssl", "-lcrypto", "-lrelp"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), res.stderr))
+def build_sender(outdir=None):
+    """ma-bench-forward-send from the meson build (bench/meson.build)."""
+    out = os.path.join(bl.BUILD, "bench", "ma-bench-forward-send")
+    if not os.path.exists(out):
+        sys.exit("%s not built: run ninja -C %s" % (out, bl.BUILD))
     return out
 
 

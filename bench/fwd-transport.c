@@ -33,13 +33,9 @@
 #include "ma-forward-conf.h"
 
 static const struct fwd_transport *const transports[] = {
-#ifdef FWD_HAVE_RELP
-	&fwd_transport_relp,
-#endif
-#ifdef FWD_HAVE_HTTP
-	&fwd_transport_hec,
-	&fwd_transport_elastic,
-#endif
+    &fwd_transport_relp,
+    &fwd_transport_hec,
+    &fwd_transport_elastic,
 };
 
 struct reject_log {

@@ -19,8 +19,7 @@
  *
  * Output, one key=value line: mode sent bytes seconds rate cpu
  *
- * Built by bench/run-forward with the system compiler (cc, -lssl
- * -lcrypto -lrelp); not part of the meson build.
+ * Built by meson (bench/meson.build) as ma-bench-forward-send.
  */
 
 #define _GNU_SOURCE
