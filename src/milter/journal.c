@@ -247,6 +247,8 @@ journal_create(const struct journal_opts *opts, struct ma_error *err)
 
 /* Writing. */
 
+static int spill(struct journal_file *f);
+
 struct journal_file *
 journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 {
@@ -261,6 +263,15 @@ journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 	f->fd = -1;
 	snprintf(f->rcpt, sizeof(f->rcpt), "%s", rcpt);
 	ma_buf_init(&f->buf, SPILL_AT);
+	/* Over LMTP each item is a delivery of its own, and the four file
+	   workers deliver in parallel where the log's one reader could not:
+	   the log (and its batches) is for the IMAP store. */
+	if (!j->imap && spill(f) < 0) {
+		ma_error_set(err, "cannot create a journal item in %.300s/tmp",
+		    j->dir);
+		journal_file_abort(&f);
+		return NULL;
+	}
 	return f;
 }
 
