@@ -189,51 +189,33 @@ static int
 literal_size(const struct store_item *item, uint64_t *size_r)
 {
 	char buf[65536];
-	uint64_t pos = item->off, end = item->off + item->len, size = 0;
+	uint64_t pos = item->off, size = 0;
 	bool last_cr = false;
+	ssize_t n;
 
-	while (pos < end) {
-		size_t want =
-		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
-		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
+	while ((n = store_item_read(item, &pos, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' && !last_cr)
 				size++;
 			last_cr = buf[i] == '\r';
 		}
 		size += (uint64_t)n;
-		pos += (uint64_t)n;
 	}
 	*size_r = size;
-	return 0;
+	return n < 0 ? -1 : 0;
 }
 
 static int
 send_literal(struct conn *c, const struct store_item *item)
 {
 	char buf[65536];
-	uint64_t pos = item->off, end = item->off + item->len;
+	uint64_t pos = item->off;
 	bool last_cr = false;
+	ssize_t n;
 
-	while (pos < end) {
-		size_t want =
-		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
-		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
+	while ((n = store_item_read(item, &pos, buf, sizeof(buf))) > 0) {
 		size_t from = 0;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(c->reply, c->reply_size, "reading item: %s",
-			    n < 0 ? strerror(errno) : "short file");
-			return -1;
-		}
-		pos += (uint64_t)n;
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' && !last_cr) {
 				if (conn_put(c, buf + from, (size_t)i - from) <
@@ -246,6 +228,11 @@ send_literal(struct conn *c, const struct store_item *item)
 		}
 		if (conn_put(c, buf + from, (size_t)n - from) < 0)
 			return -1;
+	}
+	if (n < 0) {
+		snprintf(c->reply, c->reply_size, "reading item: %s",
+		    strerror(errno));
+		return -1;
 	}
 	return 0;
 }

@@ -267,8 +267,8 @@ journal_file_open(struct journal *j, const char *rcpt, struct ma_error *err)
 	   workers deliver in parallel where the log's one reader could not:
 	   the log (and its batches) is for the IMAP store. */
 	if (!j->imap && spill(f) < 0) {
-		ma_error_set(err, "cannot create a journal item in %.300s/tmp",
-		    j->dir);
+		ma_error_set(
+		    err, "cannot create a journal item in %.300s/tmp", j->dir);
 		journal_file_abort(&f);
 		return NULL;
 	}
@@ -801,9 +801,11 @@ static int
 save_failed(struct journal *j, const struct ma_jlog_item *it, char name[64])
 {
 	char tmp[4096], path[4096], line[512], buf[65536];
-	uint64_t pos = it->off, end = it->off + it->len;
+	struct store_item item = {it->fd, it->off, it->len};
+	uint64_t pos = it->off;
 	uint8_t id[16];
 	int fd, len;
+	ssize_t n;
 
 	ma_uuid7(id, ma_now_ms());
 	ma_uuid_fmt(id, name);
@@ -815,16 +817,13 @@ save_failed(struct journal *j, const struct ma_jlog_item *it, char name[64])
 	len = snprintf(line, sizeof(line), "rcpt %s\r\n", it->rcpt);
 	if (ma_write_all(fd, line, (size_t)len) < 0)
 		goto fail;
-	while (pos < end) {
-		size_t want =
-		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
-		ssize_t n = pread(it->fd, buf, want, (off_t)pos);
-
-		if (n <= 0 || ma_write_all(fd, buf, (size_t)n) < 0)
+	while ((n = store_item_read(&item, &pos, buf, sizeof(buf))) > 0) {
+		if (ma_write_all(fd, buf, (size_t)n) < 0)
 			goto fail;
-		pos += (uint64_t)n;
 	}
-	if (fdatasync(fd) < 0 || close(fd) < 0) {
+	if (n < 0 || fdatasync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
 		fd = -1;
 		goto fail;
 	}

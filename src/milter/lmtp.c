@@ -73,27 +73,40 @@ verdict(int code)
 	return code >= 500 ? LMTP_PERMFAIL : LMTP_DELIVERED;
 }
 
+ssize_t
+store_item_read(
+    const struct store_item *item, uint64_t *pos, char *buf, size_t size)
+{
+	uint64_t end = item->off + item->len;
+
+	for (;;) {
+		size_t want = end - *pos < size ? (size_t)(end - *pos) : size;
+		ssize_t n;
+
+		if (want == 0)
+			return 0;
+		n = pread(item->fd, buf, want, (off_t)*pos);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			errno = EIO; /* the file is shorter than the item */
+		if (n <= 0)
+			return -1;
+		*pos += (uint64_t)n;
+		return n;
+	}
+}
+
 /* send_body - the message, dot-stuffed, then the terminating dot */
 static int
 send_body(struct conn *c, const struct store_item *item)
 {
 	char buf[65536];
 	bool at_line_start = true, last_cr = false;
-	uint64_t pos = item->off, end = item->off + item->len;
+	uint64_t pos = item->off;
+	ssize_t n;
 
-	while (pos < end) {
-		size_t want =
-		    end - pos < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
-		ssize_t n = pread(item->fd, buf, want, (off_t)pos);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(c->reply, c->reply_size, "reading item: %s",
-			    n < 0 ? strerror(errno) : "short file");
-			return -1;
-		}
-		pos += (uint64_t)n;
+	while ((n = store_item_read(item, &pos, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
 			/* Bare LF becomes CRLF: LMTP requires CRLF. */
 			if (buf[i] == '\n' && !last_cr &&
@@ -107,6 +120,11 @@ send_body(struct conn *c, const struct store_item *item)
 			at_line_start = buf[i] == '\n';
 			last_cr = buf[i] == '\r';
 		}
+	}
+	if (n < 0) {
+		snprintf(c->reply, c->reply_size, "reading item: %s",
+		    strerror(errno));
+		return -1;
 	}
 	if (!at_line_start && conn_put(c, "\r\n", 2) < 0)
 		return -1;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum lmtp_result {
 	LMTP_DELIVERED = 0,
@@ -26,6 +27,14 @@ struct store_item {
 	int fd;
 	uint64_t off, len;
 };
+
+/*
+ * store_item_read - the item's next chunk from *pos (start at item->off)
+ * into buf: its length, 0 at the item's end, -1 on a read error or a file
+ * shorter than the item (errno set).
+ */
+ssize_t store_item_read(
+    const struct store_item *item, uint64_t *pos, char *buf, size_t size);
 
 /*
  * lmtp_connect - connect to target ("unix:/path" or "inet:host:port"),
