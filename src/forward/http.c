@@ -681,6 +681,62 @@ http_fill(struct http_conn *c, const struct ma_record *const *recs, size_t from,
 	return i - from;
 }
 
+/*
+ * http_answer_fn - reads the answer (HTTP status, c->resp) to the POST of
+ * recs[0..count): sets *done_r to how many of them are done with (taken,
+ * or refused for good through reject_fn and counted in res->rejected),
+ * and returns 0, or -1 with err when the rest must be sent again later
+ * (*done_r may then still name records that were done with).
+ */
+typedef int http_answer_fn(struct http_conn *c, long status,
+    const struct ma_record *const *recs, size_t count, size_t *done_r,
+    http_reject_fn *reject_fn, void *reject_ctx, struct fwd_send_result *res,
+    struct ma_error *err);
+
+/*
+ * http_send_batches - recs[0..n) in as many requests as http_fill makes,
+ * each answer read by answer; a record too large to render alone goes to
+ * reject_fn with too_large.  res->accepted is how many are done with,
+ * also on failure (-1 with err).
+ */
+static int
+http_send_batches(struct http_conn *c, const struct ma_record *const *recs,
+    size_t n, http_answer_fn *answer, const char *too_large,
+    http_reject_fn *reject_fn, void *reject_ctx, struct fwd_send_result *res,
+    struct ma_error *err)
+{
+	size_t done = 0;
+
+	memset(res, 0, sizeof(*res));
+	while (done < n) {
+		size_t bad, count = http_fill(c, recs, done, n, &bad);
+
+		if (count > 0) {
+			size_t taken = 0;
+			long status;
+			int r = http_post(c, &status, err);
+
+			if (r >= 0)
+				r = answer(c, status, recs + done, count,
+				    &taken, reject_fn, reject_ctx, res, err);
+			done += taken;
+			if (r < 0) {
+				res->accepted = done;
+				return -1;
+			}
+			if (taken < count)
+				continue; /* the records after them, again */
+		}
+		if (bad < n && done == bad) {
+			reject_fn(reject_ctx, recs[bad], too_large);
+			res->rejected++;
+			done++;
+		}
+	}
+	res->accepted = done;
+	return 0;
+}
+
 /* ---- Splunk HEC ---- */
 
 /* err for a 401/403: the token was not taken (never showing the token) */
@@ -776,45 +832,39 @@ hec_answer(struct http_conn *c, long status, size_t count, size_t *taken_r,
 	return ret;
 }
 
+/*
+ * hec_take - the answer to a request of recs[0..count): *done_r is how
+ * many are done with (taken, and the one event refused for good, which
+ * goes to reject_fn); -1 with err when nothing was taken.
+ */
+static int
+hec_take(struct http_conn *c, long status, const struct ma_record *const *recs,
+    size_t count, size_t *done_r, http_reject_fn *reject_fn, void *reject_ctx,
+    struct fwd_send_result *res, struct ma_error *err)
+{
+	size_t taken;
+	long rej;
+	char why[128];
+
+	if (hec_answer(
+		c, status, count, &taken, &rej, why, sizeof(why), res, err) < 0)
+		return -1;
+	if (rej >= 0) {
+		reject_fn(reject_ctx, recs[taken], why);
+		res->rejected++;
+		taken++;
+	}
+	*done_r = taken;
+	return 0;
+}
+
 static int
 hec_send(void *vconn, const struct ma_record *const *recs, size_t n,
     http_reject_fn *reject_fn, void *reject_ctx, struct fwd_send_result *res,
     struct ma_error *err)
 {
-	struct http_conn *c = vconn;
-	size_t done = 0;
-
-	memset(res, 0, sizeof(*res));
-	while (done < n) {
-		size_t bad, count = http_fill(c, recs, done, n, &bad), taken;
-		long status, rej;
-		char why[128];
-
-		if (count > 0) {
-			if (http_post(c, &status, err) < 0 ||
-			    hec_answer(c, status, count, &taken, &rej, why,
-				sizeof(why), res, err) < 0) {
-				res->accepted = done;
-				return -1;
-			}
-			done += taken;
-			if (rej >= 0) {
-				reject_fn(reject_ctx, recs[done], why);
-				res->rejected++;
-				done++;
-			}
-			if (taken < count)
-				continue; /* the events after it, again */
-		}
-		if (bad < n && done == bad) {
-			reject_fn(reject_ctx, recs[bad],
-			    "HEC event larger than 1 MiB");
-			res->rejected++;
-			done++;
-		}
-	}
-	res->accepted = done;
-	return 0;
+	return http_send_batches(vconn, recs, n, hec_take,
+	    "HEC event larger than 1 MiB", reject_fn, reject_ctx, res, err);
 }
 
 /* ---- Elasticsearch / OpenSearch _bulk ---- */
@@ -928,56 +978,42 @@ out:
 	return ret;
 }
 
+/*
+ * bulk_take - the answer to a _bulk request of recs[0..count): *done_r is
+ * how many are done with (created, or refused for good and given to
+ * reject_fn); -1 with err when the rest must be sent again later.
+ */
+static int
+bulk_take(struct http_conn *c, long status, const struct ma_record *const *recs,
+    size_t count, size_t *done_r, http_reject_fn *reject_fn, void *reject_ctx,
+    struct fwd_send_result *res, struct ma_error *err)
+{
+	size_t rejected;
+	int r;
+
+	if (status == 401 || status == 403)
+		return http_credentials_refused(c, c->url, status, err);
+	if (status != 200) {
+		http_status_error(c,
+		    status == 429 || status >= 500
+			? "bulk request not taken, retrying"
+			: "bulk request refused",
+		    status, res, err);
+		return -1;
+	}
+	r = bulk_answer(
+	    c, recs, count, done_r, &rejected, reject_fn, reject_ctx, err);
+	res->rejected += rejected;
+	return r;
+}
+
 static int
 elastic_send(void *vconn, const struct ma_record *const *recs, size_t n,
     http_reject_fn *reject_fn, void *reject_ctx, struct fwd_send_result *res,
     struct ma_error *err)
 {
-	struct http_conn *c = vconn;
-	size_t done = 0;
-
-	memset(res, 0, sizeof(*res));
-	while (done < n) {
-		size_t bad, count = http_fill(c, recs, done, n, &bad);
-		size_t taken, rejected;
-		long status;
-
-		if (count > 0) {
-			if (http_post(c, &status, err) < 0)
-				goto fail;
-			if (status == 401 || status == 403) {
-				http_credentials_refused(
-				    c, c->url, status, err);
-				goto fail;
-			}
-			if (status != 200) {
-				http_status_error(c,
-				    status == 429 || status >= 500
-					? "bulk request not taken, retrying"
-					: "bulk request refused",
-				    status, res, err);
-				goto fail;
-			}
-			int r = bulk_answer(c, recs + done, count, &taken,
-			    &rejected, reject_fn, reject_ctx, err);
-
-			done += taken;
-			res->rejected += rejected;
-			if (r < 0)
-				goto fail;
-		}
-		if (bad < n && done == bad) {
-			reject_fn(reject_ctx, recs[bad],
-			    "bulk document larger than 1 MiB");
-			res->rejected++;
-			done++;
-		}
-	}
-	res->accepted = done;
-	return 0;
-fail:
-	res->accepted = done;
-	return -1;
+	return http_send_batches(vconn, recs, n, bulk_take,
+	    "bulk document larger than 1 MiB", reject_fn, reject_ctx, res, err);
 }
 
 /* ---- the probe of open() ---- */

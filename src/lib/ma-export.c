@@ -79,54 +79,14 @@ buf_truncate(struct ma_buf *buf, size_t len)
 		buf->data[len] = '\0';
 }
 
-/* utf8_next - length and code point of the valid UTF-8 sequence at s. */
-static size_t
-utf8_next(const unsigned char *s, uint32_t *cp_r)
-{
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if (s[0] < 0xe0) {
-		*cp_r = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
-		return 2;
-	}
-	if (s[0] < 0xf0) {
-		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
-			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
-		return 3;
-	}
-	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
-		((uint32_t)(s[1] & 0x3f) << 12) |
-		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
-	return 4;
-}
-
 /*-------------------------------------------------------------------------
  * JSON
  */
 
-/*
- * buf_put - ma_buf_append, with the usual case (room already allocated)
- * copied inline: a JSON object is a few hundred appends of a few bytes.
- * ma_buf keeps cap <= max + 1, so fitting below cap is within max.
- */
-static inline int
-buf_put(struct ma_buf *out, const void *data, size_t len)
-{
-	if (out->data != NULL && len < out->cap - out->len) {
-		memcpy(out->data + out->len, data, len);
-		out->len += len;
-		out->data[out->len] = '\0';
-		return 0;
-	}
-	return ma_buf_append(out, data, len);
-}
-
 static inline int
 buf_putc(struct ma_buf *out, char c)
 {
-	return buf_put(out, &c, 1);
+	return ma_buf_put_fast(out, &c, 1);
 }
 
 /*
@@ -154,11 +114,11 @@ put_json_string(struct ma_buf *out, const char *s, size_t len)
 		while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' &&
 		       *p != '\\')
 			p++;
-		if (buf_put(out, run, (size_t)(p - run)) < 0)
+		if (ma_buf_put_fast(out, run, (size_t)(p - run)) < 0)
 			return -1;
 		if (p >= end)
 			break;
-		p += utf8_next(p, &cp);
+		p += ma_utf8_decode(p, &cp);
 		esc[n++] = '\\';
 		switch (cp) {
 		case '"':
@@ -196,7 +156,7 @@ put_json_string(struct ma_buf *out, const char *s, size_t len)
 				esc[n++] = hex[(cp >> shift) & 0xf];
 			break;
 		}
-		if (buf_put(out, esc, n) < 0)
+		if (ma_buf_put_fast(out, esc, n) < 0)
 			return -1;
 	}
 	return buf_putc(out, '"');
@@ -250,7 +210,7 @@ struct json_build {
 static void
 jput(struct json_build *b, const char *s, size_t len)
 {
-	if (!b->failed && buf_put(b->out, s, len) < 0)
+	if (!b->failed && ma_buf_put_fast(b->out, s, len) < 0)
 		b->failed = true;
 }
 
@@ -1074,7 +1034,7 @@ table_cell(
 	p = (const unsigned char *)s;
 	for (; shown < limit; shown++) {
 		uint32_t cp;
-		size_t n = utf8_next(p, &cp);
+		size_t n = ma_utf8_decode(p, &cp);
 
 		if (unsafe_for_terminal(cp)) {
 			if (ma_buf_putc(out, '?') < 0)

@@ -221,29 +221,6 @@ utf8_cut(const char *s, size_t len, size_t max)
 	return max;
 }
 
-/* utf8_decode - code point and length of the valid UTF-8 sequence at s. */
-static size_t
-utf8_decode(const unsigned char *s, uint32_t *cp_r)
-{
-	if (s[0] < 0x80) {
-		*cp_r = s[0];
-		return 1;
-	}
-	if (s[0] < 0xe0) {
-		*cp_r = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
-		return 2;
-	}
-	if (s[0] < 0xf0) {
-		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
-			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
-		return 3;
-	}
-	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
-		((uint32_t)(s[1] & 0x3f) << 12) |
-		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
-	return 4;
-}
-
 /*
  * unprintable - characters a CEF or syslog reader must not get raw: C0
  * controls, DEL, C1 controls (U+0085 ends a line for some readers), the
@@ -294,25 +271,14 @@ out_finish(struct siem_out *o)
 }
 
 /*
- * out_append - the one place output goes through.  The usual case, room
- * already allocated, is copied here without a call: rendering is a few
- * hundred appends of a few bytes each.  ma_buf keeps cap <= max + 1, so
- * fitting below cap is within max.
+ * out_append - the one place output goes through (ma_buf_put_fast: most
+ * appends are a few bytes into room already allocated).
  */
 static inline void
 out_append(struct siem_out *o, const char *s, size_t len)
 {
-	struct ma_buf *b = o->buf;
-
-	if (o->failed)
-		return;
-	if (b->data != NULL && len < b->cap - b->len) {
-		memcpy(b->data + b->len, s, len);
-		b->len += len;
-		b->data[b->len] = '\0';
-	} else if (ma_buf_append(b, s, len) < 0) {
+	if (!o->failed && ma_buf_put_fast(o->buf, s, len) < 0)
 		o->failed = true;
-	}
 }
 
 static void
@@ -391,7 +357,7 @@ put_text(struct siem_out *o, const char *s, size_t max, enum siem_esc esc)
 
 		/* Copy plain runs in one piece: most text needs no escape. */
 		for (; p < end; p += n) {
-			n = utf8_decode(p, &cp);
+			n = ma_utf8_decode(p, &cp);
 			if (unprintable(cp) || cp == '\\' ||
 			    (esc == ESC_CEF_HEADER && cp == '|') ||
 			    (esc == ESC_CEF_VALUE && cp == '=') ||

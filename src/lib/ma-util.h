@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Filled by library functions that fail; msg is always NUL-terminated. */
 struct ma_error {
@@ -67,6 +68,24 @@ int ma_buf_putc(struct ma_buf *buf, char c);
 int ma_buf_put_u64(struct ma_buf *buf, uint64_t v);
 int ma_buf_printf(struct ma_buf *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * ma_buf_put_fast - ma_buf_append, with the usual case (room already
+ * allocated) copied inline, for writers that make hundreds of appends of a
+ * few bytes per record.  ma_buf keeps cap <= max + 1, so fitting below cap
+ * is within max.
+ */
+static inline int
+ma_buf_put_fast(struct ma_buf *buf, const void *data, size_t len)
+{
+	if (buf->data != NULL && len < buf->cap - buf->len) {
+		memcpy(buf->data + buf->len, data, len);
+		buf->len += len;
+		buf->data[buf->len] = '\0';
+		return 0;
+	}
+	return ma_buf_append(buf, data, len);
+}
 
 /*
  * Bump allocator: many small allocations freed at once.  A record and all
@@ -134,6 +153,32 @@ void ma_sanitize(const char *s, size_t len, char *out, size_t out_size);
  */
 bool ma_utf8_valid(const char *s, size_t len);
 int ma_utf8_repair(const char *s, size_t len, struct ma_buf *out);
+
+/*
+ * ma_utf8_decode - length and code point (*cp_r) of the sequence at s,
+ * which must be valid UTF-8 (checked or repaired before).
+ */
+static inline size_t
+ma_utf8_decode(const unsigned char *s, uint32_t *cp_r)
+{
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	}
+	if (s[0] < 0xe0) {
+		*cp_r = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
+		return 2;
+	}
+	if (s[0] < 0xf0) {
+		*cp_r = ((uint32_t)(s[0] & 0x0f) << 12) |
+			((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+		return 3;
+	}
+	*cp_r = ((uint32_t)(s[0] & 0x07) << 18) |
+		((uint32_t)(s[1] & 0x3f) << 12) |
+		((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+	return 4;
+}
 
 /* 16 random-ish bytes laid out like a UUIDv7 (time-ordered). */
 void ma_uuid7(uint8_t out[16], int64_t ms);

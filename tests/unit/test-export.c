@@ -14,11 +14,11 @@
 #include <string.h>
 
 #include "ma-export.h"
+#include "records.h"
 #include "ut.h"
 
 #define ORG_ID   "0b5d1c7e-3a3c-4b0e-8d1e-6f2a9a6b7c01"
 #define ORG_NAME "contoso.onmicrosoft.com"
-#define T0       1741082561123LL /* 2025-03-04T10:02:41.123Z */
 
 static const struct ma_export_ctx base_ctx = {
     .format = MA_EXPORT_JSON,
@@ -30,25 +30,7 @@ static const struct ma_export_ctx base_ctx = {
 static void
 rec_basic(struct ma_record *rec, const char *op)
 {
-	static const uint8_t id[16] = {0x01, 0x95, 0xb3, 0xc2, 0x7a, 0x10, 0x7d,
-	    0x4e, 0x9a, 0x43, 0x2f, 0x0f, 0x0d, 0x7b, 0x9d, 0x11};
-
-	ma_record_init(rec);
-	memcpy(rec->id, id, sizeof(id));
-	rec->time_ms = T0;
-	rec->seq = 42;
-	rec->logon_type = MA_LOGON_OWNER;
-	rec->result = MA_RESULT_SUCCEEDED;
-	ma_record_set(rec, &rec->operation, op);
-	ma_record_set(rec, &rec->user, "alice@contoso.com");
-	ma_record_set(rec, &rec->mailbox, "alice@contoso.com");
-	ma_record_set(rec, &rec->folder, "INBOX");
-	ma_record_set(rec, &rec->session, "sess-1");
-	ma_record_set(rec, &rec->client_ip, "203.0.113.24");
-	ma_record_set(
-	    rec, &rec->client_info, "Client=POP3/IMAP4;Protocol=IMAP4");
-	ma_record_set(rec, &rec->protocol, "imap");
-	ma_record_set(rec, &rec->server, "mx1.contoso.com");
+	rec_plain(rec, op, MA_LOGON_OWNER, "alice@contoso.com");
 }
 
 /* to_json - export rec and parse it back; NULL (and a failure) if invalid. */
