@@ -154,13 +154,7 @@ fwd_sleep(struct fwd *f, int64_t ms)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	ma_deadline(CLOCK_MONOTONIC, ms, &ts);
 	pthread_mutex_lock(&f->lock);
 	while (!atomic_load(&f->quit) &&
 	       pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
@@ -365,13 +359,7 @@ q_wait(struct dest *d, int64_t ms)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	ma_deadline(CLOCK_MONOTONIC, ms, &ts);
 	(void)pthread_cond_timedwait(&d->qcond, &d->qlock, &ts);
 }
 

@@ -296,12 +296,7 @@ checkpoint_main(void *arg)
 	    db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
 	pthread_mutex_lock(&ck->lock);
 	while (!ck->stop) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ma_deadline(CLOCK_REALTIME, 200, &ts);
 		pthread_cond_timedwait(&ck->wake, &ck->lock, &ts);
 		if (ck->stop)
 			break;
@@ -1775,6 +1770,32 @@ purge_chunk(struct ma_store *store, struct ma_error *err)
 }
 
 /*
+ * The retention condition, shared by the purge and its held-back check:
+ * a record r is due when older than its mailbox's AuditLogAgeLimit (?5
+ * days if the mailbox has none), never younger than ?4 days; ?1 bounds
+ * the time index range (no limit is shorter than floor_days), ?2 is now,
+ * ?3 a day in ms.  ?6 is the guard's limit.  purge_bind binds them.
+ */
+#define PURGE_DUE                                                              \
+	"r.time_ms < ?1 AND r.time_ms < ?2 - ?3 * max(?4, coalesce((SELECT"    \
+	" age_limit_days FROM mailboxes m WHERE m.name = (SELECT name FROM"    \
+	" names n WHERE n.id = r.mailbox)), ?5))"
+
+static void
+purge_bind(sqlite3_stmt *st, int64_t now_ms, uint32_t min_days,
+    int64_t floor_days, int64_t limit)
+{
+	int64_t day = 86400000;
+
+	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, day);
+	sqlite3_bind_int64(st, 4, min_days);
+	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
+	sqlite3_bind_int64(st, 6, limit);
+}
+
+/*
  * purge_due_above - is a record above the guard's limit due for deletion?
  * Then retention is being held back (store->purge_held), which the
  * caller reports.  The oldest such record is enough: one index probe.
@@ -1783,23 +1804,15 @@ static int
 purge_due_above(struct ma_store *store, int64_t now_ms, uint32_t min_days,
     int64_t floor_days, int64_t limit, struct ma_error *err)
 {
-	int64_t day = 86400000;
 	sqlite3_stmt *st;
 	int rc;
 
 	if (prepare(store,
-		"SELECT 1 FROM records r WHERE r.seq > ?6 AND r.time_ms < ?1"
-		" AND r.time_ms < ?2 - ?3 * max(?4, coalesce((SELECT"
-		" age_limit_days FROM mailboxes m WHERE m.name = (SELECT name"
-		" FROM names n WHERE n.id = r.mailbox)), ?5)) LIMIT 1",
+		"SELECT 1 FROM records r WHERE r.seq > ?6 AND " PURGE_DUE
+		" LIMIT 1",
 		&st, err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
-	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, day);
-	sqlite3_bind_int64(st, 4, min_days);
-	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
-	sqlite3_bind_int64(st, 6, limit);
+	purge_bind(st, now_ms, min_days, floor_days, limit);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -1814,7 +1827,7 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
     uint64_t max_rows, uint64_t *deleted_r, struct ma_error *err)
 {
 	sqlite3_stmt *st;
-	int64_t day = 86400000, floor_days, limit = INT64_MAX;
+	int64_t floor_days, limit = INT64_MAX;
 	char high[32];
 	int rc;
 
@@ -1849,18 +1862,11 @@ ma_store_purge(struct ma_store *store, int64_t now_ms, uint32_t min_days,
 		err) < 0 ||
 	    prepare(store,
 		"INSERT INTO purge_chunk SELECT seq, mailbox, user, operation"
-		" FROM records r WHERE r.time_ms < ?1 AND r.time_ms < ?2 - ?3 *"
-		" max(?4, coalesce((SELECT age_limit_days FROM mailboxes m"
-		" WHERE m.name = (SELECT name FROM names n WHERE n.id ="
-		" r.mailbox)), ?5)) AND r.seq <= ?6 LIMIT 10000",
+		" FROM records r WHERE " PURGE_DUE " AND r.seq <= ?6"
+		" LIMIT 10000",
 		&st, err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, now_ms - floor_days * day);
-	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, day);
-	sqlite3_bind_int64(st, 4, min_days);
-	sqlite3_bind_int64(st, 5, MA_DEFAULT_AGE_LIMIT_DAYS);
-	sqlite3_bind_int64(st, 6, limit);
+	purge_bind(st, now_ms, min_days, floor_days, limit);
 	for (;;) {
 		int n;
 

@@ -346,6 +346,18 @@ ma_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void
+ma_deadline(int clock, int64_t ms, struct timespec *ts)
+{
+	clock_gettime((clockid_t)clock, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 /* put_num - width decimal digits of v (v >= 0) at out */
 static void
 put_num(char *out, unsigned int width, int v)

@@ -127,6 +127,13 @@ int ma_write_all(int fd, const void *data, size_t len);
 /* Milliseconds since the Unix epoch, UTC. */
 int64_t ma_now_ms(void);
 
+struct timespec;
+/*
+ * ma_deadline - *ts = now on clock (a clockid_t, e.g. CLOCK_REALTIME for
+ * pthread_cond_timedwait's default) plus ms >= 0, normalised.
+ */
+void ma_deadline(int clock, int64_t ms, struct timespec *ts);
+
 /*
  * ma_fmt_time - "YYYY-MM-DDTHH:MM:SS" (with_ms: ".mmm") in UTC into out,
  * which needs 24 bytes.

@@ -873,15 +873,19 @@ deliver_log(struct worker *w, struct ma_jlog_item *items, size_t *taken_r,
 		*wanted_r = j->batch - n;
 		return true;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		sitems[i] = (struct store_item){
 		    items[i].fd, items[i].off, items[i].len};
-		snprintf(names[i], sizeof(names[i]),
-		    "log item %" PRIx64 ":%" PRIu64, items[i].seg,
-		    items[i].off);
+	store_items(w, items[0].rcpt, sitems, n, res, reply, sizeof(reply));
+	/* Names only for the messages about refused items. */
+	for (size_t i = 0; i < n; i++) {
+		names[i][0] = '\0';
+		if (res[i] == LMTP_PERMFAIL)
+			snprintf(names[i], sizeof(names[i]),
+			    "log item %" PRIx64 ":%" PRIu64, items[i].seg,
+			    items[i].off);
 		name_ptrs[i] = names[i];
 	}
-	store_items(w, items[0].rcpt, sitems, n, res, reply, sizeof(reply));
 	for (; done < n && res[done] != LMTP_TEMPFAIL; done++) {
 		if (res[done] == LMTP_PERMFAIL &&
 		    save_failed(j, &items[done], names[done]) < 0) {
@@ -937,15 +941,8 @@ hold_batch(struct journal *j, uint64_t seen, int64_t until_ms, size_t wanted)
 	while (!j->stopping && j->signals - seen < wanted &&
 	       ma_now_ms() < until_ms) {
 		struct timespec ts;
-		int64_t left = until_ms - ma_now_ms();
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ma_deadline(CLOCK_REALTIME, until_ms - ma_now_ms(), &ts);
 		pthread_cond_timedwait(&j->wake, &j->lock, &ts);
 	}
 	pthread_mutex_unlock(&j->lock);

@@ -133,6 +133,16 @@ class MilterBase(unittest.TestCase):
     def journal_all(self):
         return imap_messages(self.dovecot, "journal", None)
 
+    def journal_status_until(self, cond, timeout=10.0):
+        """The milter's journal status once cond(status) holds, or as it
+        is when timeout passes (the caller asserts on it)."""
+        deadline = time.monotonic() + timeout
+        status = self.milter.journal_status()
+        while not cond(status) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = self.milter.journal_status()
+        return status
+
     def props(self, rec):
         return {p["Name"]: p["Value"]
                 for p in rec.get("OperationProperties", [])}
@@ -630,11 +640,8 @@ class MilterReport(MilterBase):
         data = message("eve@outside.test", ["alice" + D],
                        subject="report later")
         self.deliver("eve@outside.test", ["alice" + D], data)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and \
-                self.milter.journal_status().get("state") != "retrying":
-            time.sleep(0.1)
-        status = self.milter.journal_status()
+        status = self.journal_status_until(
+            lambda st: st.get("state") == "retrying")
         self.assertEqual(status.get("state"), "retrying", status)
         self.assertEqual(status.get("queued"), "1")
         self.assertIn("lmtp-later", status.get("last_error", "") +
@@ -726,11 +733,8 @@ class ImapStore:
         data = message("eve@outside.test", ["alice" + D],
                        subject="imap later")
         self.deliver("eve@outside.test", ["alice" + D], data)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and \
-                self.milter.journal_status().get("state") != "retrying":
-            time.sleep(0.1)
-        status = self.milter.journal_status()
+        status = self.journal_status_until(
+            lambda st: st.get("state") == "retrying")
         self.assertEqual(status.get("state"), "retrying", status)
         self.assertIn("Connection refused", status.get("last_error", ""))
         self.assertEqual(len(self.milter.journal_queued()), 1)
@@ -754,11 +758,8 @@ class ImapStore:
             data = message("eve@outside.test", ["alice" + D],
                            subject="imap bad login")
             self.deliver("eve@outside.test", ["alice" + D], data)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and \
-                    "login as admin" not in \
-                    self.milter.journal_status().get("last_error", ""):
-                time.sleep(0.1)
+            self.journal_status_until(
+                lambda st: "login as admin" in st.get("last_error", ""))
             self.assertIn("login as admin for journal",
                           self.milter.journal_status().get("last_error"))
             self.assertEqual(len(self.milter.journal_queued()), 1)
