@@ -205,6 +205,24 @@ class Forwarder:
         return doc, dests
 
 
+
+class ForwarderCase:
+    """Mixin for test cases with a MailauditDaemon in self.d: forwarder()
+    starts a mailaudit-forward that stops when the test ends (its log is
+    printed with MAILAUDIT_TEST_VERBOSE=1)."""
+
+    def forwarder(self, forwards, start=True, **kw):
+        fw = Forwarder(self.d, forwards, **kw)
+        self.addCleanup(self.dump_on_failure, fw)
+        self.addCleanup(fw.stop)
+        if start:
+            fw.start()
+        return fw
+
+    def dump_on_failure(self, fw):
+        if os.environ.get("MAILAUDIT_TEST_VERBOSE"):
+            print(fw.log_text())
+
 def store_lines(daemon, *filters):
     """The store's records as `mailauditctl search --format json` prints
     them, oldest first: (seq, exact line text, parsed dict) each."""

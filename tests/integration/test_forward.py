@@ -21,7 +21,7 @@ import time
 import unittest
 
 from daemon_fixture import MailauditDaemon, frame
-from forward_fixture import (Forwarder, have_forwarder, parse_cef,
+from forward_fixture import (ForwarderCase, have_forwarder, parse_cef,
                              parse_syslog, store_lines)
 from http_receiver import HttpReceiver
 from rsyslog_fixture import (INPUTS, RelpClient, Rsyslog, TestPKI,
@@ -231,7 +231,7 @@ class Trickle(threading.Thread):
 
 
 @unittest.skipIf(NO_FORWARD, NO_FORWARD or "")
-class ForwardTestCase(unittest.TestCase):
+class ForwardTestCase(ForwarderCase, unittest.TestCase):
     """mailauditd + rsyslogd (+ mailaudit-forward via forwarder())."""
 
     daemon_conf = ""
@@ -256,18 +256,6 @@ class ForwardTestCase(unittest.TestCase):
         if start:
             rs.start()
         return rs
-
-    def forwarder(self, forwards, start=True, **kw):
-        fw = Forwarder(self.d, forwards, **kw)
-        self.addCleanup(self.dump_on_failure, fw)
-        self.addCleanup(fw.stop)
-        if start:
-            fw.start()
-        return fw
-
-    def dump_on_failure(self, fw):
-        if os.environ.get("MAILAUDIT_TEST_VERBOSE"):
-            print(fw.log_text())
 
     def dest(self, name, inp, rs=None, extra=""):
         """A forward line for rsyslog input inp (tcp, tls, relp,

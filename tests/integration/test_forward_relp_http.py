@@ -21,7 +21,7 @@ import time
 import unittest
 
 from daemon_fixture import MailauditDaemon, frame
-from forward_fixture import Forwarder, have_forwarder, parse_syslog, \
+from forward_fixture import ForwarderCase, have_forwarder, parse_syslog, \
     store_lines
 from http_receiver import HttpReceiver, event_id
 from rsyslog_fixture import Rsyslog, TestPKI, have_rsyslog
@@ -80,7 +80,7 @@ class Feeder(threading.Thread):
 
 
 @unittest.skipIf(NO_FORWARD, NO_FORWARD or "")
-class Base(unittest.TestCase):
+class Base(ForwarderCase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pki = TestPKI()
@@ -93,18 +93,6 @@ class Base(unittest.TestCase):
         self.d = MailauditDaemon("")
         self.addCleanup(self.d.cleanup)
         self.d.start()
-
-    def forwarder(self, forwards, start=True, **kw):
-        fw = Forwarder(self.d, forwards, **kw)
-        self.addCleanup(self.dump_on_failure, fw)
-        self.addCleanup(fw.stop)
-        if start:
-            fw.start()
-        return fw
-
-    def dump_on_failure(self, fw):
-        if os.environ.get("MAILAUDIT_TEST_VERBOSE"):
-            print(fw.log_text())
 
     def secret(self, name, value):
         path = os.path.join(self.d.dir, name)
